@@ -1,0 +1,170 @@
+import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT, type Logger } from '@a4c/common';
+import type { ImageInfo } from '@a4c/proto';
+import type { AgentConfig } from './config.js';
+import { Reconciler } from './reconcile/reconciler.js';
+import { DockerRuntime } from './runtime/docker.js';
+import type { ContainerRuntime } from './runtime/runtime.js';
+import { ControlPlaneSession } from './session/session.js';
+import { StateStore } from './state/store.js';
+import { StatsCollector } from './stats/collector.js';
+import { startStatusServer } from './status/server.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface Agent {
+  statusPort: number;
+  /** Graceful: stop streaming and reconciling; workspaces keep running. */
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: AgentConfig, log: Logger): Promise<Agent> {
+  const runtime: ContainerRuntime = new DockerRuntime({
+    dockerHost: config.dockerHost,
+    hostId: config.hostId,
+    networkMode: config.networkMode,
+    stopTimeoutSeconds: config.stopTimeoutSeconds,
+  });
+  const stats = new StatsCollector(runtime, config.diskPath);
+  const store = new StateStore(config.stateDir);
+  let session: ControlPlaneSession | undefined;
+  const reconciler = new Reconciler(
+    runtime,
+    store,
+    {
+      report: (s) => session?.report(s) ?? false,
+      converged: (revision) => {
+        if (revision !== lastAcked) {
+          if (session?.ack(revision)) lastAcked = revision;
+        }
+      },
+    },
+    { hostId: config.hostId, parallelism: config.parallelism, stopTimeoutSeconds: config.stopTimeoutSeconds },
+    log,
+  );
+  let lastAcked = -1;
+  await reconciler.load();
+
+  let lastImagesKey = '';
+  const images = async (): Promise<ImageInfo[]> =>
+    (await runtime.listImages()).map((i) => ({
+      ref: i.ref,
+      imageId: i.imageId,
+      project: i.labels[LABEL_IMAGE_PROJECT] ?? '',
+      arch: i.labels[LABEL_IMAGE_ARCH] ?? '',
+      changeNumber: i.labels[LABEL_IMAGE_CHANGE] ?? '',
+      createdUnix: i.createdUnix,
+    }));
+  const imagesKey = (list: ImageInfo[]) => list.map((i) => `${i.ref}@${i.imageId}`).sort().join(',');
+
+  // The engine's own event stream drives passes within moments of a change; the sweep
+  // covers anything the stream missed (and re-opens it if it broke).
+  let unwatch: (() => void) | undefined;
+  let debounce: NodeJS.Timeout | undefined;
+  const watchDocker = async () => {
+    if (unwatch) return;
+    try {
+      unwatch = await runtime.watch(
+        () => {
+          clearTimeout(debounce);
+          debounce = setTimeout(() => reconciler.requestPass(), 50);
+        },
+        () => {
+          unwatch = undefined;
+        },
+      );
+    } catch {
+      unwatch = undefined;
+    }
+  };
+
+  session = new ControlPlaneSession(
+    config.controlPlane,
+    {
+      hello: async () => {
+        const [capacity, imgs, s] = await Promise.all([stats.capacity(), images().catch(() => []), stats.collect(reconciler.ownedCount())]);
+        lastImagesKey = imagesKey(imgs);
+        return {
+          hostId: config.hostId,
+          arch: config.arch,
+          capacity,
+          agentVersion: AGENT_VERSION,
+          images: imgs,
+          workspaces: reconciler.observedStatuses(),
+          lastAppliedRevision: reconciler.appliedRevision,
+          stats: s,
+        };
+      },
+      heartbeat: async () => {
+        const s = await stats.collect(reconciler.ownedCount());
+        let changed: ImageInfo[] | undefined;
+        if (s.dockerReady) {
+          const imgs = await images().catch(() => undefined);
+          if (imgs && imagesKey(imgs) !== lastImagesKey) {
+            lastImagesKey = imagesKey(imgs);
+            changed = imgs;
+          }
+        }
+        return { stats: s, images: changed };
+      },
+      onDesiredState: (ds) => {
+        log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
+        void reconciler.setDesired(ds);
+      },
+      onNewStream: () => {
+        lastAcked = -1;
+        reconciler.resetReports();
+      },
+    },
+    log,
+  );
+
+  const statusServer = await startStatusServer(config.statusBind, config.statusPort, {
+    ready: async () => {
+      try {
+        await runtime.ping();
+        return { ok: true };
+      } catch (e) {
+        return { ok: false, reason: `Docker Engine does not answer: ${(e as Error).message}` };
+      }
+    },
+    status: async () => {
+      const docker = await runtime.ping().then(
+        () => ({ reachable: true as const }),
+        (e: unknown) => ({ reachable: false as const, error: (e as Error).message }),
+      );
+      const hostStats = await stats.collect(reconciler.ownedCount()).catch(() => undefined);
+      return {
+        hostId: config.hostId,
+        arch: config.arch,
+        agentVersion: AGENT_VERSION,
+        controlPlane: { address: config.controlPlane, ...session?.state },
+        docker,
+        reconcile: reconciler.snapshot(),
+        stats: hostStats,
+      };
+    },
+  });
+
+  await watchDocker();
+  reconciler.requestPass(); // adopt and observe what runs before the first desired state
+  const sweep = setInterval(() => {
+    void watchDocker();
+    reconciler.requestPass();
+  }, config.reconcileIntervalMs);
+  session.start();
+  log.info({ hostId: config.hostId, arch: config.arch, statusPort: statusServer.port, controlPlane: config.controlPlane }, 'agent started');
+
+  return {
+    statusPort: statusServer.port,
+    stop: async () => {
+      clearInterval(sweep);
+      clearTimeout(debounce);
+      unwatch?.();
+      session?.stop();
+      await reconciler.idle();
+      await new Promise<void>((resolve) => statusServer.close(() => resolve()));
+      statusServer.closeAllConnections();
+      log.info('agent stopped; workspaces left running');
+    },
+  };
+}

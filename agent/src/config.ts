@@ -1,0 +1,63 @@
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { ConfigError, envInt, envOptional, envString, ID_PATTERN, isArch, localArch, parseHostPort, type Arch } from '@a4c/common';
+
+export interface AgentConfig {
+  controlPlane: string;
+  hostId: string;
+  arch: Arch;
+  statusBind: string;
+  statusPort: number;
+  /** Unset: dockerode's defaults (DOCKER_HOST, else /var/run/docker.sock). */
+  dockerHost: string | undefined;
+  stateDir: string;
+  /** Network mode of workspace containers (tests and private engines: none). */
+  networkMode: string;
+  /** Filesystem whose usage is reported as the host's disk; default: the Docker data root. */
+  diskPath: string | undefined;
+  reconcileIntervalMs: number;
+  /** How many containers one pass creates, starts or stops at once. */
+  parallelism: number;
+  stopTimeoutSeconds: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): AgentConfig {
+  const controlPlane = envString(env, 'A4C_CONTROL_PLANE', '127.0.0.1:9090');
+  parseHostPort('A4C_CONTROL_PLANE', controlPlane);
+  const hostId = envString(env, 'A4C_HOST_ID', hostname().toLowerCase());
+  if (!ID_PATTERN.test(hostId)) throw new ConfigError('A4C_HOST_ID', `must be 1-63 lowercase letters, digits, ".", "_" or "-", got ${JSON.stringify(hostId)}`);
+  const arch = envString(env, 'A4C_ARCH', localArch() ?? '');
+  if (!isArch(arch)) throw new ConfigError('A4C_ARCH', `must be linux-x64, linux-arm64 or darwin-arm64, got ${JSON.stringify(arch)}`);
+  return {
+    controlPlane,
+    hostId,
+    arch,
+    statusBind: envString(env, 'A4C_STATUS_BIND', '127.0.0.1'),
+    statusPort: envInt(env, 'A4C_STATUS_PORT', 9100, 0, 65535),
+    dockerHost: envOptional(env, 'DOCKER_HOST'),
+    stateDir: path.resolve(envString(env, 'A4C_STATE_DIR', process.getuid?.() === 0 ? '/var/lib/a4c/agent' : '.a4c-agent')),
+    networkMode: envString(env, 'A4C_NETWORK_MODE', 'bridge'),
+    diskPath: envOptional(env, 'A4C_DISK_PATH'),
+    reconcileIntervalMs: envInt(env, 'A4C_RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
+    parallelism: envInt(env, 'A4C_PARALLELISM', 4, 1, 64),
+    stopTimeoutSeconds: envInt(env, 'A4C_STOP_TIMEOUT_SECONDS', 10, 0, 600),
+  };
+}
+
+/** Printed by `a4c-agent --help`; keep in step with loadConfig. */
+export const CONFIG_HELP = `Environment:
+  A4C_CONTROL_PLANE          control plane gRPC address host:port (default 127.0.0.1:9090)
+  A4C_HOST_ID                this host's id (default the hostname)
+  A4C_ARCH                   linux-x64 | linux-arm64 | darwin-arm64 (default: this machine's)
+  A4C_STATUS_BIND            address of the status endpoints (default 127.0.0.1)
+  A4C_STATUS_PORT            port of /healthz /readyz /status (default 9100)
+  DOCKER_HOST                Docker Engine, e.g. unix:///var/run/docker.sock (the default)
+  A4C_STATE_DIR              where the last desired state is kept (default /var/lib/a4c/agent as root)
+  A4C_NETWORK_MODE           network mode of workspace containers (default bridge)
+  A4C_DISK_PATH              filesystem reported as the host's disk (default: the Docker data root)
+  A4C_RECONCILE_INTERVAL_MS  periodic reconcile sweep (default 10000)
+  A4C_PARALLELISM            containers created/started/stopped at once (default 4)
+  A4C_STOP_TIMEOUT_SECONDS   grace period when stopping a workspace (default 10)
+  A4C_LOG_LEVEL              trace|debug|info|warn|error|silent (default info)`;

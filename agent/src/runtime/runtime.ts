@@ -1,0 +1,58 @@
+/**
+ * The one seam between the agent and the container engine. The Docker implementation
+ * is in docker.ts; the reconciler knows nothing of dockerode.
+ */
+export interface OwnedContainer {
+  id: string;
+  name: string;
+  workspaceId: string;
+  state: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+}
+
+export interface ContainerDetails {
+  id: string;
+  running: boolean;
+  exitCode: number;
+  oomKilled: boolean;
+  error: string;
+  finishedAt: string;
+}
+
+export interface CreateSpec {
+  workspaceId: string;
+  userId: string;
+  image: string;
+  hostname: string;
+  memoryBytes: number;
+  cpus: number;
+  pidsLimit: number;
+  volume: string;
+}
+
+export interface ImageSummary {
+  ref: string;
+  imageId: string;
+  labels: Record<string, string>;
+  createdUnix: number;
+}
+
+export interface EngineInfo {
+  dataRoot: string;
+  containers: number;
+}
+
+export interface ContainerRuntime {
+  ping(): Promise<void>;
+  info(): Promise<EngineInfo>;
+  /** Containers labelled as A4C workspaces of this host; never anyone else's. */
+  listOwned(): Promise<OwnedContainer[]>;
+  inspect(id: string): Promise<ContainerDetails | undefined>;
+  hasImage(ref: string): Promise<boolean>;
+  listImages(): Promise<ImageSummary[]>;
+  create(spec: CreateSpec): Promise<string>;
+  start(id: string): Promise<void>;
+  stop(id: string, timeoutSeconds: number): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** Calls onEvent for lifecycle events of this host's containers until the returned function is called. */
+  watch(onEvent: () => void, onEnd: (err?: Error) => void): Promise<() => void>;
+}

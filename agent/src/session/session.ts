@@ -1,0 +1,177 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '@a4c/common';
+import { AgentServiceClient, type AgentMessage, type ControlMessage, type Hello, type ImageInfo, type WorkspaceStatus } from '@a4c/proto';
+
+export interface SessionHandlers {
+  /** Builds the Hello for a new stream (current capacity, images, containers). */
+  hello(): Promise<Hello>;
+  /** Builds a heartbeat: stats, and images if they changed since the last one sent. */
+  heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined }>;
+  onDesiredState(msg: Extract<ControlMessage['payload'], { $case: 'desiredState' }>['value']): void;
+  onNewStream(): void;
+}
+
+export interface SessionState {
+  connected: boolean;
+  sessionId: string | undefined;
+  /** Since when the agent is connected, or disconnected. */
+  since: string;
+  reconnects: number;
+  lastError: string | undefined;
+  heartbeatIntervalMs: number;
+}
+
+const MIN_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 15_000;
+
+/**
+ * Keeps one AgentService.Connect stream open to the control plane: reconnects with
+ * capped exponential backoff and jitter (so a fleet does not reconnect in step
+ * after a control plane restart), heartbeats on the period the control plane sets.
+ */
+export class ControlPlaneSession {
+  private readonly client: AgentServiceClient;
+  private call: grpc.ClientDuplexStream<AgentMessage, ControlMessage> | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private stopped = false;
+  readonly state: SessionState = {
+    connected: false,
+    sessionId: undefined,
+    since: new Date().toISOString(),
+    reconnects: 0,
+    lastError: undefined,
+    heartbeatIntervalMs: 0,
+  };
+
+  constructor(
+    address: string,
+    private readonly handlers: SessionHandlers,
+    private readonly log: Logger,
+  ) {
+    this.client = new AgentServiceClient(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // Our own backoff decides when to retry; keep the channel's short.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    });
+  }
+
+  start(): void {
+    void this.open();
+  }
+
+  /** Sends if a stream is open; false otherwise (the caller re-sends on the next stream). */
+  send(msg: AgentMessage): boolean {
+    if (!this.call || !this.state.connected) return false;
+    this.call.write(msg);
+    return true;
+  }
+
+  report(status: WorkspaceStatus): boolean {
+    return this.send({ payload: { $case: 'workspaceStatus', value: status } });
+  }
+
+  ack(revision: number): boolean {
+    return this.send({ payload: { $case: 'ack', value: { revision } } });
+  }
+
+  private async open(): Promise<void> {
+    if (this.stopped) return;
+    let hello: Hello;
+    try {
+      hello = await this.handlers.hello();
+    } catch (e) {
+      this.retry(`could not describe the host: ${(e as Error).message}`);
+      return;
+    }
+    const call = this.client.connect();
+    this.call = call;
+    let welcomed = false;
+    call.on('data', (msg: ControlMessage) => {
+      const p = msg.payload;
+      if (!p) return;
+      if (p.$case === 'welcome') {
+        welcomed = true;
+        this.attempt = 0;
+        this.state.connected = true;
+        this.state.sessionId = p.value.sessionId;
+        this.state.since = new Date().toISOString();
+        this.state.lastError = undefined;
+        this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
+        this.log.info({ sessionId: p.value.sessionId }, 'connected to control plane');
+        this.handlers.onNewStream();
+        this.scheduleHeartbeat(call, Math.max(100, p.value.heartbeatIntervalMs));
+      } else if (p.$case === 'desiredState' && welcomed) {
+        this.handlers.onDesiredState(p.value);
+      }
+    });
+    let ended = false;
+    const onEnd = (reason: string) => {
+      if (ended || this.call !== call) return;
+      ended = true;
+      this.call = undefined;
+      clearTimeout(this.heartbeatTimer);
+      if (this.state.connected) {
+        this.state.connected = false;
+        this.state.since = new Date().toISOString();
+        this.state.sessionId = undefined;
+      }
+      this.retry(reason);
+    };
+    call.on('error', (e: grpc.ServiceError) => onEnd(e.details || e.message));
+    call.on('end', () => onEnd('the control plane closed the stream'));
+    call.on('status', (s: grpc.StatusObject) => {
+      if (s.code !== grpc.status.OK) onEnd(s.details);
+    });
+    call.write({ payload: { $case: 'hello', value: hello } });
+  }
+
+  private scheduleHeartbeat(call: grpc.ClientDuplexStream<AgentMessage, ControlMessage>, periodMs: number): void {
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = setTimeout(() => {
+      if (this.call !== call) return;
+      this.handlers.heartbeat().then(
+        (hb) => {
+          if (this.call !== call) return;
+          call.write({
+            payload: { $case: 'heartbeat', value: { stats: hb.stats, imagesChanged: hb.images !== undefined, images: hb.images ?? [] } },
+          });
+          this.scheduleHeartbeat(call, periodMs);
+        },
+        (e: unknown) => {
+          this.log.warn({ err: (e as Error).message }, 'could not collect stats');
+          this.scheduleHeartbeat(call, periodMs);
+        },
+      );
+    }, periodMs);
+  }
+
+  private retry(reason: string): void {
+    if (this.stopped) return;
+    this.state.lastError = reason;
+    this.state.reconnects++;
+    const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 16);
+    const delay = Math.round(cap / 2 + Math.random() * (cap / 2));
+    this.log.warn({ reason, retryInMs: delay }, 'control plane stream lost; reconnecting');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.open(), delay);
+  }
+
+  /** Stops streaming; the workspaces on the host are left exactly as they are. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.heartbeatTimer);
+    const call = this.call;
+    this.call = undefined;
+    this.state.connected = false;
+    call?.end();
+    call?.cancel();
+    this.client.close();
+  }
+}

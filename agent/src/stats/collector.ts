@@ -1,0 +1,75 @@
+import os from 'node:os';
+import si from 'systeminformation';
+import type { HostCapacity, HostStats } from '@a4c/proto';
+import type { ContainerRuntime } from '../runtime/runtime.js';
+
+export interface DiskUsage {
+  mount: string;
+  totalBytes: number;
+  usedBytes: number;
+  percent: number;
+}
+
+/**
+ * The disk that matters is the one holding the Docker data root (images, container
+ * layers, volumes), not "/" by chance: pick the filesystem with the longest mount
+ * point that contains the path.
+ */
+export async function diskOf(target: string): Promise<DiskUsage | undefined> {
+  const filesystems = await si.fsSize();
+  let best: si.Systeminformation.FsSizeData | undefined;
+  for (const fs of filesystems) {
+    const m = fs.mount;
+    const contains = target === m || target.startsWith(m.endsWith('/') ? m : `${m}/`);
+    if (contains && (!best || m.length > best.mount.length)) best = fs;
+  }
+  if (!best) return undefined;
+  return { mount: best.mount, totalBytes: best.size, usedBytes: best.used, percent: best.use ?? (best.size ? (best.used / best.size) * 100 : 0) };
+}
+
+export class StatsCollector {
+  private diskPath: string | undefined;
+
+  constructor(
+    private readonly runtime: ContainerRuntime,
+    configuredDiskPath: string | undefined,
+  ) {
+    this.diskPath = configuredDiskPath;
+  }
+
+  private async resolveDiskPath(): Promise<string> {
+    if (!this.diskPath) this.diskPath = (await this.runtime.info()).dataRoot;
+    return this.diskPath;
+  }
+
+  async capacity(): Promise<HostCapacity> {
+    const [mem, disk] = await Promise.all([si.mem(), this.resolveDiskPath().then(diskOf).catch(() => undefined)]);
+    return { memoryBytes: mem.total, cpus: os.cpus().length, diskBytes: disk?.totalBytes ?? 0 };
+  }
+
+  async collect(workspaceContainers: number): Promise<HostStats> {
+    const [mem, load, engine] = await Promise.all([
+      si.mem(),
+      si.currentLoad(),
+      this.runtime.info().then(
+        (i) => ({ ready: true, containers: i.containers }),
+        () => ({ ready: false, containers: 0 }),
+      ),
+    ]);
+    const disk = await this.resolveDiskPath().then(diskOf).catch(() => undefined);
+    // "available" counts reclaimable page cache as free, as the kernel does for new work.
+    const memUsed = mem.total - mem.available;
+    return {
+      diskPercent: disk?.percent ?? 0,
+      memoryPercent: mem.total ? (memUsed / mem.total) * 100 : 0,
+      cpuPercent: load.currentLoad,
+      workspaceContainers,
+      engineContainers: engine.containers,
+      diskUsedBytes: disk?.usedBytes ?? 0,
+      diskTotalBytes: disk?.totalBytes ?? 0,
+      memoryUsedBytes: memUsed,
+      memoryTotalBytes: mem.total,
+      dockerReady: engine.ready,
+    };
+  }
+}

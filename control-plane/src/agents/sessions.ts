@@ -1,0 +1,346 @@
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { ID_PATTERN, isArch, userVolumeName, type Logger } from '@a4c/common';
+import {
+  RunState,
+  type AgentMessage,
+  type AgentServiceServer,
+  type ControlMessage,
+  type Heartbeat,
+  type Hello,
+  type HostStats,
+  type ImageInfo,
+  type WorkspaceSpec,
+} from '@a4c/proto';
+import type { ChangeFeed } from '../events/notify.js';
+import { inTx, type Db, type Tx } from '../store/db.js';
+import { appendEvent } from '../store/events.js';
+import type { HostStatsJson } from '../store/hosts.js';
+import { desiredWorkspacesOfHost, type WorkspaceRow } from '../store/workspaces.js';
+import type { WorkspaceService } from '../workspaces/service.js';
+
+export interface SessionOptions {
+  heartbeatIntervalMs: number;
+  liveWithinSeconds: number;
+  /** How often every session re-checks its host's revision, in case a NOTIFY was missed. */
+  resyncIntervalMs: number;
+}
+
+type Call = grpc.ServerDuplexStream<AgentMessage, ControlMessage>;
+
+class RefusedError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The agent streams held by this replica, one per host. A host's desired state is
+ * pushed when this replica changes it, when any replica NOTIFYs a change, and on a
+ * periodic resync; every push is the complete set, so duplicates are harmless.
+ */
+export class AgentSessions {
+  private readonly byHost = new Map<string, AgentSession>();
+  private readonly all = new Set<AgentSession>();
+  private resyncTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly db: Db,
+    private readonly feed: ChangeFeed,
+    readonly workspaces: WorkspaceService,
+    readonly opts: SessionOptions,
+    readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.feed.on('host', (hostId: string) => this.push(hostId));
+    this.feed.on('reconnected', () => this.pushAll());
+    this.resyncTimer = setInterval(() => this.pushAll(), this.opts.resyncIntervalMs);
+    this.resyncTimer.unref();
+  }
+
+  readonly service: AgentServiceServer = {
+    connect: (call: Call) => {
+      const session = new AgentSession(this, call);
+      this.all.add(session);
+    },
+  };
+
+  push(hostId: string): void {
+    this.byHost.get(hostId)?.sendDesired();
+  }
+
+  private pushAll(): void {
+    for (const s of this.byHost.values()) s.sendDesired();
+  }
+
+  claim(hostId: string, session: AgentSession): void {
+    this.byHost.set(hostId, session);
+  }
+
+  release(session: AgentSession): void {
+    this.all.delete(session);
+    if (session.hostId && this.byHost.get(session.hostId) === session) this.byHost.delete(session.hostId);
+  }
+
+  connectedHosts(): string[] {
+    return [...this.byHost.keys()];
+  }
+
+  /** Graceful shutdown: close every stream; agents reconnect (to another replica, if any). */
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    await Promise.all([...this.all].map((s) => s.close()));
+  }
+}
+
+class AgentSession {
+  readonly id = randomUUID();
+  hostId: string | undefined;
+  private sentRevision = -1;
+  private sending = false;
+  private sendAgain = false;
+  private inbox: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly helloTimer: NodeJS.Timeout;
+  private log: Logger;
+
+  constructor(
+    private readonly sessions: AgentSessions,
+    private readonly call: Call,
+  ) {
+    this.log = sessions.log.child({ sessionId: this.id });
+    this.helloTimer = setTimeout(() => this.fail(new RefusedError(grpc.status.DEADLINE_EXCEEDED, 'no Hello within 10 s')), 10_000);
+    call.on('data', (msg: AgentMessage) => {
+      this.inbox = this.inbox.then(() => this.handle(msg)).catch((e: unknown) => this.fail(e));
+    });
+    call.on('end', () => void this.close());
+    call.on('error', (e) => {
+      this.log.debug({ err: e.message }, 'agent stream error');
+      void this.cleanup();
+    });
+    call.on('cancelled', () => void this.cleanup());
+  }
+
+  private async handle(msg: AgentMessage): Promise<void> {
+    if (this.closed) return;
+    const p = msg.payload;
+    if (!p) return;
+    if (!this.hostId) {
+      if (p.$case !== 'hello') throw new RefusedError(grpc.status.FAILED_PRECONDITION, 'the first message must be a Hello');
+      await this.hello(p.value);
+      return;
+    }
+    switch (p.$case) {
+      case 'hello':
+        throw new RefusedError(grpc.status.FAILED_PRECONDITION, 'Hello was already received on this stream');
+      case 'heartbeat':
+        await this.heartbeat(p.value);
+        return;
+      case 'workspaceStatus':
+        await this.sessions.workspaces.applyReport(this.hostId, p.value);
+        return;
+      case 'ack':
+        await this.sessions.workspaces.applyAck(this.hostId, p.value.revision);
+        return;
+    }
+  }
+
+  private async hello(h: Hello): Promise<void> {
+    clearTimeout(this.helloTimer);
+    if (!ID_PATTERN.test(h.hostId)) {
+      throw new RefusedError(grpc.status.INVALID_ARGUMENT, `host id ${JSON.stringify(h.hostId)} is invalid: lowercase letters, digits, ".", "_", "-"`);
+    }
+    if (!isArch(h.arch)) throw new RefusedError(grpc.status.INVALID_ARGUMENT, `arch ${JSON.stringify(h.arch)} is not supported`);
+    const cap = h.capacity ?? { memoryBytes: 0, cpus: 0, diskBytes: 0 };
+    const { db, opts } = this.sessions;
+    const accepted = await inTx(db, async (tx) => {
+      const { rows } = await tx.query(
+        `INSERT INTO hosts AS h (id, arch, agent_version, memory_bytes, cpus, disk_bytes, session_id, connected, connected_at,
+                                 last_heartbeat_at, stats)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, true, now(), now(), $8)
+         ON CONFLICT (id) DO UPDATE SET arch = EXCLUDED.arch, agent_version = EXCLUDED.agent_version,
+           memory_bytes = EXCLUDED.memory_bytes, cpus = EXCLUDED.cpus, disk_bytes = EXCLUDED.disk_bytes,
+           session_id = EXCLUDED.session_id, connected = true, connected_at = now(), last_heartbeat_at = now(),
+           stats = EXCLUDED.stats, updated_at = now()
+         -- Never two writers for one host: a live session elsewhere keeps the host.
+         WHERE NOT (h.connected AND h.last_heartbeat_at > now() - make_interval(secs => $9))
+         RETURNING id`,
+        [h.hostId, h.arch, h.agentVersion, cap.memoryBytes, cap.cpus, cap.diskBytes, this.id, statsJson(h.stats), opts.liveWithinSeconds],
+      );
+      if (!rows[0]) return false;
+      await replaceImages(tx, h.hostId, h.images);
+      await appendEvent(tx, {
+        kind: 'host.connected',
+        actor: `agent:${h.hostId}`,
+        hostId: h.hostId,
+        data: { sessionId: this.id, agentVersion: h.agentVersion, containers: h.workspaces.length, lastAppliedRevision: h.lastAppliedRevision },
+      });
+      return true;
+    });
+    if (!accepted) {
+      throw new RefusedError(
+        grpc.status.ALREADY_EXISTS,
+        `host ${h.hostId} already has a live agent session; stop the other agent with this host id, or set A4C_HOST_ID to a unique value`,
+      );
+    }
+    this.hostId = h.hostId;
+    this.log = this.log.child({ hostId: h.hostId });
+    this.sessions.claim(h.hostId, this);
+    this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
+    this.write({ payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs } } });
+    this.sendDesired();
+  }
+
+  private async heartbeat(hb: Heartbeat): Promise<void> {
+    const { db } = this.sessions;
+    const still = await inTx(db, async (tx) => {
+      const { rowCount } = await tx.query(
+        'UPDATE hosts SET last_heartbeat_at = now(), stats = $3, connected = true WHERE id = $1 AND session_id = $2',
+        [this.hostId, this.id, statsJson(hb.stats)],
+      );
+      if (!rowCount) return false;
+      if (hb.imagesChanged) await replaceImages(tx, this.hostId as string, hb.images);
+      return true;
+    });
+    if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
+  }
+
+  /** Sends the host's complete desired state if it is newer than what this stream last got. */
+  sendDesired(): void {
+    if (!this.hostId || this.closed) return;
+    if (this.sending) {
+      this.sendAgain = true;
+      return;
+    }
+    this.sending = true;
+    const hostId = this.hostId;
+    loadDesired(this.sessions.db, hostId)
+      .then(({ revision, rows }) => {
+        if (this.closed || revision <= this.sentRevision) return;
+        this.sentRevision = revision;
+        this.write({ payload: { $case: 'desiredState', value: { revision, workspaces: rows.map(toSpec) } } });
+        this.log.debug({ revision, workspaces: rows.length }, 'desired state sent');
+      })
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not load desired state; will retry'))
+      .finally(() => {
+        this.sending = false;
+        if (this.sendAgain) {
+          this.sendAgain = false;
+          this.sendDesired();
+        }
+      });
+  }
+
+  private write(msg: ControlMessage): void {
+    if (!this.closed) this.call.write(msg);
+  }
+
+  private fail(e: unknown): void {
+    if (this.closed) return;
+    const refused = e instanceof RefusedError ? e : new RefusedError(grpc.status.UNAVAILABLE, `control plane error: ${(e as Error).message}`);
+    this.log.warn({ err: refused.message, code: refused.code }, 'closing agent session');
+    this.call.destroy(Object.assign(new Error(refused.message), { code: refused.code, details: refused.message }));
+    void this.cleanup();
+  }
+
+  async close(): Promise<void> {
+    if (!this.closed) this.call.end();
+    await this.cleanup();
+  }
+
+  private async cleanup(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.helloTimer);
+    this.sessions.release(this);
+    if (!this.hostId) return;
+    this.log.info('agent disconnected');
+    await inTx(this.sessions.db, async (tx) => {
+      const { rowCount } = await tx.query('UPDATE hosts SET connected = false, updated_at = now() WHERE id = $1 AND session_id = $2', [
+        this.hostId,
+        this.id,
+      ]);
+      if (rowCount) await appendEvent(tx, { kind: 'host.disconnected', actor: 'control-plane', hostId: this.hostId, data: { sessionId: this.id } });
+    }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+  }
+}
+
+async function loadDesired(db: Db, hostId: string): Promise<{ revision: number; rows: WorkspaceRow[] }> {
+  const client = await db.connect();
+  try {
+    // One snapshot for both reads, so the rows are exactly those of the revision.
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows: h } = await client.query<{ revision: number }>('SELECT revision FROM hosts WHERE id = $1', [hostId]);
+    const rows = await desiredWorkspacesOfHost(client, hostId);
+    await client.query('COMMIT');
+    return { revision: h[0]?.revision ?? 0, rows };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    client.release();
+  }
+}
+
+function toSpec(r: WorkspaceRow): WorkspaceSpec {
+  const stopped = r.status === 'STOPPING' || r.status === 'STOPPED';
+  return {
+    workspaceId: r.id,
+    userId: r.user_id,
+    image: r.image,
+    hostname: (r.hostname ?? r.id).split('.')[0] as string,
+    runState: stopped ? RunState.RUN_STATE_STOPPED : RunState.RUN_STATE_RUNNING,
+    resources: {
+      memoryBytes: r.memory_mb * 1024 * 1024,
+      cpus: r.cpus,
+      pidsLimit: r.pids_limit,
+      diskBytes: Math.round(r.disk_gb * 1024 ** 3),
+    },
+    volume: userVolumeName(r.user_id),
+    specRevision: r.desired_revision,
+  };
+}
+
+function statsJson(s: HostStats | undefined): string | null {
+  if (!s) return null;
+  const pct = (n: number) => (Number.isFinite(n) ? Math.min(100, Math.max(0, Math.round(n * 100) / 100)) : 0);
+  const stats: HostStatsJson & Record<string, unknown> = {
+    diskPercent: pct(s.diskPercent),
+    memoryPercent: pct(s.memoryPercent),
+    cpuPercent: pct(s.cpuPercent),
+    workspaceContainers: s.workspaceContainers,
+    engineContainers: s.engineContainers,
+    dockerReady: s.dockerReady,
+    diskUsedBytes: s.diskUsedBytes,
+    diskTotalBytes: s.diskTotalBytes,
+    memoryUsedBytes: s.memoryUsedBytes,
+    memoryTotalBytes: s.memoryTotalBytes,
+  };
+  return JSON.stringify(stats);
+}
+
+async function replaceImages(tx: Tx, hostId: string, images: ImageInfo[]): Promise<void> {
+  await tx.query('DELETE FROM host_images WHERE host_id = $1', [hostId]);
+  const valid = images.filter((i) => i.ref && i.ref.length <= 512);
+  if (!valid.length) return;
+  await tx.query(
+    `INSERT INTO host_images (host_id, ref, image_id, project, arch, change_number, created_at)
+     SELECT $1, ref, image_id, NULLIF(project, ''), NULLIF(arch, ''), NULLIF(change, ''), to_timestamp(created)
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
+            AS t(ref, image_id, project, arch, change, created)
+     ON CONFLICT DO NOTHING`,
+    [
+      hostId,
+      valid.map((i) => i.ref),
+      valid.map((i) => i.imageId),
+      valid.map((i) => i.project),
+      valid.map((i) => i.arch),
+      valid.map((i) => i.changeNumber),
+      valid.map((i) => i.createdUnix),
+    ],
+  );
+}

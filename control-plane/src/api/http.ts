@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import type Koa from 'koa';
+import { A4cError, type Logger } from '@a4c/common';
+import { tokenMatches } from '../auth/token.js';
+
+export interface State {
+  requestId: string;
+  actor: string;
+}
+export type Ctx = Koa.ParameterizedContext<State>;
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** Request id, access log, and the one place errors become the JSON envelope. */
+export function errors(log: Logger): Koa.Middleware<State> {
+  return async (ctx, next) => {
+    const requestId = (ctx.get('x-request-id') || randomUUID()).slice(0, 64);
+    ctx.state.requestId = requestId;
+    ctx.set('x-request-id', requestId);
+    const started = performance.now();
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new A4cError('NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`, { suggestion: 'see docs/api.md for the routes' });
+      }
+    } catch (e) {
+      const err = toA4cError(e);
+      if (err.code === 'INTERNAL') log.error({ err: e, requestId, path: ctx.path }, 'request failed');
+      ctx.status = err.status;
+      ctx.body = { ...err.toBody(), requestId };
+    }
+    log.debug({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+  };
+}
+
+function toA4cError(e: unknown): A4cError {
+  if (e instanceof A4cError) return e;
+  const status = (e as { status?: number }).status;
+  if (status === 405) return new A4cError('METHOD_NOT_ALLOWED', (e as Error).message);
+  if (status === 501) return new A4cError('METHOD_NOT_ALLOWED', (e as Error).message);
+  const pgCode = (e as { code?: string }).code;
+  // Database unreachable or overloaded: the caller can retry; nothing was changed.
+  if (pgCode === 'ECONNREFUSED' || pgCode === '57P01' || pgCode === '53300' || /timeout exceeded when trying to connect/.test(String((e as Error).message))) {
+    return new A4cError('UNAVAILABLE', 'the database is unreachable; nothing was changed', { suggestion: 'retry in a few seconds' });
+  }
+  return new A4cError('INTERNAL', 'internal error; the request id identifies it in the control plane logs');
+}
+
+/** Every /v1 call carries `Authorization: Bearer <token>`. */
+export function requireToken(adminToken: string): Koa.Middleware<State> {
+  return async (ctx, next) => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
+    if (!m) {
+      throw new A4cError('UNAUTHENTICATED', 'missing bearer token', { suggestion: 'send "Authorization: Bearer <token>" (the CLI reads A4C_TOKEN)' });
+    }
+    if (!tokenMatches(m[1] as string, adminToken)) {
+      throw new A4cError('UNAUTHENTICATED', 'invalid token', { suggestion: 'check A4C_TOKEN; the admin token is in the control plane data directory' });
+    }
+    ctx.state.actor = 'admin';
+    await next();
+  };
+}
+
+/** Reads a JSON object body: at most 64 KiB, application/json, and well-formed. */
+export async function readJson(ctx: Ctx): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      throw new A4cError('PAYLOAD_TOO_LARGE', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  if (!ctx.is('application/json')) {
+    throw new A4cError('UNSUPPORTED_MEDIA_TYPE', 'request body must be JSON', { suggestion: 'send Content-Type: application/json' });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new A4cError('INVALID_JSON', `request body is not valid JSON: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { ARCHES, ID_PATTERN, ID_RULE, invalidArgument } from '@a4c/common';
+
+const id = (what: string) => z.string().regex(ID_PATTERN, `${what} must ${ID_RULE}`);
+
+/** Docker image reference: [registry/]repository[:tag][@digest], conservatively. */
+const IMAGE_REF = /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+
+export const schemas = {
+  userId: id('a user id'),
+  createWorkspace: z.strictObject({
+    projectName: id('a project name'),
+    arch: z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` }),
+    tier: z.string().min(1).max(32),
+    name: id('a workspace name').optional(),
+    changeNumber: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a change number is 1-64 letters, digits, ".", "_" or "-"').optional(),
+    image: z.string().max(255).regex(IMAGE_REF, 'must be a Docker image reference such as a4c-base:latest').optional(),
+  }),
+};
+
+/**
+ * Parses input with a schema; the first problem becomes a 400 that names the field and
+ * says what is wrong with it.
+ */
+export function parse<T>(schema: z.ZodType<T>, input: unknown, where = ''): T {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  if (!issue) throw invalidArgument(where || 'body', 'is invalid');
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0] ?? '?';
+    return fail(where ? `${where}.${key}` : key, 'is not a known field');
+  }
+  const field = [where, ...issue.path.map(String)].filter(Boolean).join('.') || 'body';
+  const value = issue.path.reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<PropertyKey, unknown>)[k] : undefined), input);
+  if (issue.code === 'invalid_type' && value === undefined && issue.path.length) return fail(field, 'is required');
+  if (issue.code === 'invalid_type' && !issue.path.length) return fail(field, `must be a JSON ${issue.expected}`);
+  if (issue.code === 'invalid_type') return fail(field, `must be a ${issue.expected}`);
+  return fail(field, issue.message);
+}
+
+function fail(field: string, reason: string): never {
+  throw invalidArgument(field, reason);
+}
+
+/** ?wait=<seconds>: a whole number from 0 to max. */
+export function parseWait(raw: string | string[] | undefined, max: number): number {
+  if (raw === undefined) return 0;
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (s === undefined || !/^\d{1,6}$/.test(s) || Number(s) > max) fail('wait', `must be a whole number of seconds from 0 to ${max}`);
+  return Number(s);
+}

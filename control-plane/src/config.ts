@@ -1,0 +1,81 @@
+import { homedir } from 'node:os';
+import path from 'node:path';
+import {
+  ConfigError,
+  envInt,
+  envOptional,
+  envString,
+  parseTiers,
+  type Tier,
+} from '@a4c/common';
+
+export interface ControlPlaneConfig {
+  /** Where the admin token and (without DATABASE_URL) the embedded PostgreSQL live. */
+  dataDir: string;
+  /** Unset: start an embedded PostgreSQL under dataDir. */
+  databaseUrl: string | undefined;
+  embeddedPgPort: number;
+  bindAddress: string;
+  httpPort: number;
+  grpcPort: number;
+  adminToken: string | undefined;
+  tiers: Map<string, Tier>;
+  defaultImage: string;
+  /** Workspace hostnames are <name>-<user>.<domain>. */
+  hostnameDomain: string;
+  heartbeatIntervalMs: number;
+  /** A host whose last heartbeat is older than this many periods is not connected. */
+  heartbeatMissLimit: number;
+  /** Longest ?wait a request may ask for. */
+  maxWaitSeconds: number;
+  dbPoolSize: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function defaultDataDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/a4c/control-plane' : path.join(homedir(), '.local/share/a4c/control-plane');
+}
+
+export function loadConfig(env: Env = process.env): ControlPlaneConfig {
+  const domain = envString(env, 'A4C_HOSTNAME_DOMAIN', 'ws.a4c.internal');
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
+    throw new ConfigError('A4C_HOSTNAME_DOMAIN', `must be a DNS name, got ${JSON.stringify(domain)}`);
+  }
+  const token = envOptional(env, 'A4C_ADMIN_TOKEN');
+  if (token !== undefined && token.length < 16) throw new ConfigError('A4C_ADMIN_TOKEN', 'must be at least 16 characters');
+  return {
+    dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
+    databaseUrl: envOptional(env, 'DATABASE_URL'),
+    embeddedPgPort: envInt(env, 'A4C_EMBEDDED_PG_PORT', 54329, 1, 65535),
+    bindAddress: envString(env, 'A4C_BIND_ADDRESS', '127.0.0.1'),
+    httpPort: envInt(env, 'A4C_HTTP_PORT', 8080, 0, 65535),
+    grpcPort: envInt(env, 'A4C_GRPC_PORT', 9090, 0, 65535),
+    adminToken: token,
+    tiers: parseTiers(envOptional(env, 'A4C_TIERS')),
+    defaultImage: envString(env, 'A4C_DEFAULT_IMAGE', 'a4c-base:latest'),
+    hostnameDomain: domain,
+    heartbeatIntervalMs: envInt(env, 'A4C_HEARTBEAT_MS', 5000, 100, 600_000),
+    heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
+    maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
+    dbPoolSize: envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000),
+  };
+}
+
+/** Printed by `a4c-control-plane --help`; keep in step with loadConfig. */
+export const CONFIG_HELP = `Environment:
+  DATABASE_URL              PostgreSQL URL; unset: embedded PostgreSQL under A4C_DATA_DIR
+  A4C_DATA_DIR              data directory (default /var/lib/a4c/control-plane as root)
+  A4C_EMBEDDED_PG_PORT      port of the embedded PostgreSQL (default 54329, loopback)
+  A4C_BIND_ADDRESS          address the HTTP and gRPC servers bind (default 127.0.0.1)
+  A4C_HTTP_PORT             REST API port (default 8080)
+  A4C_GRPC_PORT             agent gRPC port (default 9090)
+  A4C_ADMIN_TOKEN           admin bearer token; unset: generated once, kept in A4C_DATA_DIR/admin-token
+  A4C_TIERS                 extra tiers as JSON, e.g. {"tiny":{"memoryMb":64,"cpus":0.25,"diskGb":1}}
+  A4C_DEFAULT_IMAGE         image for projects with no built image (default a4c-base:latest)
+  A4C_HOSTNAME_DOMAIN       workspace hostnames are <name>-<user>.<domain> (default ws.a4c.internal)
+  A4C_HEARTBEAT_MS          heartbeat period agents are told to use (default 5000)
+  A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
+  A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
+  A4C_DB_POOL_SIZE          PostgreSQL connections (default 20)
+  A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

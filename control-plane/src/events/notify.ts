@@ -1,0 +1,77 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Logger } from '@a4c/common';
+import type { Tx } from '../store/db.js';
+
+/**
+ * Changes reach every replica through PostgreSQL LISTEN/NOTIFY, never through process
+ * memory alone: a workspace created on replica A must reach the agent whose stream
+ * replica B holds. NOTIFY inside a transaction is delivered on commit, so listeners
+ * never see a change that was rolled back.
+ */
+export const CHANNEL_HOST = 'a4c_host';
+export const CHANNEL_WORKSPACE = 'a4c_workspace';
+
+export async function notifyHost(tx: Tx, hostId: string): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_HOST, hostId]);
+}
+
+export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_WORKSPACE, workspaceId]);
+}
+
+/**
+ * One dedicated connection LISTENing on both channels; emits 'host' and 'workspace'
+ * with the id, and 'reconnected' after a lost connection (listeners then re-read
+ * whatever they wait on, since notifications sent meanwhile are lost).
+ */
+export class ChangeFeed extends EventEmitter {
+  private client: pg.Client | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url });
+    client.on('notification', (n) => {
+      if (!n.payload) return;
+      if (n.channel === CHANNEL_HOST) this.emit('host', n.payload);
+      else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
+    });
+    client.on('error', (e) => {
+      this.log.warn({ err: e.message }, 'change feed connection lost');
+      void client.end().catch(() => undefined);
+      this.scheduleReconnect();
+    });
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}`);
+    this.client = client;
+  }
+
+  private scheduleReconnect(delay = 500): void {
+    if (this.closed) return;
+    this.client = undefined;
+    setTimeout(() => {
+      if (this.closed) return;
+      this.connect().then(
+        () => this.emit('reconnected'),
+        () => this.scheduleReconnect(Math.min(delay * 2, 10_000)),
+      );
+    }, delay).unref();
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    await this.client?.end().catch(() => undefined);
+  }
+}

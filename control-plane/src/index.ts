@@ -1,0 +1,2 @@
+export { loadConfig, type ControlPlaneConfig } from './config.js';
+export { startControlPlane, type ControlPlane } from './server.js';

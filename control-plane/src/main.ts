@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { ConfigError, createLogger } from '@a4c/common';
+import { CONFIG_HELP, loadConfig } from './config.js';
+import { startControlPlane } from './server.js';
+
+const HELP = `a4c-control-plane: the A4C REST API, scheduler and agent gRPC endpoint.
+
+Usage: a4c-control-plane [--help]
+
+Keeps the truth in PostgreSQL (embedded when DATABASE_URL is unset), serves the REST
+API on A4C_HTTP_PORT and the agents' gRPC stream on A4C_GRPC_PORT. SIGTERM or SIGINT
+stops it gracefully: running workspaces are not touched.
+
+${CONFIG_HELP}
+`;
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const log = createLogger('a4c-control-plane');
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`a4c-control-plane: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const cp = await startControlPlane(config, log);
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) process.exit(1);
+    log.info({ signal }, 'shutting down');
+    cp.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: e }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`a4c-control-plane: failed to start: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,103 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import Koa from 'koa';
+import type { Logger } from '@a4c/common';
+import { AgentServiceService } from '@a4c/proto';
+import { AgentSessions } from './agents/sessions.js';
+import { errors, requireToken, type State } from './api/http.js';
+import { probeRoutes, v1Routes } from './api/routes.js';
+import { loadAdminToken } from './auth/token.js';
+import type { ControlPlaneConfig } from './config.js';
+import { ChangeFeed } from './events/notify.js';
+import { createPool } from './store/db.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.js';
+import { migrate } from './store/migrate.js';
+import { WorkspaceService } from './workspaces/service.js';
+
+export interface ControlPlane {
+  httpPort: number;
+  grpcPort: number;
+  adminToken: string;
+  databaseUrl: string;
+  /** Graceful: stop accepting, close agent streams, finish requests, close the database. */
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+  const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, log);
+    databaseUrl = embedded.url;
+  }
+  const db = createPool(databaseUrl, config.dbPoolSize);
+  await migrate(db, log);
+  const feed = new ChangeFeed(databaseUrl, log);
+  await feed.start();
+
+  const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
+  let sessions: AgentSessions | undefined;
+  const workspaces = new WorkspaceService(
+    db,
+    feed,
+    { tiers: config.tiers, defaultImage: config.defaultImage, hostnameDomain: config.hostnameDomain, liveWithinSeconds },
+    (hostId) => sessions?.push(hostId),
+    log,
+  );
+  sessions = new AgentSessions(db, feed, workspaces, { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000 }, log);
+  sessions.start();
+
+  const app = new Koa<State>();
+  app.proxy = false;
+  app.use(errors(log));
+  const probes = probeRoutes(db);
+  app.use(probes.routes());
+  app.use(requireToken(adminToken));
+  const v1 = v1Routes({ db, workspaces, maxWaitSeconds: config.maxWaitSeconds, liveWithinSeconds });
+  app.use(v1.routes());
+  app.use(v1.allowedMethods({ throw: true }));
+  const httpServer = http.createServer(app.callback());
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.httpPort, config.bindAddress, () => resolve());
+  });
+
+  const grpcServer = new grpc.Server({
+    // Notice dead agents (no FIN, e.g. a cut network) within ~15 s, and allow the
+    // agents' own keepalive pings.
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  grpcServer.addService(AgentServiceService, sessions.service);
+  const grpcPort = await new Promise<number>((resolve, reject) => {
+    grpcServer.bindAsync(`${config.bindAddress}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    );
+  });
+
+  const httpPort = (httpServer.address() as AddressInfo).port;
+  log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded) }, 'control plane ready');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    httpPort,
+    grpcPort,
+    adminToken,
+    databaseUrl,
+    stop: () =>
+      (stopping ??= (async () => {
+        httpServer.close();
+        httpServer.closeIdleConnections();
+        await sessions.stop();
+        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        await feed.stop();
+        await db.end();
+        await embedded?.stop();
+        log.info('control plane stopped');
+      })()),
+  };
+}

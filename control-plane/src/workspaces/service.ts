@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import {
+  conflict,
+  invalidArgument,
+  notFound,
+  SETTLED_STATUSES,
+  type Arch,
+  type Logger,
+  type Tier,
+  type Workspace,
+  type WorkspaceStatus,
+} from '@a4c/common';
+import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
+import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
+import { placeWorkspace } from '../placement/placement.js';
+import { inTx, type Db, type Tx } from '../store/db.js';
+import { appendEvent } from '../store/events.js';
+import { bumpRevision } from '../store/hosts.js';
+import { getWorkspace, listWorkspacesOfUser, toWorkspace, type WorkspaceRow } from '../store/workspaces.js';
+
+export interface CreateWorkspaceInput {
+  userId: string;
+  projectName: string;
+  arch: Arch;
+  tier: string;
+  name?: string | undefined;
+  changeNumber?: string | undefined;
+  image?: string | undefined;
+}
+
+export interface WorkspaceServiceOptions {
+  tiers: Map<string, Tier>;
+  defaultImage: string;
+  hostnameDomain: string;
+  liveWithinSeconds: number;
+}
+
+/** Told after commit when a host's desired state changed, to push it without waiting for NOTIFY. */
+export type HostChanged = (hostId: string) => void;
+
+/**
+ * Every workspace state transition: one transaction that changes the row, bumps the
+ * host's desired-state revision when what the host must run changed, appends an event,
+ * and notifies the other replicas.
+ */
+export class WorkspaceService {
+  constructor(
+    private readonly db: Db,
+    private readonly feed: ChangeFeed,
+    private readonly opts: WorkspaceServiceOptions,
+    private readonly hostChanged: HostChanged,
+    private readonly log: Logger,
+  ) {}
+
+  async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
+    const tier = this.opts.tiers.get(input.tier);
+    if (!tier) {
+      throw invalidArgument('tier', `unknown tier ${JSON.stringify(input.tier)}; choose one of ${[...this.opts.tiers.keys()].join(', ')}`);
+    }
+    const id = randomUUID();
+    const name = input.name ?? `${input.projectName}-${id.slice(0, 6)}`.slice(0, 63);
+    const row = await inTx(this.db, async (tx) => {
+      const image = input.image ?? (await this.newestProjectImage(tx, input.projectName, input.arch)) ?? this.opts.defaultImage;
+      const hostId = await placeWorkspace(
+        tx,
+        { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb },
+        { liveWithinSeconds: this.opts.liveWithinSeconds },
+      );
+      const revision = await bumpRevision(tx, hostId);
+      const hostname = `${dnsLabel(`${name}-${input.userId}`)}.${this.opts.hostnameDomain}`;
+      let inserted: WorkspaceRow | undefined;
+      try {
+        const res = await tx.query<WorkspaceRow>(
+          `INSERT INTO workspaces (id, user_id, name, project_name, arch, tier, image, change_number, status, host_id,
+                                   hostname, memory_mb, cpus, disk_gb, pids_limit, desired_revision)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'CREATING', $9, $10, $11, $12, $13, $14, $15) RETURNING *`,
+          [id, input.userId, name, input.projectName, input.arch, tier.name, image, input.changeNumber ?? null, hostId, hostname,
+            tier.memoryMb, tier.cpus, tier.diskGb, tier.pidsLimit, revision],
+        );
+        inserted = res.rows[0];
+      } catch (e) {
+        if ((e as { code?: string }).code === '23505') {
+          throw conflict(`user ${input.userId} already has a workspace named ${JSON.stringify(name)}`, 'choose another name, or delete the existing workspace first');
+        }
+        throw e;
+      }
+      if (!inserted) throw new Error('insert returned no row');
+      await appendEvent(tx, { kind: 'workspace.created', actor, workspaceId: id, hostId, data: { tier: tier.name, image, revision } });
+      await notifyHost(tx, hostId);
+      await notifyWorkspace(tx, id);
+      return inserted;
+    });
+    this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id }, 'workspace placed');
+    if (row.host_id) this.hostChanged(row.host_id);
+    return toWorkspace(row);
+  }
+
+  private async newestProjectImage(tx: Tx, project: string, arch: string): Promise<string | undefined> {
+    const { rows } = await tx.query<{ ref: string }>(
+      'SELECT ref FROM host_images WHERE project = $1 AND arch = $2 ORDER BY created_at DESC NULLS LAST, ref DESC LIMIT 1',
+      [project, arch],
+    );
+    return rows[0]?.ref;
+  }
+
+  async get(id: string): Promise<Workspace> {
+    return toWorkspace(await this.mustGet(this.db, id));
+  }
+
+  async listOfUser(userId: string, includeDeleted = false): Promise<Workspace[]> {
+    return (await listWorkspacesOfUser(this.db, userId, includeDeleted)).map(toWorkspace);
+  }
+
+  private async mustGet(db: Db | Tx, id: string, forUpdate = false): Promise<WorkspaceRow> {
+    const row = UUID.test(id) ? await getWorkspace(db, id, forUpdate) : undefined;
+    if (!row) throw notFound('workspace', id, 'list your workspaces with `a4c ws list`');
+    return row;
+  }
+
+  /** Checks the workspace belongs to userId (for routes that name the user). */
+  async getOwned(userId: string, id: string): Promise<Workspace> {
+    const ws = await this.get(id);
+    if (ws.userId !== userId) throw notFound('workspace', id, 'list your workspaces with `a4c ws list`');
+    return ws;
+  }
+
+  stop(id: string, actor: string): Promise<Workspace> {
+    return this.transition(id, actor, 'workspace.stop', (s) => {
+      if (s === 'STOPPED' || s === 'STOPPING') return null;
+      if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
+      throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : undefined);
+    });
+  }
+
+  start(id: string, actor: string): Promise<Workspace> {
+    return this.transition(id, actor, 'workspace.start', (s) => {
+      if (s === 'RUNNING' || s === 'STARTING' || s === 'CREATING') return null;
+      if (s === 'STOPPED' || s === 'STOPPING') return 'STARTING';
+      throw conflict(`a ${s} workspace cannot be started`, s === 'FAILED' ? 'retry or delete it' : 'create a new workspace');
+    });
+  }
+
+  delete(id: string, actor: string): Promise<Workspace> {
+    return this.transition(id, actor, 'workspace.delete', (s, row) => {
+      if (s === 'DELETED' || s === 'DELETING') return null;
+      // Nothing on a host to remove: done at once.
+      return row.host_id ? 'DELETING' : 'DELETED';
+    });
+  }
+
+  private async transition(
+    id: string,
+    actor: string,
+    kind: string,
+    next: (status: WorkspaceStatus, row: WorkspaceRow) => WorkspaceStatus | null,
+  ): Promise<Workspace> {
+    let changedHost: string | null = null;
+    const row = await inTx(this.db, async (tx) => {
+      const cur = await this.mustGet(tx, id, true);
+      const to = next(cur.status, cur);
+      if (to === null) return cur; // already there or on its way: idempotent
+      let revision = cur.desired_revision;
+      if (cur.host_id && to !== 'DELETED') {
+        revision = await bumpRevision(tx, cur.host_id);
+        await notifyHost(tx, cur.host_id);
+        changedHost = cur.host_id;
+      }
+      const { rows } = await tx.query<WorkspaceRow>(
+        `UPDATE workspaces SET status = $2, desired_revision = $3, failed_step = NULL, error = NULL, updated_at = now()
+          WHERE id = $1 RETURNING *`,
+        [id, to, revision],
+      );
+      await appendEvent(tx, { kind, actor, workspaceId: id, hostId: cur.host_id, data: { from: cur.status, to, revision } });
+      await notifyWorkspace(tx, id);
+      return rows[0] as WorkspaceRow;
+    });
+    if (changedHost) this.hostChanged(changedHost);
+    return toWorkspace(row);
+  }
+
+  /**
+   * Resolves once the workspace is settled (RUNNING, STOPPED, DELETED, FAILED) or the
+   * time is up, and returns it as it is then. Woken by the change feed; a slow poll
+   * covers a feed that reconnected and missed a notification.
+   */
+  async waitSettled(id: string, seconds: number): Promise<Workspace> {
+    const settled = (w: Workspace) => SETTLED_STATUSES.includes(w.status);
+    let ws = await this.get(id);
+    if (seconds <= 0 || settled(ws)) return ws;
+    const deadline = Date.now() + seconds * 1000;
+    return await new Promise<Workspace>((resolve) => {
+      let checking = false;
+      let again = false;
+      const finish = (w: Workspace) => {
+        this.feed.off('workspace', onChange);
+        this.feed.off('reconnected', check);
+        clearInterval(poll);
+        clearTimeout(timer);
+        resolve(w);
+      };
+      const check = () => {
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        this.get(id).then(
+          (w) => {
+            ws = w;
+            checking = false;
+            if (settled(w)) finish(w);
+            else if (again) {
+              again = false;
+              check();
+            }
+          },
+          () => {
+            checking = false;
+          },
+        );
+      };
+      const onChange = (changed: string) => {
+        if (changed === id) check();
+      };
+      this.feed.on('workspace', onChange);
+      this.feed.on('reconnected', check);
+      const poll = setInterval(check, 2000);
+      const timer = setTimeout(() => finish(ws), Math.max(0, deadline - Date.now()));
+      check();
+    });
+  }
+
+  /**
+   * An agent's report about one of its workspaces. Reports about another host's
+   * workspace, or made while acting on a revision older than the workspace's last
+   * change, are ignored: they describe a past the user has already moved on from.
+   */
+  async applyReport(hostId: string, report: StatusReport): Promise<void> {
+    if (!UUID.test(report.workspaceId)) return;
+    let changedHost = false;
+    const changed = await inTx(this.db, async (tx) => {
+      const cur = await getWorkspace(tx, report.workspaceId, true);
+      if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
+      const s = cur.status;
+      const set = (status: WorkspaceStatus, extra: Partial<Pick<WorkspaceRow, 'container_id' | 'failed_step' | 'error'>> = {}) => ({
+        status,
+        extra,
+      });
+      let update: ReturnType<typeof set> | null = null;
+      switch (report.phase) {
+        case WorkspacePhase.WORKSPACE_PHASE_RUNNING:
+          if (s === 'CREATING' || s === 'STARTING' || (s === 'RUNNING' && cur.container_id !== report.containerId)) {
+            update = set('RUNNING', { container_id: report.containerId, failed_step: null, error: null });
+          }
+          break;
+        case WorkspacePhase.WORKSPACE_PHASE_STOPPED:
+          if (s === 'STOPPING' || (s === 'STOPPED' && cur.container_id !== report.containerId)) {
+            update = set('STOPPED', { container_id: report.containerId });
+          }
+          break;
+        case WorkspacePhase.WORKSPACE_PHASE_FAILED:
+          if (s === 'CREATING' || s === 'STARTING' || s === 'RUNNING' || s === 'STOPPING') {
+            update = set('FAILED', {
+              container_id: report.containerId || cur.container_id,
+              failed_step: report.step || 'unknown',
+              error: report.error || 'the agent reported a failure without a reason',
+            });
+          }
+          break;
+        default:
+          break;
+      }
+      if (!update) return false;
+      const fields = { container_id: cur.container_id, failed_step: cur.failed_step, error: cur.error, ...update.extra };
+      let revision = cur.desired_revision;
+      if (update.status === 'FAILED') {
+        // A failed workspace leaves the host's desired set, so the agent clears what is left.
+        revision = await bumpRevision(tx, hostId);
+        await notifyHost(tx, hostId);
+        changedHost = true;
+      }
+      await tx.query(
+        `UPDATE workspaces SET status = $2, container_id = $3, failed_step = $4, error = $5, desired_revision = $6, updated_at = now()
+          WHERE id = $1`,
+        [cur.id, update.status, fields.container_id, fields.failed_step, fields.error, revision],
+      );
+      await appendEvent(tx, {
+        kind: `workspace.${update.status.toLowerCase()}`,
+        actor: `agent:${hostId}`,
+        workspaceId: cur.id,
+        hostId,
+        data: {
+          from: s,
+          containerId: fields.container_id,
+          ...(update.status === 'FAILED'
+            ? { step: fields.failed_step, error: fields.error, exitCode: report.exitCode, oomKilled: report.oomKilled }
+            : {}),
+        },
+      });
+      await notifyWorkspace(tx, cur.id);
+      return true;
+    });
+    if (changedHost) this.hostChanged(hostId);
+    if (changed) this.log.debug({ workspaceId: report.workspaceId, hostId, phase: report.phase }, 'workspace status applied');
+  }
+
+  /**
+   * The host converged to `revision`: workspaces being deleted whose removal that
+   * revision carried are gone from it.
+   */
+  async applyAck(hostId: string, revision: number): Promise<void> {
+    const ids = await inTx(this.db, async (tx) => {
+      await tx.query('UPDATE hosts SET applied_revision = GREATEST(applied_revision, $2) WHERE id = $1', [hostId, revision]);
+      const { rows } = await tx.query<{ id: string }>(
+        `UPDATE workspaces SET status = 'DELETED', container_id = NULL, updated_at = now()
+          WHERE host_id = $1 AND status = 'DELETING' AND desired_revision <= $2 RETURNING id`,
+        [hostId, revision],
+      );
+      for (const r of rows) {
+        await appendEvent(tx, { kind: 'workspace.deleted', actor: `agent:${hostId}`, workspaceId: r.id, hostId, data: { revision } });
+        await notifyWorkspace(tx, r.id);
+      }
+      return rows.map((r) => r.id);
+    });
+    if (ids.length) this.log.info({ hostId, revision, workspaces: ids }, 'workspaces deleted');
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A DNS label from a workspace name and user id: lowercase, dashes, at most 63 characters. */
+function dnsLabel(s: string): string {
+  const label = s.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '');
+  return label.slice(0, 63).replace(/-$/, '') || 'workspace';
+}

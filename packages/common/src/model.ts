@@ -1,0 +1,73 @@
+/**
+ * The public shapes of the REST API, shared by the control plane and the CLI.
+ */
+import type { Arch } from './arch.js';
+
+/**
+ * CREATING → RUNNING ⇄ STOPPING → STOPPED → STARTING → RUNNING; any live state →
+ * DELETING → DELETED (soft: the row stays, the container goes, the volume stays).
+ * FAILED carries failedStep and error.
+ */
+export const WORKSPACE_STATUSES = [
+  'CREATING',
+  'RUNNING',
+  'STOPPING',
+  'STOPPED',
+  'STARTING',
+  'DELETING',
+  'DELETED',
+  'FAILED',
+] as const;
+export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
+
+/** Statuses from which nothing more happens without a user's request. */
+export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED'];
+
+export interface Workspace {
+  id: string;
+  userId: string;
+  name: string;
+  projectName: string;
+  arch: Arch;
+  tier: string;
+  image: string;
+  status: WorkspaceStatus;
+  hostId: string | null;
+  containerId: string | null;
+  hostname: string | null;
+  sshCommand: string | null;
+  failedStep: string | null;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type HostStatus = 'healthy' | 'unhealthy' | 'draining';
+
+export interface HostView {
+  id: string;
+  arch: Arch;
+  status: HostStatus;
+  connected: boolean;
+  agentVersion: string;
+  sessionId: string | null;
+  capacity: { memoryBytes: number; cpus: number; diskBytes: number };
+  stats: {
+    diskPercent: number;
+    memoryPercent: number;
+    cpuPercent: number;
+    workspaceContainers: number;
+    engineContainers: number;
+    dockerReady: boolean;
+  } | null;
+  workspaceCount: number;
+  revision: number;
+  appliedRevision: number;
+  images: string[];
+  lastHeartbeatAt: string | null;
+  connectedAt: string | null;
+}
+
+/** User ids, names and projects: safe in URLs, Docker names, labels and hostnames. */
+export const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export const ID_RULE = 'use 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit';
