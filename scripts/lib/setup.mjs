@@ -1,7 +1,7 @@
 // Installs npm dependencies and builds the TypeScript, for `npm start` and `npm test`
 // on a fresh clone. Plain Node.js: it runs before anything is installed.
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,4 +28,5 @@ export function ensureInstalled(log = console.error) {
 export function build(log = console.error) {
   log('building...');
   run(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-b']);
+  for (const bin of ['packages/cli/dist/main.js', 'control-plane/dist/main.js', 'agent/dist/main.js']) chmodSync(path.join(ROOT, bin), 0o755);
 }

@@ -1,10 +1,10 @@
+import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import si from 'systeminformation';
 import type { HostCapacity, HostStats } from '@a4c/proto';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 
 export interface DiskUsage {
-  mount: string;
   totalBytes: number;
   usedBytes: number;
   percent: number;
@@ -12,19 +12,15 @@ export interface DiskUsage {
 
 /**
  * The disk that matters is the one holding the Docker data root (images, container
- * layers, volumes), not "/" by chance: pick the filesystem with the longest mount
- * point that contains the path.
+ * layers, volumes), not "/" by chance. statfs(2) on the path itself names exactly that
+ * filesystem, whatever is mounted where. Percent is computed as df does: used over
+ * what non-root users can have (used + available), so reserved blocks count as full.
  */
-export async function diskOf(target: string): Promise<DiskUsage | undefined> {
-  const filesystems = await si.fsSize();
-  let best: si.Systeminformation.FsSizeData | undefined;
-  for (const fs of filesystems) {
-    const m = fs.mount;
-    const contains = target === m || target.startsWith(m.endsWith('/') ? m : `${m}/`);
-    if (contains && (!best || m.length > best.mount.length)) best = fs;
-  }
-  if (!best) return undefined;
-  return { mount: best.mount, totalBytes: best.size, usedBytes: best.used, percent: best.use ?? (best.size ? (best.used / best.size) * 100 : 0) };
+export async function diskOf(target: string): Promise<DiskUsage> {
+  const s = await statfs(target);
+  const used = (s.blocks - s.bfree) * s.bsize;
+  const avail = s.bavail * s.bsize;
+  return { totalBytes: s.blocks * s.bsize, usedBytes: used, percent: used + avail > 0 ? (used / (used + avail)) * 100 : 0 };
 }
 
 export class StatsCollector {

@@ -1,0 +1,61 @@
+import type { HostView, Workspace } from '@a4c/common';
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function workspacesTable(list: Workspace[]): string {
+  if (!list.length) return 'no workspaces; create one with: a4c ws create --project P --arch linux-x64 --tier standard';
+  return table(
+    ['ID', 'NAME', 'PROJECT', 'TIER', 'STATUS', 'HOST', 'HOSTNAME'],
+    list.map((w) => [w.id, w.name, w.projectName, w.tier, w.status, w.hostId ?? '-', w.hostname ?? '-']),
+  );
+}
+
+export function workspaceDetails(w: Workspace): string {
+  const rows: [string, string | null][] = [
+    ['id', w.id],
+    ['name', w.name],
+    ['user', w.userId],
+    ['project', w.projectName],
+    ['arch', w.arch],
+    ['tier', w.tier],
+    ['image', w.image],
+    ['status', w.status],
+    ['host', w.hostId],
+    ['container', w.containerId?.slice(0, 12) ?? null],
+    ['hostname', w.hostname],
+    ['ssh', w.sshCommand],
+    ['failed step', w.failedStep],
+    ['error', w.error],
+    ['created', w.createdAt],
+    ['updated', w.updatedAt],
+  ];
+  return rows
+    .filter(([, v]) => v !== null && v !== '')
+    .map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`)
+    .join('\n');
+}
+
+const pct = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(1)}%`);
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}G`;
+
+export function hostsTable(list: HostView[]): string {
+  if (!list.length) return 'no hosts yet; start a4c-agent on a Docker host';
+  return table(
+    ['HOST', 'ARCH', 'STATUS', 'WORKSPACES', 'DISK', 'MEMORY', 'CPU', 'CAPACITY', 'LAST HEARTBEAT'],
+    list.map((h) => [
+      h.id,
+      h.arch,
+      h.status,
+      String(h.workspaceCount),
+      pct(h.stats?.diskPercent),
+      pct(h.stats?.memoryPercent),
+      pct(h.stats?.cpuPercent),
+      `${gib(h.capacity.memoryBytes)} mem, ${h.capacity.cpus} cpu, ${gib(h.capacity.diskBytes)} disk`,
+      h.lastHeartbeatAt ?? 'never',
+    ]),
+  );
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { SETTLED_STATUSES, type HostView, type Workspace } from '@a4c/common';
+import { ApiClient, CliError } from './client.js';
+import { hostsTable, workspaceDetails, workspacesTable } from './format.js';
+
+const HELP = `a4c: developer workspaces on A4C.
+
+Usage: a4c <command> [options]
+
+Workspaces:
+  a4c ws create --project P --arch A --tier T [--name N] [--change C] [--image I] [--no-wait] [--timeout S]
+                         ask for a workspace; waits, showing progress, until it runs or fails
+  a4c ws list [--all]    your workspaces (--all: deleted ones too)
+  a4c ws get ID          one workspace
+  a4c ws stop ID         stop it (the container and its data stay)
+  a4c ws start ID        start it again (the same container)
+  a4c ws rm ID           delete it (your volume stays)
+
+Hosts:
+  a4c hosts              every host with status, capacity and usage
+  a4c hosts get ID       one host
+
+Options:
+  --user U               act for user U (default A4C_USER, else $USER)
+  --url URL              control plane (default A4C_URL, else http://127.0.0.1:8080)
+  --token T              bearer token (default A4C_TOKEN)
+  -o, --output FORMAT    table (default) or json
+  --no-wait              return as soon as the request is accepted
+  --timeout S            how long to wait, in seconds (default 300)
+  -h, --help             this text
+
+Archs: linux-x64, linux-arm64, darwin-arm64. Tiers: standard, large, xl (approval), and
+whatever the control plane adds (A4C_TIERS).
+`;
+
+interface Globals {
+  client: ApiClient;
+  user: string;
+  json: boolean;
+  wait: boolean;
+  timeout: number;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      user: { type: 'string' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      'no-wait': { type: 'boolean' },
+      timeout: { type: 'string' },
+      all: { type: 'boolean' },
+      project: { type: 'string' },
+      arch: { type: 'string' },
+      tier: { type: 'string' },
+      name: { type: 'string' },
+      change: { type: 'string' },
+      image: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const output = values.output ?? 'table';
+  if (output !== 'table' && output !== 'json') throw new CliError(`--output must be table or json, not ${JSON.stringify(output)}`);
+  const timeout = values.timeout === undefined ? 300 : Number(values.timeout);
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 3600) throw new CliError('--timeout must be a whole number of seconds from 0 to 3600');
+  const token = values.token ?? process.env.A4C_TOKEN;
+  if (!token) throw new CliError('no token: set A4C_TOKEN (npm start prints one) or pass --token');
+  const user = values.user ?? process.env.A4C_USER ?? process.env.USER ?? '';
+  const g: Globals = {
+    client: new ApiClient(values.url ?? process.env.A4C_URL ?? 'http://127.0.0.1:8080', token),
+    user,
+    json: output === 'json',
+    wait: !values['no-wait'],
+    timeout,
+  };
+  const [group, verb, id, ...rest] = positionals;
+  if (rest.length) throw new CliError(`unexpected argument ${JSON.stringify(rest[0])}; see a4c --help`);
+  const needUser = () => {
+    if (!g.user) throw new CliError('no user: pass --user or set A4C_USER');
+    return encodeURIComponent(g.user);
+  };
+  const needId = () => {
+    if (!id) throw new CliError(`a4c ${group} ${verb} needs an id; see a4c --help`);
+    return encodeURIComponent(id);
+  };
+
+  if (group === 'ws' || group === 'workspace' || group === 'workspaces') {
+    switch (verb) {
+      case 'create': {
+        const body: Record<string, string> = {};
+        for (const [flag, field] of [['project', 'projectName'], ['arch', 'arch'], ['tier', 'tier']] as const) {
+          const v = values[flag];
+          if (!v) throw new CliError(`a4c ws create needs --${flag}; see a4c --help`);
+          body[field] = v;
+        }
+        if (values.name) body.name = values.name;
+        if (values.change) body.changeNumber = values.change;
+        if (values.image) body.image = values.image;
+        const ws = await g.client.request<Workspace>('POST', `/v1/users/${needUser()}/workspaces`, body);
+        return finish(g, await follow(g, ws));
+      }
+      case 'list':
+      case 'ls': {
+        const r = await g.client.request<{ workspaces: Workspace[] }>('GET', `/v1/users/${needUser()}/workspaces${values.all ? '?includeDeleted=true' : ''}`);
+        print(g, r, () => workspacesTable(r.workspaces));
+        return 0;
+      }
+      case 'get':
+      case 'show': {
+        const ws = await g.client.request<Workspace>('GET', `/v1/workspaces/${needId()}`);
+        print(g, ws, () => workspaceDetails(ws));
+        return 0;
+      }
+      case 'stop':
+      case 'start':
+      case 'rm':
+      case 'delete': {
+        const path = `/v1/workspaces/${needId()}`;
+        const ws =
+          verb === 'rm' || verb === 'delete'
+            ? await g.client.request<Workspace>('DELETE', path)
+            : await g.client.request<Workspace>('POST', `${path}/${verb}`);
+        return finish(g, await follow(g, ws));
+      }
+      default:
+        throw new CliError(`unknown command "a4c ws ${verb ?? ''}"; try create, list, get, stop, start or rm`);
+    }
+  }
+  if (group === 'hosts' || group === 'host') {
+    if (!verb || verb === 'list' || verb === 'ls') {
+      const r = await g.client.request<{ hosts: HostView[] }>('GET', '/v1/hosts');
+      print(g, r, () => hostsTable(r.hosts));
+      return 0;
+    }
+    if (verb === 'get' || verb === 'show') {
+      const h = await g.client.request<HostView>('GET', `/v1/hosts/${needId()}`);
+      print(g, h, () => hostsTable([h]));
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c hosts ${verb}"; try a4c hosts or a4c hosts get ID`);
+  }
+  throw new CliError(`unknown command "${group}"; see a4c --help`);
+}
+
+/** Polls until the workspace settles, printing each status it passes through to stderr. */
+async function follow(g: Globals, first: Workspace): Promise<Workspace> {
+  let ws = first;
+  if (!g.wait || SETTLED_STATUSES.includes(ws.status)) return ws;
+  const started = Date.now();
+  const deadline = started + g.timeout * 1000;
+  let shown = '';
+  const show = (w: Workspace) => {
+    const line = `${w.status}${w.hostId ? ` on ${w.hostId}` : ''}`;
+    if (line !== shown) {
+      process.stderr.write(`${w.name}: ${line} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+      shown = line;
+    }
+  };
+  show(ws);
+  while (!SETTLED_STATUSES.includes(ws.status)) {
+    if (Date.now() > deadline) {
+      process.stderr.write(`still ${ws.status} after ${g.timeout} s; follow it with: a4c ws get ${ws.id}\n`);
+      return ws;
+    }
+    const left = Math.max(1, Math.min(20, Math.ceil((deadline - Date.now()) / 1000)));
+    ws = await g.client.request<Workspace>('GET', `/v1/workspaces/${ws.id}`);
+    show(ws);
+    if (!SETTLED_STATUSES.includes(ws.status)) await new Promise((r) => setTimeout(r, Math.min(250, left * 1000)));
+  }
+  return ws;
+}
+
+function finish(g: Globals, ws: Workspace): number {
+  print(g, ws, () => workspaceDetails(ws));
+  if (ws.status === 'FAILED') {
+    if (!g.json) process.stderr.write(`failed at step "${ws.failedStep}": ${ws.error}\nretry by deleting it (a4c ws rm ${ws.id}) and creating it again\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function print(g: Globals, value: unknown, table: () => string): void {
+  process.stdout.write(g.json ? `${JSON.stringify(value, null, 2)}\n` : `${table()}\n`);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof CliError) {
+      process.stderr.write(`a4c: ${e.message}\n`);
+      if (e.suggestion) process.stderr.write(`hint: ${e.suggestion}\n`);
+      process.exit(e.exitCode);
+    }
+    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`a4c: ${(e as Error).message}; see a4c --help\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`a4c: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,132 @@
+// `npm start`: a whole local A4C on this machine. Installs what it needs, finds or
+// starts a Docker Engine, makes the base image, starts the control plane (with its
+// embedded PostgreSQL) and one agent, then prints what to run next. Ctrl-C stops it.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BASE_IMAGE, engineAnswers, ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
+import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
+
+const say = (m) => console.log(`[a4c] ${m}`);
+const STATE = path.join(ROOT, '.a4c');
+const HTTP_PORT = process.env.A4C_HTTP_PORT ?? '8080';
+const GRPC_PORT = process.env.A4C_GRPC_PORT ?? '9090';
+const STATUS_PORT = process.env.A4C_STATUS_PORT ?? '9100';
+const HOST_ID = process.env.A4C_HOST_ID ?? os.hostname().toLowerCase().replace(/[^a-z0-9._-]/g, '-');
+
+ensureInstalled(say);
+ensureHostPackages(say);
+build(say);
+
+// The engine: DOCKER_HOST or the default socket if one answers, else a private dockerd.
+let dockerHost = process.env.DOCKER_HOST;
+let networkMode = process.env.A4C_NETWORK_MODE;
+let privateEngine;
+const socketOf = (h) => (h?.startsWith('unix://') ? h.slice(7) : undefined);
+if (dockerHost && socketOf(dockerHost) && !(await engineAnswers(socketOf(dockerHost)))) {
+  throw new Error(`DOCKER_HOST=${dockerHost} does not answer; start that engine or unset DOCKER_HOST`);
+}
+if (!dockerHost && (await engineAnswers('/var/run/docker.sock'))) dockerHost = 'unix:///var/run/docker.sock';
+if (!dockerHost) {
+  say('no Docker Engine answers; starting a private one (data in .a4c/docker)');
+  privateEngine = await startPrivateDockerd({ dataRoot: path.join(STATE, 'docker'), name: 'a4c-dev' });
+  dockerHost = privateEngine.dockerHost;
+  networkMode ??= 'none'; // the private engine has no bridge network
+}
+networkMode ??= 'bridge';
+say(`Docker Engine: ${dockerHost}`);
+if (await ensureBaseImage(dockerHost)) say(`made the base image ${BASE_IMAGE} from Debian's busybox-static`);
+
+mkdirSync(path.join(STATE, 'logs'), { recursive: true });
+const children = [];
+let stopping = false;
+function launch(name, script, env) {
+  const logFile = path.join(STATE, 'logs', `${name}.log`);
+  const out = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [path.join(ROOT, script)], { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      say(`${name} exited (${signal ?? code}); its log: ${logFile}`);
+      void stop(1);
+    }
+  });
+  children.push(child);
+  return { child, logFile };
+}
+
+const cp = launch('control-plane', 'control-plane/dist/main.js', {
+  A4C_DATA_DIR: path.join(STATE, 'control-plane'),
+  A4C_HTTP_PORT: HTTP_PORT,
+  A4C_GRPC_PORT: GRPC_PORT,
+  A4C_TIERS: process.env.A4C_TIERS ?? JSON.stringify({ tiny: { memoryMb: 256, cpus: 0.5, diskGb: 5 } }),
+});
+const api = `http://127.0.0.1:${HTTP_PORT}`;
+await until('the control plane', async () => (await fetch(`${api}/readyz`)).ok, 60_000, cp.logFile);
+const token = readFileSync(path.join(STATE, 'control-plane', 'admin-token'), 'utf8').trim();
+
+const agent = launch('agent', 'agent/dist/main.js', {
+  A4C_CONTROL_PLANE: `127.0.0.1:${GRPC_PORT}`,
+  A4C_HOST_ID: HOST_ID,
+  A4C_STATUS_PORT: STATUS_PORT,
+  A4C_STATE_DIR: path.join(STATE, 'agent'),
+  A4C_NETWORK_MODE: networkMode,
+  DOCKER_HOST: dockerHost,
+});
+await until('the agent to connect', async () => {
+  const r = await fetch(`${api}/v1/hosts/${HOST_ID}`, { headers: { authorization: `Bearer ${token}` } });
+  return r.ok && (await r.json()).connected === true;
+}, 30_000, agent.logFile);
+
+console.log(`
+A4C is running: control plane, embedded PostgreSQL, and agent "${HOST_ID}".
+
+  REST API       ${api}   (admin token: .a4c/control-plane/admin-token)
+  agent status   http://127.0.0.1:${STATUS_PORT}/status
+  logs           .a4c/logs/
+
+Next, in another terminal, create a workspace with the CLI:
+
+  export A4C_URL=${api} A4C_TOKEN=${token} A4C_USER=$USER
+  npx a4c ws create --project demo --arch linux-x64 --tier tiny
+  npx a4c ws list
+
+or with curl:
+
+  curl -H "Authorization: Bearer ${token}" -H 'Content-Type: application/json' \\
+       -d '{"projectName":"demo","arch":"linux-x64","tier":"tiny"}' '${api}/v1/users/alice/workspaces?wait=60'
+
+Ctrl-C stops A4C${privateEngine ? ' and its private Docker Engine (workspaces are recreated at the next start)' : '; workspaces keep running'}.
+`);
+
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping...');
+  for (const c of [...children].reverse()) {
+    if (c.exitCode === null) {
+      c.kill('SIGTERM');
+      await new Promise((r) => c.once('exit', r));
+    }
+  }
+  await privateEngine?.stop();
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());
+
+async function until(what, check, timeoutMs, logFile) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (stopping) process.exit(1);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n') : '';
+  say(`timed out waiting for ${what}; last lines of ${logFile}:\n${tail}`);
+  await stop(1);
+}

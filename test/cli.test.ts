@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { expect } from 'chai';
+import type { HostView, Workspace } from '@a4c/common';
+import { removeHostContainers, ROOT, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+
+describe('the a4c CLI', () => {
+  let t: TestControlPlane;
+  let agent: AgentProcess;
+  const hostId = uniqueId('cli');
+  const user = uniqueId('erin');
+
+  function a4c(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [path.join(ROOT, 'packages/cli/dist/main.js'), ...args], {
+        env: { PATH: process.env.PATH ?? '', A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token, A4C_USER: user, ...env },
+      });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      p.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    });
+  }
+
+  before(async () => {
+    t = await startTestControlPlane();
+    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress });
+    await t.api.waitHostConnected(hostId);
+  });
+  after(async () => {
+    await agent?.kill();
+    await t?.stop();
+    await removeHostContainers(hostId);
+  });
+
+  let id = '';
+  it('ws create waits, shows progress on stderr, and prints the running workspace as JSON', async () => {
+    const r = await a4c(['ws', 'create', '--project', 'web', '--arch', 'linux-x64', '--tier', 'tiny', '--name', 'cli', '-o', 'json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const ws = JSON.parse(r.stdout) as Workspace;
+    expect(ws.status).to.equal('RUNNING');
+    expect(ws.userId).to.equal(user);
+    expect(r.stderr).to.match(/cli: CREATING on /);
+    expect(r.stderr).to.match(/cli: RUNNING on /);
+    id = ws.id;
+  });
+
+  it('ws list and hosts print tables, and JSON on request', async () => {
+    const table = await a4c(['ws', 'list']);
+    expect(table.code).to.equal(0);
+    expect(table.stdout).to.match(/^ID\s+NAME\s+PROJECT/);
+    expect(table.stdout).to.contain(id);
+    const hosts = await a4c(['hosts', '-o', 'json']);
+    expect((JSON.parse(hosts.stdout) as { hosts: HostView[] }).hosts.map((h) => h.id)).to.include(hostId);
+  });
+
+  it('ws stop, start and rm go through the states', async () => {
+    const stop = await a4c(['ws', 'stop', id, '-o', 'json']);
+    expect((JSON.parse(stop.stdout) as Workspace).status).to.equal('STOPPED');
+    const start = await a4c(['ws', 'start', id, '-o', 'json']);
+    expect((JSON.parse(start.stdout) as Workspace).status).to.equal('RUNNING');
+    const rm = await a4c(['ws', 'rm', id, '-o', 'json']);
+    expect((JSON.parse(rm.stdout) as Workspace).status).to.equal('DELETED');
+  });
+
+  it('explains errors and exits non-zero', async () => {
+    const bad = await a4c(['ws', 'create', '--project', 'web', '--arch', 'linux-x64', '--tier', 'nope']);
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr).to.contain('unknown tier "nope"');
+    const noToken = await a4c(['ws', 'list'], { A4C_TOKEN: '' });
+    expect(noToken.code).to.equal(2);
+    expect(noToken.stderr).to.contain('A4C_TOKEN');
+    const down = await a4c(['ws', 'list'], { A4C_URL: 'http://127.0.0.1:9' });
+    expect(down.code).to.equal(1);
+    expect(down.stderr).to.contain('cannot reach the control plane');
+    const help = await a4c(['--help']);
+    expect(help.stdout).to.contain('a4c ws create');
+  });
+});
