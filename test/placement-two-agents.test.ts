@@ -18,7 +18,8 @@ import { waitFor } from './support/net.js';
 
 /**
  * Two agents share one Docker Engine but report different disks: each measures a small
- * tmpfs of its own (A4C_DISK_PATH), filled to a level the test controls.
+ * tmpfs of its own (A4C_DISK_PATH), filled to a level the test controls, and offers
+ * 100 GB (A4C_CAPACITY_DISK_GB) so the 20 MB tmpfs does not limit capacity.
  */
 describe('two agents on one engine', () => {
   let t: TestControlPlane;
@@ -45,8 +46,8 @@ describe('two agents on one engine', () => {
     t = await startTestControlPlane();
     const diskA = tmpfs('a', 12); // 60 %
     const diskB = tmpfs('b', 6); // 30 %
-    agents.push(await spawnAgent({ hostId: a, controlPlane: t.grpcAddress, env: { A4C_DISK_PATH: diskA } }));
-    agents.push(await spawnAgent({ hostId: b, controlPlane: t.grpcAddress, env: { A4C_DISK_PATH: diskB } }));
+    agents.push(await spawnAgent({ hostId: a, controlPlane: t.grpcAddress, env: { A4C_DISK_PATH: diskA, A4C_CAPACITY_DISK_GB: '100' } }));
+    agents.push(await spawnAgent({ hostId: b, controlPlane: t.grpcAddress, env: { A4C_DISK_PATH: diskB, A4C_CAPACITY_DISK_GB: '100' } }));
     await t.api.waitHostConnected(a);
     await t.api.waitHostConnected(b);
   });
@@ -68,8 +69,8 @@ describe('two agents on one engine', () => {
     created.push(await t.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: 'two' }));
     expect(created.map((w) => w.hostId)).to.deep.equal([b, b]);
 
-    fill(mounts[1] as string, 16); // host b now at 80 %
-    await waitFor('host b to report its fuller disk', async () => ((await t.api.host(b))?.stats?.diskPercent ?? 0) > 75);
+    fill(mounts[1] as string, 14); // host b now at 70 %: fuller than a, still under the 80 % threshold
+    await waitFor('host b to report its fuller disk', async () => ((await t.api.host(b))?.stats?.diskPercent ?? 0) > 65);
     created.push(await t.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: 'three' }));
     expect(created[2]?.hostId).to.equal(a);
     for (const w of created) expect(w.status).to.equal('RUNNING');

@@ -1,5 +1,5 @@
 import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT, type Logger } from '@a4c/common';
-import type { ImageInfo } from '@a4c/proto';
+import type { HostStats, ImageInfo } from '@a4c/proto';
 import type { AgentConfig } from './config.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime } from './runtime/docker.js';
@@ -24,7 +24,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     networkMode: config.networkMode,
     stopTimeoutSeconds: config.stopTimeoutSeconds,
   });
-  const stats = new StatsCollector(runtime, config.diskPath);
+  const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
   let session: ControlPlaneSession | undefined;
   const reconciler = new Reconciler(
@@ -43,6 +43,22 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
   );
   let lastAcked = -1;
   await reconciler.load();
+
+  // Stats and the image list are refreshed on their own loop; heartbeats send the latest
+  // snapshot at once. A Docker Engine slow to answer `docker info` under load must
+  // never delay a heartbeat, or a busy host would look dead.
+  let latest: { stats: HostStats; images: ImageInfo[] | undefined } | undefined;
+  let refreshing: Promise<void> | undefined;
+  const refresh = (): Promise<void> =>
+    (refreshing ??= (async () => {
+      try {
+        const s = await stats.collect(reconciler.ownedCount());
+        const imgs = s.dockerReady ? await images().catch(() => undefined) : undefined;
+        latest = { stats: s, images: imgs ?? latest?.images };
+      } finally {
+        refreshing = undefined;
+      }
+    })());
 
   let lastImagesKey = '';
   const images = async (): Promise<ImageInfo[]> =>
@@ -95,16 +111,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         };
       },
       heartbeat: async () => {
-        const s = await stats.collect(reconciler.ownedCount());
+        void refresh().catch(() => undefined);
+        if (!latest) await refresh();
+        const snap = latest as NonNullable<typeof latest>;
         let changed: ImageInfo[] | undefined;
-        if (s.dockerReady) {
-          const imgs = await images().catch(() => undefined);
-          if (imgs && imagesKey(imgs) !== lastImagesKey) {
-            lastImagesKey = imagesKey(imgs);
-            changed = imgs;
-          }
+        if (snap.images && imagesKey(snap.images) !== lastImagesKey) {
+          lastImagesKey = imagesKey(snap.images);
+          changed = snap.images;
         }
-        return { stats: s, images: changed };
+        return { stats: { ...snap.stats, workspaceContainers: reconciler.ownedCount() }, images: changed };
       },
       onDesiredState: (ds) => {
         log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
@@ -132,7 +147,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         () => ({ reachable: true as const }),
         (e: unknown) => ({ reachable: false as const, error: (e as Error).message }),
       );
-      const hostStats = await stats.collect(reconciler.ownedCount()).catch(() => undefined);
+      const hostStats = latest?.stats;
       return {
         hostId: config.hostId,
         arch: config.arch,

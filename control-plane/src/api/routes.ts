@@ -1,7 +1,9 @@
 import Router, { type RouterContext } from '@koa/router';
 import { A4cError, notFound } from '@a4c/common';
-import type { Db } from '../store/db.js';
-import { getHostView, listHosts } from '../store/hosts.js';
+import type { Quotas } from '../quotas/quotas.js';
+import { inTx, type Db } from '../store/db.js';
+import { appendEvent } from '../store/events.js';
+import { getHostView, listHosts, setDraining, type HostViewOptions } from '../store/hosts.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { readJson, type State } from './http.js';
 import { parse, parseWait, schemas } from './validate.js';
@@ -9,8 +11,9 @@ import { parse, parseWait, schemas } from './validate.js';
 export interface RouteDeps {
   db: Db;
   workspaces: WorkspaceService;
+  quotas: Quotas;
   maxWaitSeconds: number;
-  liveWithinSeconds: number;
+  hostView: HostViewOptions;
 }
 
 /** The public REST API, /v1. Authentication is applied before these routes. */
@@ -52,6 +55,18 @@ export function v1Routes(d: RouteDeps): Router<State> {
     });
   }
 
+  r.post('/workspaces/:id/approve', async (ctx) => {
+    const wait = parseWait(ctx.query.wait, d.maxWaitSeconds);
+    const after = await ws.approve(ctx.params.id as string, ctx.state.actor);
+    ctx.status = 202;
+    ctx.body = wait ? await ws.waitSettled(after.id, wait) : after;
+  });
+
+  r.post('/workspaces/:id/reject', async (ctx) => {
+    const body = parse(schemas.reject, await readJson(ctx));
+    ctx.body = await ws.reject(ctx.params.id as string, ctx.state.actor, body.reason);
+  });
+
   const remove = async (ctx: RouterContext<State>, userId?: string) => {
     const wait = parseWait(ctx.query.wait, d.maxWaitSeconds);
     if (userId) await ws.getOwned(userId, ctx.params.id as string);
@@ -63,13 +78,68 @@ export function v1Routes(d: RouteDeps): Router<State> {
   r.delete('/users/:userId/workspaces/:id', (ctx) => remove(ctx, parse(schemas.userId, ctx.params.userId, 'userId')));
 
   r.get('/hosts', async (ctx) => {
-    ctx.body = { hosts: await listHosts(d.db, d.liveWithinSeconds) };
+    ctx.body = { hosts: await listHosts(d.db, d.hostView) };
   });
 
+  const host = async (id: string) => {
+    const h = await getHostView(d.db, id, d.hostView);
+    if (!h) throw notFound('host', id, 'list hosts with `a4c hosts`');
+    return h;
+  };
   r.get('/hosts/:id', async (ctx) => {
-    const host = await getHostView(d.db, ctx.params.id as string, d.liveWithinSeconds);
-    if (!host) throw notFound('host', ctx.params.id as string, 'list hosts with `a4c hosts`');
-    ctx.body = host;
+    ctx.body = await host(ctx.params.id as string);
+  });
+
+  for (const [action, draining] of [['drain', true], ['activate', false]] as const) {
+    r.post(`/hosts/:id/${action}`, async (ctx) => {
+      const id = ctx.params.id as string;
+      const found = await inTx(d.db, async (tx) => {
+        if (!(await setDraining(tx, id, draining))) return false;
+        await appendEvent(tx, { kind: draining ? 'host.drained' : 'host.activated', actor: ctx.state.actor, hostId: id });
+        return true;
+      });
+      if (!found) throw notFound('host', id, 'list hosts with `a4c hosts`');
+      ctx.body = await host(id);
+    });
+  }
+
+  r.get('/users/:userId', async (ctx) => {
+    const userId = parse(schemas.userId, ctx.params.userId, 'userId');
+    const q = await d.quotas.view(d.db, userId);
+    ctx.body = { id: userId, teamId: q.teamId };
+  });
+
+  r.put('/users/:userId', async (ctx) => {
+    const userId = parse(schemas.userId, ctx.params.userId, 'userId');
+    const body = parse(schemas.user, await readJson(ctx));
+    await inTx(d.db, async (tx) => {
+      await tx.query(
+        `INSERT INTO users (id, team_id) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET team_id = EXCLUDED.team_id, updated_at = now()`,
+        [userId, body.teamId],
+      );
+      await appendEvent(tx, { kind: 'user.updated', actor: ctx.state.actor, data: { userId, teamId: body.teamId } });
+    });
+    ctx.body = { id: userId, teamId: body.teamId };
+  });
+
+  r.get('/users/:userId/quota', async (ctx) => {
+    ctx.body = await d.quotas.view(d.db, parse(schemas.userId, ctx.params.userId, 'userId'));
+  });
+
+  r.put('/users/:userId/quota', async (ctx) => {
+    const userId = parse(schemas.userId, ctx.params.userId, 'userId');
+    const body = parse(schemas.quota, await readJson(ctx));
+    ctx.body = await d.quotas.setUser(userId, body);
+  });
+
+  r.get('/teams/:teamId/quota', async (ctx) => {
+    ctx.body = await d.quotas.team(parse(schemas.teamId, ctx.params.teamId, 'teamId'));
+  });
+
+  r.put('/teams/:teamId/quota', async (ctx) => {
+    const teamId = parse(schemas.teamId, ctx.params.teamId, 'teamId');
+    const body = parse(schemas.quota, await readJson(ctx));
+    ctx.body = await d.quotas.setTeam(teamId, body);
   });
 
   return r;

@@ -6,8 +6,20 @@ const id = (what: string) => z.string().regex(ID_PATTERN, `${what} must ${ID_RUL
 /** Docker image reference: [registry/]repository[:tag][@digest], conservatively. */
 const IMAGE_REF = /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 
+const limit = (what: string, int: boolean) =>
+  (int ? z.number().int(`${what} must be a whole number`) : z.number()).min(0, `${what} cannot be negative`).max(1e9).nullable().optional();
+
 export const schemas = {
   userId: id('a user id'),
+  teamId: id('a team id'),
+  hostId: id('a host id'),
+  quota: z.strictObject({
+    maxWorkspaces: limit('maxWorkspaces', true),
+    maxDiskGb: limit('maxDiskGb', false),
+    maxConcurrentBuilds: limit('maxConcurrentBuilds', true),
+  }),
+  user: z.strictObject({ teamId: id('a team id').nullable() }),
+  reject: z.strictObject({ reason: z.string().max(500).optional() }),
   createWorkspace: z.strictObject({
     projectName: id('a project name'),
     arch: z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` }),

@@ -1,77 +1,140 @@
 import { A4cError } from '@a4c/common';
 import type { Tx } from '../store/db.js';
 
-export interface PlacementRequest {
+/** What a workspace needs from a host. */
+export interface Demand {
   arch: string;
   image: string;
   memoryMb: number;
   cpus: number;
   diskGb: number;
+  tier: string;
 }
 
 export interface PlacementPolicy {
   /** Hosts whose last heartbeat is older than this are not candidates. */
   liveWithinSeconds: number;
+  /** Share of reported capacity kept back (0.2 = 20 %). */
+  headroom: number;
+  maxDiskPercent: number;
+  maxMemoryPercent: number;
 }
 
 /**
- * Chooses the host for a new workspace and locks its row, inside the caller's
- * transaction. The caller bumps the host's revision and inserts the workspace in the
- * same transaction, so the choice and the reservation commit together.
- *
- * Candidates: live hosts of the arch that are not draining, whose Docker Engine
- * answers, and that hold the image. Order: least disk usage, then least memory usage,
- * then fewest workspaces.
+ * Candidates: live hosts of the arch, Docker answering, not draining, under the disk
+ * and memory thresholds, holding the image, with unreserved capacity for the demand
+ * (capacity less headroom, less what placed workspaces reserve).
+ * Order: least disk usage, then least memory usage, then fewest workspaces.
  */
-export async function placeWorkspace(tx: Tx, req: PlacementRequest, policy: PlacementPolicy): Promise<string> {
-  const { rows } = await tx.query<{ id: string }>(
-    `SELECT h.id FROM hosts h
-      WHERE h.arch = $1
-        AND h.connected AND h.last_heartbeat_at > now() - make_interval(secs => $3)
-        AND NOT h.draining
-        AND COALESCE((h.stats->>'dockerReady')::boolean, false)
-        AND EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
-      ORDER BY (h.stats->>'diskPercent')::float8,
-               (h.stats->>'memoryPercent')::float8,
-               (SELECT count(*) FROM workspaces w WHERE w.host_id = h.id AND w.status <> 'DELETED'),
-               h.id
-      LIMIT 1
-      FOR UPDATE OF h`,
-    [req.arch, req.image, policy.liveWithinSeconds],
-  );
-  if (rows[0]) return rows[0].id;
-  throw await explainNoHost(tx, req, policy);
+const CANDIDATES = `
+  SELECT h.id FROM hosts h JOIN host_status s ON s.host_id = h.id
+   WHERE h.arch = $1
+     AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3)
+     AND s.docker_ready AND NOT h.draining
+     AND s.disk_percent < $4 AND s.memory_percent < $5
+     AND h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
+     AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
+     AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)
+     AND EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
+   ORDER BY s.disk_percent, s.memory_percent, h.reserved_workspaces, h.id
+   LIMIT 1`;
+
+/**
+ * Chooses a host for the demand and takes its reservation, inside the caller's
+ * transaction; returns the host and its new desired-state revision. The caller then
+ * inserts or updates the workspace row in the same transaction, and the
+ * workspaces_reservation trigger adds its resources to the host's reserved_* columns.
+ *
+ * Placement locks the hosts row only; liveness and stats are in host_status, which
+ * heartbeats update without ever waiting behind a placement.
+ *
+ * Why no host is ever over-committed, even with a hundred concurrent requests: the
+ * capacity check is in the WHERE clause of the statement that locks the host row
+ * (FOR UPDATE). When PostgreSQL (READ COMMITTED) locks a row that changed since the
+ * statement's snapshot, it re-evaluates the WHERE clause against the newest committed
+ * version, so the check counts every reservation committed before the lock was
+ * granted; ours is added before the lock is released at commit.
+ *
+ * Why it does not deadlock or queue: the first attempt uses SKIP LOCKED, so concurrent
+ * requests spread over the next-best hosts instead of waiting on the best one. Only if
+ * every fitting host is locked at that instant does a second attempt wait for a lock,
+ * so a busy moment never reads as "no capacity". A placing transaction locks exactly
+ * one host row, so no two transactions can wait on each other in a cycle.
+ */
+export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<{ hostId: string; revision: number }> {
+  const params = [
+    d.arch,
+    d.image,
+    p.liveWithinSeconds,
+    p.maxDiskPercent,
+    p.maxMemoryPercent,
+    1 - p.headroom,
+    d.memoryMb,
+    Math.round(d.cpus * 1000),
+    Math.round(d.diskGb * 1024),
+  ];
+  for (const lock of ['FOR UPDATE OF h SKIP LOCKED', 'FOR UPDATE OF h']) {
+    const { rows } = await tx.query<{ id: string; revision: number }>(
+      `UPDATE hosts SET revision = revision + 1, updated_at = now()
+        WHERE id = (${CANDIDATES} ${lock})
+        RETURNING id, revision`,
+      params,
+    );
+    if (rows[0]) return { hostId: rows[0].id, revision: rows[0].revision };
+  }
+  throw await explainNoHost(tx, d, p);
 }
 
-/** Says why nothing fits, so the user knows whether to wait, build, or ask an admin. */
-async function explainNoHost(tx: Tx, req: PlacementRequest, policy: PlacementPolicy): Promise<A4cError> {
-  const { rows } = await tx.query<{ total: number; live: number; ready: number; with_image: number }>(
+/**
+ * Says why nothing fits, at the first stage that rules out every host, so the user
+ * knows whether to wait, build an image, pick another tier, or call an operator.
+ */
+export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<A4cError> {
+  const { rows } = await tx.query<Record<'total' | 'live' | 'ready' | 'active' | 'image' | 'room' | 'fits', number>>(
     `SELECT count(*)::int AS total,
             count(*) FILTER (WHERE live)::int AS live,
-            count(*) FILTER (WHERE live AND NOT draining AND docker_ready)::int AS ready,
-            count(*) FILTER (WHERE live AND NOT draining AND docker_ready AND has_image)::int AS with_image
-       FROM (SELECT h.draining,
-                    (h.connected AND h.last_heartbeat_at > now() - make_interval(secs => $3)) AS live,
-                    COALESCE((h.stats->>'dockerReady')::boolean, false) AS docker_ready,
-                    EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2) AS has_image
-               FROM hosts h WHERE h.arch = $1) s`,
-    [req.arch, req.image, policy.liveWithinSeconds],
+            count(*) FILTER (WHERE live AND docker_ready)::int AS ready,
+            count(*) FILTER (WHERE live AND docker_ready AND NOT draining)::int AS active,
+            count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image)::int AS image,
+            count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image AND under)::int AS room,
+            count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image AND under AND fits)::int AS fits
+       FROM (SELECT COALESCE(s.docker_ready, false) AS docker_ready, h.draining,
+                    COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3), false) AS live,
+                    EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2) AS has_image,
+                    COALESCE(s.disk_percent < $4 AND s.memory_percent < $5, false) AS under,
+                    (h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
+                     AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
+                     AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)) AS fits
+               FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id WHERE h.arch = $1) c`,
+    [d.arch, d.image, p.liveWithinSeconds, p.maxDiskPercent, p.maxMemoryPercent, 1 - p.headroom, d.memoryMb, Math.round(d.cpus * 1000), Math.round(d.diskGb * 1024)],
   );
-  const c = rows[0] ?? { total: 0, live: 0, ready: 0, with_image: 0 };
-  let message: string;
-  let suggestion: string;
+  const c = rows[0] ?? { total: 0, live: 0, ready: 0, active: 0, image: 0, room: 0, fits: 0 };
+  const no = (reason: string, message: string, suggestion: string) => new A4cError('CAPACITY_EXHAUSTED', message, { reason, suggestion });
   if (c.total === 0) {
-    message = `no host of arch ${req.arch} is registered`;
-    suggestion = `install a4c-agent on a ${req.arch} host, or ask for another arch`;
-  } else if (c.live === 0) {
-    message = `no host of arch ${req.arch} is connected (${c.total} known, all unreachable)`;
-    suggestion = 'check the agents (`a4c hosts`, `systemctl status a4c-agent`) and try again';
-  } else if (c.ready === 0) {
-    message = `every connected ${req.arch} host is draining or has a Docker Engine that does not answer`;
-    suggestion = 'try again later, or ask an operator to activate a host';
-  } else {
-    message = `no available ${req.arch} host holds the image ${req.image}`;
-    suggestion = 'build the project image first (`a4c build schedule`), or pass an image that exists';
+    return no('NO_HOST_FOR_ARCH', `no host of arch ${d.arch} is registered`, `install a4c-agent on a ${d.arch} host, or ask for another arch`);
   }
-  return new A4cError('CAPACITY_EXHAUSTED', message, { suggestion });
+  if (c.live === 0) {
+    return no('NO_HOST_CONNECTED', `no ${d.arch} host is connected (${c.total} known, none heartbeating)`, 'check the agents (`a4c hosts`, `systemctl status a4c-agent`) and try again');
+  }
+  if (c.ready === 0) {
+    return no('NO_HOST_HEALTHY', `every connected ${d.arch} host reports that its Docker Engine does not answer`, 'ask an operator to check Docker on those hosts; try again in a few minutes');
+  }
+  if (c.active === 0) {
+    return no('ALL_DRAINING', `every healthy ${d.arch} host is draining for maintenance`, 'try again after the maintenance, or ask an operator to activate a host');
+  }
+  if (c.image === 0) {
+    return no('IMAGE_NOT_ON_ANY_HOST', `no available ${d.arch} host holds the image ${d.image}`, 'build the project image first (`a4c build schedule`), or pass an image that exists');
+  }
+  if (c.room === 0) {
+    return no(
+      'ALL_FULL',
+      `every ${d.arch} host with the image is above the disk (${p.maxDiskPercent} %) or memory (${p.maxMemoryPercent} %) threshold`,
+      'delete workspaces you no longer use, or try again in 30 minutes',
+    );
+  }
+  return no(
+    'NO_CAPACITY_FOR_TIER',
+    `no ${d.arch} host has ${d.memoryMb} MB memory, ${d.cpus} CPUs and ${d.diskGb} GB disk unreserved for tier ${d.tier}`,
+    'choose a smaller tier, delete workspaces you no longer use, or try again in 30 minutes',
+  );
 }

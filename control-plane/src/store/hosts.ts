@@ -18,28 +18,39 @@ export interface HostRow {
   cpus: number;
   disk_bytes: number;
   draining: boolean;
+  revision: number;
+  applied_revision: number;
+  reserved_memory_mb: number;
+  reserved_millicpus: number;
+  reserved_disk_mb: number;
+  reserved_workspaces: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** host_status: liveness and stats, written by heartbeats, never locked by placement. */
+interface HostStatusRow {
   session_id: string | null;
   connected: boolean;
   connected_at: Date | null;
   last_heartbeat_at: Date | null;
   stats: HostStatsJson | null;
-  revision: number;
-  applied_revision: number;
-  created_at: Date;
-  updated_at: Date;
+  docker_ready: boolean;
 }
 
-type HostViewRow = HostRow & { live: boolean; workspace_count: number; images: string[] | null };
+type HostViewRow = HostRow & HostStatusRow & { live: boolean; workspace_count: number; images: string[] | null };
 
 const VIEW_SQL = `
-  SELECT h.*,
-         (h.connected AND h.last_heartbeat_at > now() - make_interval(secs => $1)) AS live,
-         (SELECT count(*)::int FROM workspaces w WHERE w.host_id = h.id AND w.status <> 'DELETED') AS workspace_count,
+  SELECT h.*, s.session_id, s.connected_at, s.last_heartbeat_at, s.stats, COALESCE(s.docker_ready, false) AS docker_ready,
+         COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1), false) AS live,
+         (SELECT count(*)::int FROM workspaces w WHERE w.host_id = h.id AND w.status NOT IN ('DELETED', 'REJECTED')) AS workspace_count,
          (SELECT array_agg(i.ref ORDER BY i.ref) FROM host_images i WHERE i.host_id = h.id) AS images
-  FROM hosts h`;
+  FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id`;
 
-function toHostView(r: HostViewRow): HostView {
-  const status = !r.live || r.stats?.dockerReady === false ? 'unhealthy' : r.draining ? 'draining' : 'healthy';
+function toHostView(r: HostViewRow, headroom: number): HostView {
+  const status = !r.live || !r.docker_ready ? 'unhealthy' : r.draining ? 'draining' : 'healthy';
+  const MiB = 1024 * 1024;
+  const share = 1 - headroom;
   return {
     id: r.id,
     arch: r.arch as Arch,
@@ -48,6 +59,12 @@ function toHostView(r: HostViewRow): HostView {
     agentVersion: r.agent_version,
     sessionId: r.live ? r.session_id : null,
     capacity: { memoryBytes: r.memory_bytes, cpus: r.cpus, diskBytes: r.disk_bytes },
+    allocatable: {
+      memoryBytes: Math.floor((r.memory_bytes / MiB) * share) * MiB,
+      cpus: Math.floor(r.cpus * 1000 * share) / 1000,
+      diskBytes: Math.floor((r.disk_bytes / MiB) * share) * MiB,
+    },
+    reserved: { memoryBytes: r.reserved_memory_mb * MiB, cpus: r.reserved_millicpus / 1000, diskBytes: r.reserved_disk_mb * MiB },
     stats: r.stats,
     workspaceCount: r.workspace_count,
     revision: r.revision,
@@ -58,14 +75,25 @@ function toHostView(r: HostViewRow): HostView {
   };
 }
 
-export async function listHosts(db: Db, liveWithinSeconds: number): Promise<HostView[]> {
-  const { rows } = await db.query<HostViewRow>(`${VIEW_SQL} ORDER BY h.id`, [liveWithinSeconds]);
-  return rows.map(toHostView);
+export interface HostViewOptions {
+  liveWithinSeconds: number;
+  headroom: number;
 }
 
-export async function getHostView(db: Db, id: string, liveWithinSeconds: number): Promise<HostView | undefined> {
-  const { rows } = await db.query<HostViewRow>(`${VIEW_SQL} WHERE h.id = $2`, [liveWithinSeconds, id]);
-  return rows[0] && toHostView(rows[0]);
+export async function listHosts(db: Db, o: HostViewOptions): Promise<HostView[]> {
+  const { rows } = await db.query<HostViewRow>(`${VIEW_SQL} ORDER BY h.id`, [o.liveWithinSeconds]);
+  return rows.map((r) => toHostView(r, o.headroom));
+}
+
+export async function getHostView(db: Db, id: string, o: HostViewOptions): Promise<HostView | undefined> {
+  const { rows } = await db.query<HostViewRow>(`${VIEW_SQL} WHERE h.id = $2`, [o.liveWithinSeconds, id]);
+  return rows[0] && toHostView(rows[0], o.headroom);
+}
+
+/** Drain (no new workspaces) or activate a host; returns false if there is no such host. */
+export async function setDraining(tx: Tx, id: string, draining: boolean): Promise<boolean> {
+  const { rowCount } = await tx.query('UPDATE hosts SET draining = $2, updated_at = now() WHERE id = $1', [id, draining]);
+  return Boolean(rowCount);
 }
 
 /** Bumps the host's desired-state revision; the row lock serialises changes per host. */

@@ -23,7 +23,18 @@ export interface WorkspaceRow {
   desired_revision: number;
   created_at: Date;
   updated_at: Date;
+  /** Only in reads that join the host (viewSql). */
+  host_lost?: boolean;
 }
+
+/** Live statuses whose host matters: a lost host makes their status uncertain. */
+const ON_HOST = `w.status NOT IN ('DELETED', 'FAILED', 'REJECTED', 'PENDING_APPROVAL')`;
+
+/** Workspaces with host_lost; $1 is the liveness window in seconds. */
+const VIEW_SQL = `
+  SELECT w.*, (${ON_HOST} AND w.host_id IS NOT NULL
+               AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1) AND s.docker_ready, false)) AS host_lost
+    FROM workspaces w LEFT JOIN host_status s ON s.host_id = w.host_id`;
 
 export function toWorkspace(r: WorkspaceRow): Workspace {
   return {
@@ -36,6 +47,7 @@ export function toWorkspace(r: WorkspaceRow): Workspace {
     image: r.image,
     status: r.status,
     hostId: r.host_id,
+    hostLost: r.host_lost ?? false,
     containerId: r.container_id,
     hostname: r.hostname,
     sshCommand: r.hostname && r.status !== 'DELETED' ? `ssh ${r.user_id}@${r.hostname}` : null,
@@ -51,10 +63,15 @@ export async function getWorkspace(db: Db | Tx, id: string, forUpdate = false): 
   return rows[0];
 }
 
-export async function listWorkspacesOfUser(db: Db, userId: string, includeDeleted: boolean): Promise<WorkspaceRow[]> {
+export async function viewWorkspace(db: Db, id: string, liveWithinSeconds: number): Promise<WorkspaceRow | undefined> {
+  const { rows } = await db.query<WorkspaceRow>(`${VIEW_SQL} WHERE w.id = $2`, [liveWithinSeconds, id]);
+  return rows[0];
+}
+
+export async function listWorkspacesOfUser(db: Db, userId: string, includeDeleted: boolean, liveWithinSeconds: number): Promise<WorkspaceRow[]> {
   const { rows } = await db.query<WorkspaceRow>(
-    `SELECT * FROM workspaces WHERE user_id = $1 ${includeDeleted ? '' : "AND status <> 'DELETED'"} ORDER BY created_at, id`,
-    [userId],
+    `${VIEW_SQL} WHERE w.user_id = $2 ${includeDeleted ? '' : "AND w.status <> 'DELETED'"} ORDER BY w.created_at, w.id`,
+    [liveWithinSeconds, userId],
   );
   return rows;
 }

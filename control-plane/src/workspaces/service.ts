@@ -12,11 +12,12 @@ import {
 } from '@a4c/common';
 import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
-import { placeWorkspace } from '../placement/placement.js';
+import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
+import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
 import { bumpRevision } from '../store/hosts.js';
-import { getWorkspace, listWorkspacesOfUser, toWorkspace, type WorkspaceRow } from '../store/workspaces.js';
+import { getWorkspace, listWorkspacesOfUser, toWorkspace, viewWorkspace, type WorkspaceRow } from '../store/workspaces.js';
 
 export interface CreateWorkspaceInput {
   userId: string;
@@ -32,7 +33,7 @@ export interface WorkspaceServiceOptions {
   tiers: Map<string, Tier>;
   defaultImage: string;
   hostnameDomain: string;
-  liveWithinSeconds: number;
+  placement: PlacementPolicy;
 }
 
 /** Told after commit when a host's desired state changed, to push it without waiting for NOTIFY. */
@@ -47,6 +48,7 @@ export class WorkspaceService {
   constructor(
     private readonly db: Db,
     private readonly feed: ChangeFeed,
+    private readonly quotas: Quotas,
     private readonly opts: WorkspaceServiceOptions,
     private readonly hostChanged: HostChanged,
     private readonly log: Logger,
@@ -59,23 +61,24 @@ export class WorkspaceService {
     }
     const id = randomUUID();
     const name = input.name ?? `${input.projectName}-${id.slice(0, 6)}`.slice(0, 63);
+    const hostname = `${dnsLabel(`${name}-${input.userId}`)}.${this.opts.hostnameDomain}`;
     const row = await inTx(this.db, async (tx) => {
+      await this.quotas.lockUser(tx, input.userId);
+      await this.quotas.checkWorkspace(tx, input.userId, tier.diskGb);
       const image = input.image ?? (await this.newestProjectImage(tx, input.projectName, input.arch)) ?? this.opts.defaultImage;
-      const hostId = await placeWorkspace(
-        tx,
-        { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb },
-        { liveWithinSeconds: this.opts.liveWithinSeconds },
-      );
-      const revision = await bumpRevision(tx, hostId);
-      const hostname = `${dnsLabel(`${name}-${input.userId}`)}.${this.opts.hostnameDomain}`;
+      // A tier that needs approval waits, unplaced and reserving nothing, for an admin.
+      const placed = tier.requiresApproval
+        ? undefined
+        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement);
       let inserted: WorkspaceRow | undefined;
       try {
         const res = await tx.query<WorkspaceRow>(
           `INSERT INTO workspaces (id, user_id, name, project_name, arch, tier, image, change_number, status, host_id,
                                    hostname, memory_mb, cpus, disk_gb, pids_limit, desired_revision)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'CREATING', $9, $10, $11, $12, $13, $14, $15) RETURNING *`,
-          [id, input.userId, name, input.projectName, input.arch, tier.name, image, input.changeNumber ?? null, hostId, hostname,
-            tier.memoryMb, tier.cpus, tier.diskGb, tier.pidsLimit, revision],
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING *`,
+          [id, input.userId, name, input.projectName, input.arch, tier.name, image, input.changeNumber ?? null,
+            placed ? 'CREATING' : 'PENDING_APPROVAL', placed?.hostId ?? null, hostname,
+            tier.memoryMb, tier.cpus, tier.diskGb, tier.pidsLimit, placed?.revision ?? 0],
         );
         inserted = res.rows[0];
       } catch (e) {
@@ -85,13 +88,57 @@ export class WorkspaceService {
         throw e;
       }
       if (!inserted) throw new Error('insert returned no row');
-      await appendEvent(tx, { kind: 'workspace.created', actor, workspaceId: id, hostId, data: { tier: tier.name, image, revision } });
-      await notifyHost(tx, hostId);
+      await appendEvent(tx, {
+        kind: placed ? 'workspace.created' : 'workspace.requested',
+        actor,
+        workspaceId: id,
+        hostId: placed?.hostId ?? null,
+        data: { tier: tier.name, image, revision: placed?.revision ?? null },
+      });
+      if (placed) await notifyHost(tx, placed.hostId);
       await notifyWorkspace(tx, id);
       return inserted;
     });
-    this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id }, 'workspace placed');
+    this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id, status: row.status }, 'workspace requested');
     if (row.host_id) this.hostChanged(row.host_id);
+    return toWorkspace(row);
+  }
+
+  /** An admin approves a workspace whose tier needs it: it is placed now, or 503 and it stays pending. */
+  async approve(id: string, actor: string): Promise<Workspace> {
+    const row = await inTx(this.db, async (tx) => {
+      const cur = await this.mustGet(tx, id, true);
+      if (cur.status !== 'PENDING_APPROVAL') throw conflict(`workspace ${id} is ${cur.status}, not waiting for approval`);
+      const placed = await reserveHost(
+        tx,
+        { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
+        this.opts.placement,
+      );
+      const { rows } = await tx.query<WorkspaceRow>(
+        `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, updated_at = now() WHERE id = $1 RETURNING *`,
+        [id, placed.hostId, placed.revision],
+      );
+      await appendEvent(tx, { kind: 'workspace.approved', actor, workspaceId: id, hostId: placed.hostId, data: { revision: placed.revision } });
+      await notifyHost(tx, placed.hostId);
+      await notifyWorkspace(tx, id);
+      return rows[0] as WorkspaceRow;
+    });
+    if (row.host_id) this.hostChanged(row.host_id);
+    return toWorkspace(row);
+  }
+
+  async reject(id: string, actor: string, reason: string | undefined): Promise<Workspace> {
+    const row = await inTx(this.db, async (tx) => {
+      const cur = await this.mustGet(tx, id, true);
+      if (cur.status !== 'PENDING_APPROVAL') throw conflict(`workspace ${id} is ${cur.status}, not waiting for approval`);
+      const { rows } = await tx.query<WorkspaceRow>(
+        `UPDATE workspaces SET status = 'REJECTED', error = $2, updated_at = now() WHERE id = $1 RETURNING *`,
+        [id, `rejected by an admin${reason ? `: ${reason}` : ''}`],
+      );
+      await appendEvent(tx, { kind: 'workspace.rejected', actor, workspaceId: id, data: { reason: reason ?? null } });
+      await notifyWorkspace(tx, id);
+      return rows[0] as WorkspaceRow;
+    });
     return toWorkspace(row);
   }
 
@@ -104,11 +151,13 @@ export class WorkspaceService {
   }
 
   async get(id: string): Promise<Workspace> {
-    return toWorkspace(await this.mustGet(this.db, id));
+    const row = UUID.test(id) ? await viewWorkspace(this.db, id, this.opts.placement.liveWithinSeconds) : undefined;
+    if (!row) throw notFound('workspace', id, 'list your workspaces with `a4c ws list`');
+    return toWorkspace(row);
   }
 
   async listOfUser(userId: string, includeDeleted = false): Promise<Workspace[]> {
-    return (await listWorkspacesOfUser(this.db, userId, includeDeleted)).map(toWorkspace);
+    return (await listWorkspacesOfUser(this.db, userId, includeDeleted, this.opts.placement.liveWithinSeconds)).map(toWorkspace);
   }
 
   private async mustGet(db: Db | Tx, id: string, forUpdate = false): Promise<WorkspaceRow> {
@@ -127,14 +176,16 @@ export class WorkspaceService {
   stop(id: string, actor: string): Promise<Workspace> {
     return this.transition(id, actor, 'workspace.stop', (s) => {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
+      if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
-      throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : undefined);
+      throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : 'delete it if you no longer need it');
     });
   }
 
   start(id: string, actor: string): Promise<Workspace> {
     return this.transition(id, actor, 'workspace.start', (s) => {
       if (s === 'RUNNING' || s === 'STARTING' || s === 'CREATING') return null;
+      if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval', 'ask an admin to approve it');
       if (s === 'STOPPED' || s === 'STOPPING') return 'STARTING';
       throw conflict(`a ${s} workspace cannot be started`, s === 'FAILED' ? 'retry or delete it' : 'create a new workspace');
     });
@@ -175,7 +226,7 @@ export class WorkspaceService {
       return rows[0] as WorkspaceRow;
     });
     if (changedHost) this.hostChanged(changedHost);
-    return toWorkspace(row);
+    return { ...toWorkspace(row), hostLost: (await this.get(id)).hostLost };
   }
 
   /**
@@ -231,14 +282,14 @@ export class WorkspaceService {
   }
 
   /**
-   * An agent's report about one of its workspaces. Reports about another host's
+   * An agent's report about one of its workspaces, on the agent plane's pool (db). Reports about another host's
    * workspace, or made while acting on a revision older than the workspace's last
    * change, are ignored: they describe a past the user has already moved on from.
    */
-  async applyReport(hostId: string, report: StatusReport): Promise<void> {
+  async applyReport(db: Db, hostId: string, report: StatusReport): Promise<void> {
     if (!UUID.test(report.workspaceId)) return;
     let changedHost = false;
-    const changed = await inTx(this.db, async (tx) => {
+    const changed = await inTx(db, async (tx) => {
       const cur = await getWorkspace(tx, report.workspaceId, true);
       if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
       const s = cur.status;
@@ -308,9 +359,9 @@ export class WorkspaceService {
    * The host converged to `revision`: workspaces being deleted whose removal that
    * revision carried are gone from it.
    */
-  async applyAck(hostId: string, revision: number): Promise<void> {
-    const ids = await inTx(this.db, async (tx) => {
-      await tx.query('UPDATE hosts SET applied_revision = GREATEST(applied_revision, $2) WHERE id = $1', [hostId, revision]);
+  async applyAck(db: Db, hostId: string, revision: number): Promise<void> {
+    const ids = await inTx(db, async (tx) => {
+      // Lock order everywhere: workspace rows, then their host row.
       const { rows } = await tx.query<{ id: string }>(
         `UPDATE workspaces SET status = 'DELETED', container_id = NULL, updated_at = now()
           WHERE host_id = $1 AND status = 'DELETING' AND desired_revision <= $2 RETURNING id`,
@@ -320,6 +371,7 @@ export class WorkspaceService {
         await appendEvent(tx, { kind: 'workspace.deleted', actor: `agent:${hostId}`, workspaceId: r.id, hostId, data: { revision } });
         await notifyWorkspace(tx, r.id);
       }
+      await tx.query('UPDATE hosts SET applied_revision = GREATEST(applied_revision, $2) WHERE id = $1 AND applied_revision < $2', [hostId, revision]);
       return rows.map((r) => r.id);
     });
     if (ids.length) this.log.info({ hostId, revision, workspaces: ids }, 'workspaces deleted');

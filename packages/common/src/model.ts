@@ -6,9 +6,12 @@ import type { Arch } from './arch.js';
 /**
  * CREATING → RUNNING ⇄ STOPPING → STOPPED → STARTING → RUNNING; any live state →
  * DELETING → DELETED (soft: the row stays, the container goes, the volume stays).
- * FAILED carries failedStep and error.
+ * FAILED carries failedStep and error. Tiers that need approval start in
+ * PENDING_APPROVAL and go to CREATING (approved) or REJECTED.
  */
 export const WORKSPACE_STATUSES = [
+  'PENDING_APPROVAL',
+  'REJECTED',
   'CREATING',
   'RUNNING',
   'STOPPING',
@@ -21,7 +24,7 @@ export const WORKSPACE_STATUSES = [
 export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 
 /** Statuses from which nothing more happens without a user's request. */
-export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED'];
+export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED'];
 
 export interface Workspace {
   id: string;
@@ -33,6 +36,11 @@ export interface Workspace {
   image: string;
   status: WorkspaceStatus;
   hostId: string | null;
+  /**
+   * The host stopped heartbeating (or its Docker Engine stopped answering): the status
+   * is the last one known and may be stale until the host returns.
+   */
+  hostLost: boolean;
   containerId: string | null;
   hostname: string | null;
   sshCommand: string | null;
@@ -44,6 +52,12 @@ export interface Workspace {
 
 export type HostStatus = 'healthy' | 'unhealthy' | 'draining';
 
+export interface Resources {
+  memoryBytes: number;
+  cpus: number;
+  diskBytes: number;
+}
+
 export interface HostView {
   id: string;
   arch: Arch;
@@ -51,7 +65,12 @@ export interface HostView {
   connected: boolean;
   agentVersion: string;
   sessionId: string | null;
-  capacity: { memoryBytes: number; cpus: number; diskBytes: number };
+  /** What the agent reported. */
+  capacity: Resources;
+  /** Capacity less the configured headroom: what workspaces may reserve. */
+  allocatable: Resources;
+  /** What the workspaces placed here reserve. */
+  reserved: Resources;
   stats: {
     diskPercent: number;
     memoryPercent: number;

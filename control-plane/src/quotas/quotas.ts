@@ -1,0 +1,163 @@
+import { A4cError } from '@a4c/common';
+import type { QuotaLimits } from '../config.js';
+import type { Db, Tx } from '../store/db.js';
+
+export type QuotaSource = 'user' | 'team' | 'default';
+export type QuotaKey = keyof QuotaLimits;
+
+export interface QuotaOverride {
+  maxWorkspaces: number | null;
+  maxDiskGb: number | null;
+  maxConcurrentBuilds: number | null;
+}
+
+export interface UserQuotaView {
+  userId: string;
+  teamId: string | null;
+  limits: QuotaLimits;
+  /** Where each limit comes from: the user's override, the team's default, or the control plane's. */
+  source: Record<QuotaKey, QuotaSource>;
+  /** The user's own overrides (null: inherited). */
+  overrides: QuotaOverride;
+  usage: { workspaces: number; diskGb: number; concurrentBuilds: number };
+}
+
+const COLUMNS: Record<QuotaKey, string> = {
+  maxWorkspaces: 'max_workspaces',
+  maxDiskGb: 'max_disk_gb',
+  maxConcurrentBuilds: 'max_concurrent_builds',
+};
+
+/** A workspace counts against quotas from its request until it is deleted or rejected. */
+export const COUNTED_STATUSES_SQL = `status NOT IN ('DELETED', 'REJECTED')`;
+
+interface QuotaRow {
+  team_id: string | null;
+  u_ws: number | null;
+  u_disk: number | null;
+  u_builds: number | null;
+  t_ws: number | null;
+  t_disk: number | null;
+  t_builds: number | null;
+  workspaces: number;
+  disk_gb: number;
+}
+
+const ALIAS: Record<QuotaKey, 'ws' | 'disk' | 'builds'> = { maxWorkspaces: 'ws', maxDiskGb: 'disk', maxConcurrentBuilds: 'builds' };
+
+export class Quotas {
+  constructor(
+    private readonly db: Db,
+    private readonly defaults: QuotaLimits,
+  ) {}
+
+  /** Makes sure the user exists and locks their row: quota checks of one user take turns. */
+  async lockUser(tx: Tx, userId: string): Promise<void> {
+    await tx.query('INSERT INTO users AS u (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET updated_at = u.updated_at', [userId]);
+  }
+
+  async view(db: Db | Tx, userId: string): Promise<UserQuotaView> {
+    const { rows } = await db.query<QuotaRow>(
+      `SELECT u.team_id,
+              uq.max_workspaces AS u_ws, uq.max_disk_gb AS u_disk, uq.max_concurrent_builds AS u_builds,
+              tq.max_workspaces AS t_ws, tq.max_disk_gb AS t_disk, tq.max_concurrent_builds AS t_builds,
+              (SELECT count(*)::int FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS workspaces,
+              (SELECT COALESCE(sum(w.disk_gb), 0)::float8 FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS disk_gb
+         FROM (SELECT $1::text AS id) me
+         LEFT JOIN users u ON u.id = me.id
+         LEFT JOIN user_quotas uq ON uq.user_id = me.id
+         LEFT JOIN team_quotas tq ON tq.team_id = u.team_id`,
+      [userId],
+    );
+    const r = rows[0] as QuotaRow;
+    const limits = {} as QuotaLimits;
+    const source = {} as Record<QuotaKey, QuotaSource>;
+    const overrides = {} as QuotaOverride;
+    for (const key of Object.keys(COLUMNS) as QuotaKey[]) {
+      const u = r[`u_${ALIAS[key]}`];
+      const t = r[`t_${ALIAS[key]}`];
+      overrides[key] = u;
+      limits[key] = u ?? t ?? this.defaults[key];
+      source[key] = u !== null ? 'user' : t !== null ? 'team' : 'default';
+    }
+    return {
+      userId,
+      teamId: r.team_id,
+      limits,
+      source,
+      overrides,
+      usage: { workspaces: r.workspaces, diskGb: r.disk_gb, concurrentBuilds: 0 },
+    };
+  }
+
+  /**
+   * Refuses a new workspace that would take the user past a limit. Call after lockUser
+   * in the transaction that inserts the workspace: the lock makes check and insert one
+   * step, so ten concurrent requests from a user with room for two yield two.
+   */
+  async checkWorkspace(tx: Tx, userId: string, diskGb: number): Promise<void> {
+    const q = await this.view(tx, userId);
+    if (q.usage.workspaces + 1 > q.limits.maxWorkspaces) {
+      throw exceeded(userId, 'maxWorkspaces', q.usage.workspaces, q.limits.maxWorkspaces, 'workspaces', 'delete a workspace you no longer use (a4c ws rm ID)');
+    }
+    if (q.usage.diskGb + diskGb > q.limits.maxDiskGb) {
+      throw exceeded(userId, 'maxDiskGb', q.usage.diskGb, q.limits.maxDiskGb, 'GB of workspace disk', `choose a smaller tier or delete a workspace; this one needs ${diskGb} GB`);
+    }
+  }
+
+  async setUser(userId: string, o: Partial<QuotaOverride>): Promise<UserQuotaView> {
+    await this.upsert('user_quotas', 'user_id', userId, o);
+    await this.db.query('INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING', [userId]);
+    return this.view(this.db, userId);
+  }
+
+  async team(teamId: string): Promise<{ teamId: string; limits: QuotaLimits; overrides: QuotaOverride; members: number }> {
+    const { rows } = await this.db.query<{ max_workspaces: number | null; max_disk_gb: number | null; max_concurrent_builds: number | null; members: number }>(
+      `SELECT tq.max_workspaces, tq.max_disk_gb, tq.max_concurrent_builds,
+              (SELECT count(*)::int FROM users u WHERE u.team_id = $1) AS members
+         FROM (SELECT $1::text AS id) t LEFT JOIN team_quotas tq ON tq.team_id = t.id`,
+      [teamId],
+    );
+    const r = rows[0];
+    const overrides: QuotaOverride = {
+      maxWorkspaces: r?.max_workspaces ?? null,
+      maxDiskGb: r?.max_disk_gb ?? null,
+      maxConcurrentBuilds: r?.max_concurrent_builds ?? null,
+    };
+    return {
+      teamId,
+      limits: {
+        maxWorkspaces: overrides.maxWorkspaces ?? this.defaults.maxWorkspaces,
+        maxDiskGb: overrides.maxDiskGb ?? this.defaults.maxDiskGb,
+        maxConcurrentBuilds: overrides.maxConcurrentBuilds ?? this.defaults.maxConcurrentBuilds,
+      },
+      overrides,
+      members: r?.members ?? 0,
+    };
+  }
+
+  async setTeam(teamId: string, o: Partial<QuotaOverride>): Promise<ReturnType<Quotas['team']>> {
+    await this.upsert('team_quotas', 'team_id', teamId, o);
+    return this.team(teamId);
+  }
+
+  /** Only the fields present change; null clears an override back to "inherit". */
+  private async upsert(table: 'user_quotas' | 'team_quotas', key: string, id: string, o: Partial<QuotaOverride>): Promise<void> {
+    const keys = (Object.keys(COLUMNS) as QuotaKey[]).filter((k) => o[k] !== undefined);
+    await this.db.query(`INSERT INTO ${table} (${key}) VALUES ($1) ON CONFLICT DO NOTHING`, [id]);
+    if (!keys.length) return;
+    const sets = keys.map((k, i) => `${COLUMNS[k]} = $${i + 2}`).join(', ');
+    await this.db.query(`UPDATE ${table} SET ${sets}, updated_at = now() WHERE ${key} = $1`, [id, ...keys.map((k) => o[k])]);
+  }
+}
+
+function exceeded(userId: string, limit: QuotaKey, current: number, max: number, unit: string, suggestion: string): A4cError {
+  return new A4cError('QUOTA_EXCEEDED', `user ${userId} has ${round(current)} of ${round(max)} ${unit} allowed (${limit})`, {
+    limit,
+    current: round(current),
+    max: round(max),
+    suggestion,
+  });
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
