@@ -64,6 +64,29 @@ describe('the a4c CLI', () => {
     expect((JSON.parse(rm.stdout) as Workspace).status).to.equal('DELETED');
   });
 
+  it('quota set/get, users set-team, hosts drain/activate', async () => {
+    const team = uniqueId('team');
+    expect((await a4c(['users', 'set-team', '--team', team])).code).to.equal(0);
+    expect((await a4c(['quota', 'set', '--team', team, '--max-workspaces', '3'])).code).to.equal(0);
+    let q = JSON.parse((await a4c(['quota', 'get', '-o', 'json'])).stdout) as { limits: { maxWorkspaces: number }; source: { maxWorkspaces: string }; teamId: string };
+    expect(q.teamId).to.equal(team);
+    expect(q.limits.maxWorkspaces).to.equal(3);
+    expect(q.source.maxWorkspaces).to.equal('team');
+    await a4c(['quota', 'set', '--max-workspaces', '4']);
+    q = JSON.parse((await a4c(['quota', 'get', '-o', 'json'])).stdout);
+    expect([q.limits.maxWorkspaces, q.source.maxWorkspaces]).to.deep.equal([4, 'user']);
+    await a4c(['quota', 'set', '--max-workspaces', 'inherit']);
+    q = JSON.parse((await a4c(['quota', 'get', '-o', 'json'])).stdout);
+    expect(q.source.maxWorkspaces).to.equal('team');
+    const text = await a4c(['quota', 'get']);
+    expect(text.stdout).to.match(/workspaces\s+0 of 3\s+\(team\)/);
+
+    const drained = JSON.parse((await a4c(['hosts', 'drain', hostId, '-o', 'json'])).stdout) as HostView;
+    expect(drained.status).to.equal('draining');
+    const active = JSON.parse((await a4c(['hosts', 'activate', hostId, '-o', 'json'])).stdout) as HostView;
+    expect(active.status).to.equal('healthy');
+  });
+
   it('explains errors and exits non-zero', async () => {
     const bad = await a4c(['ws', 'create', '--project', 'web', '--arch', 'linux-x64', '--tier', 'nope']);
     expect(bad.code).to.equal(1);

@@ -167,7 +167,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     reconciler.requestPass();
   }, config.reconcileIntervalMs);
   session.start();
-  log.info({ hostId: config.hostId, arch: config.arch, statusPort: statusServer.port, controlPlane: config.controlPlane }, 'agent started');
+  log.info({ arch: config.arch, statusPort: statusServer.port, controlPlane: config.controlPlane }, 'agent started');
 
   return {
     statusPort: statusServer.port,

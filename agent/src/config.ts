@@ -32,13 +32,17 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   if (!ID_PATTERN.test(hostId)) throw new ConfigError('A4C_HOST_ID', `must be 1-63 lowercase letters, digits, ".", "_" or "-", got ${JSON.stringify(hostId)}`);
   const arch = envString(env, 'A4C_ARCH', localArch() ?? '');
   if (!isArch(arch)) throw new ConfigError('A4C_ARCH', `must be linux-x64, linux-arm64 or darwin-arm64, got ${JSON.stringify(arch)}`);
+  const dockerHost = envOptional(env, 'DOCKER_HOST');
+  if (dockerHost !== undefined && !/^(unix:\/\/\/.+|tcp:\/\/[^/]+)$/.test(dockerHost)) {
+    throw new ConfigError('DOCKER_HOST', `must be unix:///path/to/docker.sock or tcp://host:port, got ${JSON.stringify(dockerHost)}`);
+  }
   return {
     controlPlane,
     hostId,
     arch,
     statusBind: envString(env, 'A4C_STATUS_BIND', '127.0.0.1'),
     statusPort: envInt(env, 'A4C_STATUS_PORT', 9100, 0, 65535),
-    dockerHost: envOptional(env, 'DOCKER_HOST'),
+    dockerHost,
     stateDir: path.resolve(envString(env, 'A4C_STATE_DIR', process.getuid?.() === 0 ? '/var/lib/a4c/agent' : '.a4c-agent')),
     networkMode: envString(env, 'A4C_NETWORK_MODE', 'bridge'),
     diskPath: envOptional(env, 'A4C_DISK_PATH'),

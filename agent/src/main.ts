@@ -20,8 +20,10 @@ async function main(): Promise<void> {
     return;
   }
   let config;
+  let log;
   try {
     config = loadConfig();
+    log = createLogger('a4c-agent').child({ hostId: config.hostId });
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`a4c-agent: ${e.message}\n`);
@@ -29,7 +31,6 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const log = createLogger('a4c-agent').child({ hostId: config.hostId });
   const agent = await startAgent(config, log);
   let signals = 0;
   const shutdown = (signal: string) => {

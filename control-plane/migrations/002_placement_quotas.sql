@@ -4,6 +4,8 @@
 -- (not the stats JSON).
 CREATE TABLE host_status (
   host_id            text PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,
+  -- A copy of hosts.arch, so one index serves placement's filter and order.
+  arch               text NOT NULL,
   session_id         text,
   connected          boolean NOT NULL DEFAULT false,
   connected_at       timestamptz,
@@ -13,8 +15,8 @@ CREATE TABLE host_status (
   memory_percent     double precision NOT NULL DEFAULT 100,
   docker_ready       boolean NOT NULL DEFAULT false
 );
-INSERT INTO host_status (host_id, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
-SELECT id, session_id, connected, connected_at, last_heartbeat_at, stats,
+INSERT INTO host_status (host_id, arch, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
+SELECT id, arch, session_id, connected, connected_at, last_heartbeat_at, stats,
        COALESCE((stats->>'diskPercent')::float8, 100), COALESCE((stats->>'memoryPercent')::float8, 100),
        COALESCE((stats->>'dockerReady')::boolean, false)
   FROM hosts;
@@ -26,6 +28,9 @@ ALTER TABLE hosts
   ADD COLUMN reserved_disk_mb    bigint NOT NULL DEFAULT 0,
   ADD COLUMN reserved_workspaces integer NOT NULL DEFAULT 0;
 CREATE INDEX hosts_arch ON hosts (arch);
+-- Placement walks this index in its order (least disk, then memory) and stops at the
+-- first host that fits: the cost grows with the hosts it skips, not with the fleet.
+CREATE INDEX host_status_placement ON host_status (arch, disk_percent, memory_percent);
 
 -- A workspace holds a reservation on its host while it is placed and not finished.
 CREATE FUNCTION a4c_reserves(status text, host text) RETURNS boolean

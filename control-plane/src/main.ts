@@ -19,9 +19,10 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const log = createLogger('a4c-control-plane');
+  let log;
   let config;
   try {
+    log = createLogger('a4c-control-plane');
     config = loadConfig();
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -12,13 +12,17 @@ export const BASE_IMAGE = 'a4c-base:latest';
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
 /**
- * Installs Debian's docker.io (engine and CLI) and busybox-static when missing. Needs
- * root; otherwise says exactly what to run.
+ * Installs what the product and its tests need from Debian when missing: docker.io
+ * (engine and CLI), busybox-static (the base image), systemd (systemd-analyze) and
+ * shellcheck. Needs root; otherwise says exactly what to run.
  */
 export function ensureHostPackages(log = console.error) {
   const missing = [];
   if (!has('dockerd') || !has('docker')) missing.push('docker.io');
   if (!existsSync('/bin/busybox')) missing.push('busybox-static');
+  // For the deploy tests: systemd-analyze verifies the units, shellcheck the installer.
+  if (!has('systemd-analyze')) missing.push('systemd');
+  if (!has('shellcheck')) missing.push('shellcheck');
   if (!missing.length) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing ${missing.join(', ')}: run "sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}" and try again`);

@@ -168,14 +168,14 @@ class AgentSession {
       // Never two writers for one host: a live session elsewhere keeps the host. The
       // upsert's row lock makes the check and the claim one step.
       const { rows } = await tx.query(
-        `INSERT INTO host_status AS s (host_id, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
-         VALUES ($1, $2, true, now(), now(), $3, $5, $6, $7)
-         ON CONFLICT (host_id) DO UPDATE SET session_id = EXCLUDED.session_id, connected = true, connected_at = now(),
+        `INSERT INTO host_status AS s (host_id, arch, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
+         VALUES ($1, $8, $2, true, now(), now(), $3, $5, $6, $7)
+         ON CONFLICT (host_id) DO UPDATE SET arch = EXCLUDED.arch, session_id = EXCLUDED.session_id, connected = true, connected_at = now(),
            last_heartbeat_at = now(), stats = EXCLUDED.stats, disk_percent = EXCLUDED.disk_percent,
            memory_percent = EXCLUDED.memory_percent, docker_ready = EXCLUDED.docker_ready
          WHERE NOT (s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $4))
          RETURNING host_id`,
-        [h.hostId, this.id, statsJson(h.stats), opts.liveWithinSeconds, ...typedStats(h.stats)],
+        [h.hostId, this.id, statsJson(h.stats), opts.liveWithinSeconds, ...typedStats(h.stats), h.arch],
       );
       if (!rows[0]) return false;
       await tx.query(

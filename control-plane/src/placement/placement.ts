@@ -27,8 +27,8 @@ export interface PlacementPolicy {
  * Order: least disk usage, then least memory usage, then fewest workspaces.
  */
 const CANDIDATES = `
-  SELECT h.id FROM hosts h JOIN host_status s ON s.host_id = h.id
-   WHERE h.arch = $1
+  SELECT h.id FROM host_status s JOIN hosts h ON h.id = s.host_id
+   WHERE s.arch = $1 AND h.arch = $1
      AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3)
      AND s.docker_ready AND NOT h.draining
      AND s.disk_percent < $4 AND s.memory_percent < $5
@@ -73,13 +73,14 @@ export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promis
     Math.round(d.cpus * 1000),
     Math.round(d.diskGb * 1024),
   ];
-  for (const lock of ['FOR UPDATE OF h SKIP LOCKED', 'FOR UPDATE OF h']) {
-    const { rows } = await tx.query<{ id: string; revision: number }>(
-      `UPDATE hosts SET revision = revision + 1, updated_at = now()
-        WHERE id = (${CANDIDATES} ${lock})
-        RETURNING id, revision`,
-      params,
-    );
+  for (const [name, lock] of [['reserve-skip', 'FOR UPDATE OF h SKIP LOCKED'], ['reserve-wait', 'FOR UPDATE OF h']] as const) {
+    const { rows } = await tx.query<{ id: string; revision: number }>({
+      name, // prepared once per connection: planning costs as much as running it
+      text: `UPDATE hosts SET revision = revision + 1, updated_at = now()
+              WHERE id = (${CANDIDATES} ${lock})
+              RETURNING id, revision`,
+      values: params,
+    });
     if (rows[0]) return { hostId: rows[0].id, revision: rows[0].revision };
   }
   throw await explainNoHost(tx, d, p);

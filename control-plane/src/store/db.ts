@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 // bigint columns (revisions, byte counts) stay well inside 2^53; read them as numbers.
@@ -6,8 +7,29 @@ pg.types.setTypeParser(20, (v) => Number(v));
 export type Db = pg.Pool;
 export type Tx = pg.PoolClient;
 
+type QueryFn = (...args: unknown[]) => unknown;
+
+/**
+ * Every parameterised statement runs as a named prepared statement, so PostgreSQL
+ * plans it once per connection instead of on every call. For the short statements
+ * of the hot paths (placement, heartbeats, reports) planning cost about as much as
+ * executing. The name is derived from the text, so the same SQL always maps to the
+ * same statement and nothing else has to change.
+ */
+function preparePerConnection(client: pg.PoolClient | pg.Client): void {
+  const query = client.query.bind(client) as QueryFn;
+  (client as unknown as { query: QueryFn }).query = (config: unknown, values?: unknown, callback?: unknown) => {
+    if (typeof config === 'string' && Array.isArray(values)) {
+      const name = `a4c_${createHash('sha1').update(config).digest('hex').slice(0, 16)}`;
+      return query({ name, text: config, values }, callback);
+    }
+    return query(config, values, callback);
+  };
+}
+
 export function createPool(url: string, max: number): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
+  pool.on('connect', (client) => preparePerConnection(client));
   // An idle client losing its connection (database restarted) must not crash us; the
   // pool replaces it and the next query reports the problem to its caller.
   pool.on('error', () => undefined);

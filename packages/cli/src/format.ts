@@ -45,7 +45,7 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}G`;
 export function hostsTable(list: HostView[]): string {
   if (!list.length) return 'no hosts yet; start a4c-agent on a Docker host';
   return table(
-    ['HOST', 'ARCH', 'STATUS', 'WORKSPACES', 'DISK', 'MEMORY', 'CPU', 'CAPACITY', 'LAST HEARTBEAT'],
+    ['HOST', 'ARCH', 'STATUS', 'WORKSPACES', 'DISK', 'MEMORY', 'CPU', 'RESERVED / ALLOCATABLE', 'LAST HEARTBEAT'],
     list.map((h) => [
       h.id,
       h.arch,
@@ -54,8 +54,27 @@ export function hostsTable(list: HostView[]): string {
       pct(h.stats?.diskPercent),
       pct(h.stats?.memoryPercent),
       pct(h.stats?.cpuPercent),
-      `${gib(h.capacity.memoryBytes)} mem, ${h.capacity.cpus} cpu, ${gib(h.capacity.diskBytes)} disk`,
+      `${gib(h.reserved.memoryBytes)}/${gib(h.allocatable.memoryBytes)} mem, ${h.reserved.cpus}/${h.allocatable.cpus} cpu, ${gib(h.reserved.diskBytes)}/${gib(h.allocatable.diskBytes)} disk`,
       h.lastHeartbeatAt ?? 'never',
     ]),
   );
+}
+
+export function quotaText(q: Record<string, unknown>): string {
+  const limits = (q.limits ?? {}) as Record<string, number>;
+  const source = (q.source ?? {}) as Record<string, string>;
+  const usage = (q.usage ?? {}) as Record<string, number>;
+  const rows: [string, string, string][] = [
+    ['maxWorkspaces', 'workspaces', 'workspaces'],
+    ['maxDiskGb', 'diskGb', 'GB disk'],
+    ['maxConcurrentBuilds', 'concurrentBuilds', 'concurrent builds'],
+  ];
+  const head = q.userId ? `user ${String(q.userId)}${q.teamId ? ` (team ${String(q.teamId)})` : ''}` : `team ${String(q.teamId)} (${String(q.members)} members)`;
+  return [
+    head,
+    ...rows.map(([k, u, label]) => {
+      const used = usage[u] === undefined ? '' : `${usage[u]} of `;
+      return `  ${label.padEnd(18)} ${used}${limits[k]}${source[k] ? `  (${source[k]})` : ''}`;
+    }),
+  ].join('\n');
 }

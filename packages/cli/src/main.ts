@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { SETTLED_STATUSES, type HostView, type Workspace } from '@a4c/common';
 import { ApiClient, CliError } from './client.js';
-import { hostsTable, workspaceDetails, workspacesTable } from './format.js';
+import { hostsTable, quotaText, workspaceDetails, workspacesTable } from './format.js';
 
 const HELP = `a4c: developer workspaces on A4C.
 
@@ -16,10 +16,21 @@ Workspaces:
   a4c ws stop ID         stop it (the container and its data stay)
   a4c ws start ID        start it again (the same container)
   a4c ws rm ID           delete it (your volume stays)
+  a4c ws approve ID      (admin) approve a workspace whose tier needs it (xl)
+  a4c ws reject ID [--reason R]
+                         (admin) reject it
 
 Hosts:
-  a4c hosts              every host with status, capacity and usage
+  a4c hosts              every host with status, capacity, reservations and usage
   a4c hosts get ID       one host
+  a4c hosts drain ID     (admin) place nothing new on the host
+  a4c hosts activate ID  (admin) end the drain
+
+Quotas and users (admin):
+  a4c quota get [--user U | --team T]
+  a4c quota set (--user U | --team T) [--max-workspaces N] [--max-disk-gb N] [--max-builds N]
+                         a value of "inherit" clears an override
+  a4c users set-team --user U --team T
 
 Options:
   --user U               act for user U (default A4C_USER, else $USER)
@@ -61,6 +72,11 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       change: { type: 'string' },
       image: { type: 'string' },
+      team: { type: 'string' },
+      reason: { type: 'string' },
+      'max-workspaces': { type: 'string' },
+      'max-disk-gb': { type: 'string' },
+      'max-builds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -120,6 +136,15 @@ async function main(argv: string[]): Promise<number> {
         print(g, ws, () => workspaceDetails(ws));
         return 0;
       }
+      case 'approve': {
+        const ws = await g.client.request<Workspace>('POST', `/v1/workspaces/${needId()}/approve`);
+        return finish(g, await follow(g, ws));
+      }
+      case 'reject': {
+        const ws = await g.client.request<Workspace>('POST', `/v1/workspaces/${needId()}/reject`, values.reason ? { reason: values.reason } : {});
+        print(g, ws, () => workspaceDetails(ws));
+        return 0;
+      }
       case 'stop':
       case 'start':
       case 'rm':
@@ -146,7 +171,46 @@ async function main(argv: string[]): Promise<number> {
       print(g, h, () => hostsTable([h]));
       return 0;
     }
-    throw new CliError(`unknown command "a4c hosts ${verb}"; try a4c hosts or a4c hosts get ID`);
+    if (verb === 'drain' || verb === 'activate') {
+      const h = await g.client.request<HostView>('POST', `/v1/hosts/${needId()}/${verb}`);
+      print(g, h, () => hostsTable([h]));
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c hosts ${verb}"; try a4c hosts, get, drain or activate`);
+  }
+  if (group === 'quota') {
+    if (values.user && values.team) throw new CliError('pass --user or --team, not both');
+    const path = values.team ? `/v1/teams/${encodeURIComponent(values.team)}/quota` : `/v1/users/${needUser()}/quota`;
+    if (verb === 'get' || verb === undefined) {
+      const q = await g.client.request<Record<string, unknown>>('GET', path);
+      print(g, q, () => quotaText(q));
+      return 0;
+    }
+    if (verb === 'set') {
+      const body: Record<string, number | null> = {};
+      for (const [flag, field] of [['max-workspaces', 'maxWorkspaces'], ['max-disk-gb', 'maxDiskGb'], ['max-builds', 'maxConcurrentBuilds']] as const) {
+        const v = values[flag];
+        if (v === undefined) continue;
+        if (v === 'inherit') body[field] = null;
+        else if (/^\d+(\.\d+)?$/.test(v)) body[field] = Number(v);
+        else throw new CliError(`--${flag} must be a number or "inherit", not ${JSON.stringify(v)}`);
+      }
+      if (!Object.keys(body).length) throw new CliError('a4c quota set needs --max-workspaces, --max-disk-gb or --max-builds');
+      const q = await g.client.request<Record<string, unknown>>('PUT', path, body);
+      print(g, q, () => quotaText(q));
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c quota ${verb}"; try get or set`);
+  }
+  if (group === 'users' || group === 'user') {
+    if (verb === 'set-team') {
+      if (!values.team) throw new CliError('a4c users set-team needs --team T (or --team none)');
+      const teamId = values.team === 'none' ? null : values.team;
+      const u = await g.client.request<{ id: string; teamId: string | null }>('PUT', `/v1/users/${needUser()}`, { teamId });
+      print(g, u, () => `${u.id}: team ${u.teamId ?? '(none)'}`);
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c users ${verb ?? ''}"; try set-team`);
   }
   throw new CliError(`unknown command "${group}"; see a4c --help`);
 }
@@ -185,6 +249,7 @@ function finish(g: Globals, ws: Workspace): number {
     if (!g.json) process.stderr.write(`failed at step "${ws.failedStep}": ${ws.error}\nretry by deleting it (a4c ws rm ${ws.id}) and creating it again\n`);
     return 1;
   }
+  if (ws.status === 'PENDING_APPROVAL' && !g.json) process.stderr.write(`tier ${ws.tier} needs an admin's approval: a4c ws approve ${ws.id}\n`);
   return 0;
 }
 

@@ -1,0 +1,160 @@
+/**
+ * bench/placement: how many placements per second the control plane commits through
+ * the REST API, with 1,000 simulated hosts and 32 concurrent clients, and whether any
+ * host was over-committed at the end.
+ *
+ * The control plane runs as its own process with its embedded PostgreSQL; the
+ * simulated agents and the HTTP clients run in this process. Each create is answered
+ * once its placement has committed (no ?wait); the simulated agents then report the
+ * workspaces RUNNING, so the control plane also carries the agent-side load.
+ *
+ * Run: npm run bench -- placement   (BENCH_HOSTS, BENCH_CLIENTS, BENCH_CREATES to vary)
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { machine, percentile } from './lib.js';
+import { SimFleet } from './sim-agents.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
+const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
+const TICKS = 100; // USER_HZ on Linux
+
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every postgres process (the embedded server and its backends). */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
+  chmodSync(dataDir, 0o755);
+  const httpPort = 20000 + Math.floor(Math.random() * 10000);
+  const grpcPort = httpPort + 1;
+  const cp = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      A4C_DATA_DIR: dataDir,
+      A4C_HTTP_PORT: String(httpPort),
+      A4C_GRPC_PORT: String(grpcPort),
+      A4C_EMBEDDED_PG_PORT: String(httpPort + 2),
+      A4C_QUOTA_MAX_WORKSPACES: '100000',
+      A4C_QUOTA_MAX_DISK_GB: '1e9',
+      A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
+      A4C_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const api = `http://127.0.0.1:${httpPort}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${api}/readyz`)).ok) break;
+    } catch {
+      // starting
+    }
+    if (i > 600) throw new Error('control plane did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const token = readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+
+  let t0 = performance.now();
+  const fleet = await SimFleet.start({ controlPlane: `127.0.0.1:${grpcPort}`, count: HOSTS, hostPrefix: 'sim' });
+  await fleet.waitConnected(120_000);
+  const connectSeconds = (performance.now() - t0) / 1000;
+
+  // Warm-up: JIT, connection pools, plan caches.
+  for (let i = 0; i < 200; i++) {
+    await fetch(`${api}/v1/users/warm${i % 50}/workspaces`, { method: 'POST', headers, body: JSON.stringify({ projectName: 'warm', arch: 'linux-x64', tier: 'standard' }) });
+  }
+
+  const cpCpu0 = cpuSeconds(cp.pid as number);
+  const pgCpu0 = postgresCpuSeconds();
+  const selfCpu0 = process.cpuUsage();
+  const latencies: number[] = [];
+  const outcomes = new Map<number, number>();
+  let next = 0;
+  t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, c) => {
+      while (next < CREATES) {
+        const i = next++;
+        const s = performance.now();
+        const r = await fetch(`${api}/v1/users/u${(i * 7 + c) % 5000}/workspaces`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ projectName: 'bench', arch: 'linux-x64', tier: 'standard', name: `w${i}` }),
+        });
+        await r.arrayBuffer();
+        latencies.push(performance.now() - s);
+        outcomes.set(r.status, (outcomes.get(r.status) ?? 0) + 1);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpCpu = cpuSeconds(cp.pid as number) - cpCpu0;
+  const pgCpu = postgresCpuSeconds() - pgCpu0;
+  const self = process.cpuUsage(selfCpu0);
+  const selfCpu = (self.user + self.system) / 1e6;
+  const placed = outcomes.get(201) ?? 0;
+
+  // Over-commitment check, straight from the database.
+  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${httpPort + 2}/a4c` });
+  await db.connect();
+  const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
+    `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
+                              OR h.reserved_millicpus > floor(h.cpus * 1000 * 0.8)
+                              OR h.reserved_disk_mb > floor(h.disk_bytes / 1048576.0 * 0.8))::int AS over,
+            count(*) FILTER (WHERE h.reserved_memory_mb <> COALESCE(s.mem, 0))::int AS mismatched,
+            count(*) FILTER (WHERE s.n > 0)::int AS hosts_used,
+            COALESCE(max(s.n), 0)::int AS max_per_host
+       FROM hosts h LEFT JOIN (SELECT host_id, sum(memory_mb) AS mem, count(*) AS n FROM workspaces
+                                WHERE a4c_reserves(status, host_id) GROUP BY host_id) s ON s.host_id = h.id`,
+  );
+  await db.end();
+  const check = rows[0] as { over: number; mismatched: number; hosts_used: number; max_per_host: number };
+
+  await fleet.stop();
+  cp.kill('SIGTERM');
+  await new Promise((r) => cp.once('exit', r));
+
+  const sorted = latencies.sort((a, b) => a - b);
+  console.log(`placement: ${CREATES} creates through the REST API, ${CLIENTS} concurrent clients, ${HOSTS} simulated hosts (tier standard)`);
+  console.log(`machine: ${machine()}`);
+  console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
+  console.log('');
+  console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
+  console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
+  console.log(`latency per create: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
+  console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
+  console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
+  console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
+  if (check.over > 0 || check.mismatched > 0) process.exit(1);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
