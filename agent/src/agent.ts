@@ -7,6 +7,7 @@ import type { ContainerRuntime } from './runtime/runtime.js';
 import { ControlPlaneSession } from './session/session.js';
 import { StateStore } from './state/store.js';
 import { StatsCollector } from './stats/collector.js';
+import { agentMetrics } from './status/metrics.js';
 import { startStatusServer } from './status/server.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -27,6 +28,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
   const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
   let session: ControlPlaneSession | undefined;
+  let observePass: ((seconds: number) => void) | undefined;
   const reconciler = new Reconciler(
     runtime,
     store,
@@ -37,8 +39,16 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
           if (session?.ack(revision)) lastAcked = revision;
         }
       },
+      event: (e) => void session?.send({ payload: { $case: 'event', value: e } }),
     },
-    { hostId: config.hostId, parallelism: config.parallelism, stopTimeoutSeconds: config.stopTimeoutSeconds },
+    {
+      hostId: config.hostId,
+      parallelism: config.parallelism,
+      stopTimeoutSeconds: config.stopTimeoutSeconds,
+      maxRestarts: config.maxRestarts,
+      restartBackoffMs: config.restartBackoffMs,
+      observePass: (s) => observePass?.(s),
+    },
     log,
   );
   let lastAcked = -1;
@@ -133,7 +143,11 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
 
+  const metrics = agentMetrics({ hostId: config.hostId, reconciler, session: () => session?.state, stats: () => latest?.stats });
+  observePass = metrics.observePass;
+
   const statusServer = await startStatusServer(config.statusBind, config.statusPort, {
+    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
     ready: async () => {
       try {
         await runtime.ping();

@@ -19,6 +19,8 @@ export interface AgentConfig {
   /** How many containers one pass creates, starts or stops at once. */
   parallelism: number;
   stopTimeoutSeconds: number;
+  maxRestarts: number;
+  restartBackoffMs: number;
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
 }
@@ -49,6 +51,8 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     reconcileIntervalMs: envInt(env, 'A4C_RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     parallelism: envInt(env, 'A4C_PARALLELISM', 4, 1, 64),
     stopTimeoutSeconds: envInt(env, 'A4C_STOP_TIMEOUT_SECONDS', 10, 0, 600),
+    maxRestarts: envInt(env, 'A4C_MAX_RESTARTS', 3, 0, 100),
+    restartBackoffMs: envInt(env, 'A4C_RESTART_BACKOFF_MS', 1000, 10, 3_600_000),
     offer: {
       ...(envOptional(env, 'A4C_CAPACITY_MEMORY_MB') ? { memoryMb: envInt(env, 'A4C_CAPACITY_MEMORY_MB', 0, 1) } : {}),
       ...(envOptional(env, 'A4C_CAPACITY_CPUS') ? { cpus: envNumber(env, 'A4C_CAPACITY_CPUS', 0, 0.001, 100_000) } : {}),
@@ -71,6 +75,8 @@ export const CONFIG_HELP = `Environment:
   A4C_RECONCILE_INTERVAL_MS  periodic reconcile sweep (default 10000)
   A4C_PARALLELISM            containers created/started/stopped at once (default 4)
   A4C_STOP_TIMEOUT_SECONDS   grace period when stopping a workspace (default 10)
+  A4C_MAX_RESTARTS           restarts of a workspace that exits by itself before it is FAILED (default 3)
+  A4C_RESTART_BACKOFF_MS     first restart delay, doubling each time (default 1000)
   A4C_CAPACITY_MEMORY_MB     memory this host offers to workspaces (default: all of it)
   A4C_CAPACITY_CPUS          CPUs this host offers (default: all of them)
   A4C_CAPACITY_DISK_GB       disk this host offers (default: the Docker data root's size)

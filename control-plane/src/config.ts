@@ -27,6 +27,8 @@ export interface ControlPlaneConfig {
   heartbeatIntervalMs: number;
   /** A host whose last heartbeat is older than this many periods is not connected. */
   heartbeatMissLimit: number;
+  /** A workspace CREATING or STARTING for longer than this becomes FAILED. */
+  createTimeoutSeconds: number;
   /** Longest ?wait a request may ask for. */
   maxWaitSeconds: number;
   dbPoolSize: number;
@@ -76,6 +78,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     heartbeatIntervalMs: envInt(env, 'A4C_HEARTBEAT_MS', 5000, 100, 600_000),
     heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
     maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
+    createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
     dbPoolSize: envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000),
     dbAgentPoolSize: envInt(env, 'A4C_DB_AGENT_POOL_SIZE', 10, 2, 1000),
     placement: {
@@ -106,6 +109,7 @@ export const CONFIG_HELP = `Environment:
   A4C_HEARTBEAT_MS          heartbeat period agents are told to use (default 5000)
   A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
   A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
+  A4C_CREATE_TIMEOUT_SECONDS  a workspace still coming up after this is FAILED (default 600)
   A4C_DB_POOL_SIZE          PostgreSQL connections for the REST API (default 20)
   A4C_DB_AGENT_POOL_SIZE    PostgreSQL connections for agent streams, kept apart (default 10)
   A4C_HEADROOM_PERCENT      share of each host's capacity never reserved (default 20)

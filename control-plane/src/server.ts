@@ -58,6 +58,13 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   sessions = new AgentSessions(agentDb, feed, workspaces, { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000 }, log);
   sessions.start();
 
+  // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
+  // never happened) fail with the step they were stuck at instead of hanging forever.
+  const stuckSweep = setInterval(() => {
+    workspaces.failStuck(config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
+  }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
+  stuckSweep.unref();
+
   const app = new Koa<State>();
   app.proxy = false;
   app.use(errors(log));
@@ -99,6 +106,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     databaseUrl,
     stop: () =>
       (stopping ??= (async () => {
+        clearInterval(stuckSweep);
         httpServer.close();
         httpServer.closeIdleConnections();
         await sessions.stop();

@@ -209,3 +209,59 @@ export async function removeHostContainers(...hostIds: string[]): Promise<void> 
     for (const c of await containersOfHost(hostId)) await docker().getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   }
 }
+
+export interface ControlPlaneProcess {
+  api: Api;
+  grpcAddress: string;
+  databaseUrl: string;
+  proc: ChildProcess;
+  /** Starts it again on the same ports, database and token (after kill). */
+  restart(): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** A real a4c-control-plane process on a fresh database, for kill -9 scenarios. */
+export async function spawnControlPlane(env: Record<string, string> = {}): Promise<ControlPlaneProcess> {
+  const databaseUrl = await freshDatabase();
+  const httpPort = await freePort();
+  const grpcPort = await freePort();
+  const token = `test-admin-token-${randomBytes(8).toString('hex')}`;
+  const fullEnv = {
+    PATH: process.env.PATH ?? '',
+    A4C_DATA_DIR: tmpDir('cpproc'),
+    DATABASE_URL: databaseUrl,
+    A4C_HTTP_PORT: String(httpPort),
+    A4C_GRPC_PORT: String(grpcPort),
+    A4C_TIERS: TINY_TIERS,
+    A4C_HEARTBEAT_MS: String(HEARTBEAT_MS),
+    A4C_ADMIN_TOKEN: token,
+    A4C_LOG_LEVEL: 'warn',
+    ...env,
+  };
+  const api = new Api(`http://127.0.0.1:${httpPort}`, token);
+  const handle: ControlPlaneProcess = {
+    api,
+    grpcAddress: `127.0.0.1:${grpcPort}`,
+    databaseUrl,
+    proc: undefined as unknown as ChildProcess,
+    restart: async () => {
+      const p = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], { env: fullEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+      handle.proc = p;
+      await waitFor('the control plane process to be ready', async () => {
+        if (p.exitCode !== null) throw new Error(`control plane exited ${p.exitCode}: ${err.slice(-2000)}`);
+        return (await fetch(`${api.baseUrl}/readyz`)).ok;
+      }, 30_000);
+    },
+    kill: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      const p = handle.proc;
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+      p.kill(signal);
+      await exited;
+    },
+  };
+  await handle.restart();
+  return handle;
+}

@@ -1,5 +1,5 @@
 import type { Logger } from '@a4c/common';
-import { RunState, WorkspacePhase, type DesiredState, type WorkspaceSpec, type WorkspaceStatus } from '@a4c/proto';
+import { RunState, WorkspacePhase, type DesiredState, type HostEvent, type WorkspaceSpec, type WorkspaceStatus } from '@a4c/proto';
 import type { ContainerRuntime, OwnedContainer } from '../runtime/runtime.js';
 import type { StateStore } from '../state/store.js';
 
@@ -30,12 +30,40 @@ export interface ReconcilerSink {
   report(status: WorkspaceStatus): boolean;
   /** The host converged to this revision. */
   converged(revision: number): void;
+  /** Something on-call should know (orphan removed, container vanished, exited, restarted). */
+  event(e: HostEvent): void;
 }
 
 export interface ReconcilerOptions {
   hostId: string;
   parallelism: number;
   stopTimeoutSeconds: number;
+  /** Restarts of a workspace that exits by itself before it is reported FAILED. */
+  maxRestarts: number;
+  /** First restart delay; doubles with each restart. */
+  restartBackoffMs: number;
+  /** Told each pass's duration (metrics). */
+  observePass?: (seconds: number) => void;
+}
+
+/** Crashes further apart than this do not add up: the count starts again. */
+const CRASH_WINDOW_MS = 10 * 60_000;
+
+interface CrashRecord {
+  count: number;
+  lastAt: number;
+  /** The exit this record has seen (Docker's FinishedAt), so one exit counts once. */
+  finishedAt: string;
+  nextStartAt: number;
+}
+
+export interface ReconcilerMetrics {
+  passes: number;
+  passErrors: number;
+  orphansRemoved: number;
+  vanishedRecreated: number;
+  restarts: number;
+  lastPassSeconds: number;
 }
 
 interface RecentError {
@@ -62,6 +90,10 @@ export class Reconciler {
   private running: Promise<void> | undefined;
   private again = false;
   private readonly recent: RecentError[] = [];
+  private readonly recentEvents: HostEvent[] = [];
+  private readonly crashes = new Map<string, CrashRecord>();
+  private wakeTimer: NodeJS.Timeout | undefined;
+  readonly metrics: ReconcilerMetrics = { passes: 0, passErrors: 0, orphansRemoved: 0, vanishedRecreated: 0, restarts: 0, lastPassSeconds: 0 };
   appliedRevision = 0;
   lastPassAt: string | undefined;
   lastPassMs = 0;
@@ -120,9 +152,13 @@ export class Reconciler {
       try {
         await this.pass();
       } catch (e) {
+        this.metrics.passErrors++;
         this.remember(undefined, `reconcile pass failed: ${(e as Error).message}`);
       }
       this.lastPassMs = performance.now() - t0;
+      this.metrics.passes++;
+      this.metrics.lastPassSeconds = this.lastPassMs / 1000;
+      this.opts.observePass?.(this.metrics.lastPassSeconds);
       this.lastPassAt = new Date().toISOString();
     } while (this.again);
   }
@@ -152,7 +188,9 @@ export class Reconciler {
         for (const c of list) {
           try {
             await this.runtime.remove(c.id);
+            this.metrics.orphansRemoved++;
             this.log.info({ workspaceId: id, containerId: c.id }, 'removed container not in the desired state');
+            this.hostEvent('orphan_removed', id, c.id, `removed ${c.name}: not in the desired state (revision ${target.revision})`);
           } catch (e) {
             clean = false;
             this.remember(id, `could not remove container ${c.name}: ${(e as Error).message}`);
@@ -169,6 +207,7 @@ export class Reconciler {
         }
       }
       for (const id of this.observed.keys()) if (!wanted.has(id) && !byWs.has(id)) this.observed.delete(id);
+      for (const id of this.crashes.keys()) if (!wanted.has(id)) this.crashes.delete(id);
       if (forgot) await this.persist();
     }
     if (clean && this.authoritative && this.desired === target) {
@@ -184,8 +223,18 @@ export class Reconciler {
   /** Brings one workspace to its spec. Workspace-level failures are reported, not thrown. */
   private async ensure(spec: WorkspaceSpec, existing: OwnedContainer[], revision: number): Promise<void> {
     const id = spec.workspaceId;
-    const [c, ...duplicates] = existing;
+    const [first, ...duplicates] = existing;
+    let c: OwnedContainer | undefined = first;
     for (const d of duplicates) await this.runtime.remove(d.id);
+    if (c && c.attempt !== spec.attempt) {
+      // Clean before retry: what a failed attempt left is removed, never restarted.
+      await this.runtime.remove(c.id);
+      this.hostEvent('stale_attempt_removed', id, c.id, `removed ${c.name} of attempt ${c.attempt} before attempt ${spec.attempt}`);
+      delete this.started[id];
+      this.crashes.delete(id);
+      this.observed.delete(id);
+      c = undefined;
+    }
     const wantRunning = spec.runState !== RunState.RUN_STATE_STOPPED;
     const at = { specRevision: spec.specRevision };
 
@@ -193,32 +242,12 @@ export class Reconciler {
       const prev = this.observed.get(id);
       // Failed for this very spec: the control plane will take it out of the set; do not loop.
       if (prev?.phase === 'FAILED' && prev.specRevision === spec.specRevision) return;
-      this.emit(id, { phase: 'CREATING', step: 'image', ...at }, revision);
-      if (!(await this.runtime.hasImage(spec.image))) {
-        this.fail(id, 'image', `image ${spec.image} is not on host ${this.opts.hostId}; build or pull it there first`, spec, revision);
-        return;
+      if (prev?.containerId && (prev.phase === 'RUNNING' || prev.phase === 'STOPPED')) {
+        // It existed and nobody here removed it: someone ran `docker rm` behind our back.
+        this.metrics.vanishedRecreated++;
+        this.hostEvent('container_vanished', id, prev.containerId, `container ${prev.containerId.slice(0, 12)} vanished; creating it again`);
       }
-      let containerId: string;
-      try {
-        containerId = await this.runtime.create({
-          workspaceId: id,
-          userId: spec.userId,
-          image: spec.image,
-          hostname: spec.hostname,
-          memoryBytes: spec.resources?.memoryBytes ?? 0,
-          cpus: spec.resources?.cpus ?? 0,
-          pidsLimit: spec.resources?.pidsLimit ?? 0,
-          volume: spec.volume,
-        });
-      } catch (e) {
-        this.fail(id, 'create', `could not create the container: ${(e as Error).message}`, spec, revision);
-        return;
-      }
-      if (!wantRunning) {
-        this.emit(id, { phase: 'STOPPED', containerId, ...at }, revision);
-        return;
-      }
-      await this.startFor(spec, containerId, revision);
+      await this.createFor(spec, revision, wantRunning);
       return;
     }
 
@@ -242,16 +271,99 @@ export class Reconciler {
       return;
     }
     const startedFor = this.started[id];
-    if (startedFor !== undefined && startedFor >= spec.specRevision) {
-      // It was running for this spec and stopped without being asked to: it failed.
-      const d = await this.runtime.inspect(c.id);
-      const error = d?.oomKilled
-        ? 'out of memory: the workspace reached its tier memory limit and the kernel killed it; choose a larger tier'
-        : `the workspace's main process exited with code ${d?.exitCode ?? 'unknown'}${d?.error ? ` (${d.error})` : ''}`;
-      this.emit(id, { phase: 'FAILED', containerId: c.id, step: 'run', error, exitCode: d?.exitCode ?? 0, oomKilled: d?.oomKilled ?? false, ...at }, revision);
+    if (startedFor === undefined || startedFor < spec.specRevision) {
+      // A new request to run it (start after stop, or nothing known about it).
+      await this.startFor(spec, c.id, revision);
       return;
     }
-    await this.startFor(spec, c.id, revision);
+    await this.exitedByItself(spec, c, revision);
+  }
+
+  /**
+   * It was running for this spec and stopped without being asked to. Restart it with
+   * doubling delays, at most maxRestarts times within CRASH_WINDOW_MS; after that it
+   * has failed, with the last exit's reason.
+   */
+  private async exitedByItself(spec: WorkspaceSpec, c: OwnedContainer, revision: number): Promise<void> {
+    const id = spec.workspaceId;
+    const d = await this.runtime.inspect(c.id);
+    const exitCode = d?.exitCode ?? 0;
+    const oomKilled = d?.oomKilled ?? false;
+    const reason = oomKilled
+      ? 'out of memory: the workspace reached its tier memory limit and the kernel killed it; choose a larger tier'
+      : `the workspace's main process exited with code ${exitCode}${d?.error ? ` (${d.error})` : ''}`;
+    const now = Date.now();
+    let rec = this.crashes.get(id);
+    if (!rec || now - rec.lastAt > CRASH_WINDOW_MS) rec = { count: 0, lastAt: now, finishedAt: '', nextStartAt: 0 };
+    if (rec.finishedAt !== (d?.finishedAt ?? '')) {
+      // A new exit: count it once, and decide.
+      rec = { ...rec, finishedAt: d?.finishedAt ?? '', lastAt: now };
+      if (rec.count >= this.opts.maxRestarts) {
+        this.crashes.set(id, rec);
+        this.hostEvent('container_exited', id, c.id, `${reason}; no restarts left (${rec.count} of ${this.opts.maxRestarts} used)`, exitCode, oomKilled);
+        this.emit(id, { phase: 'FAILED', containerId: c.id, step: 'run', error: reason, exitCode, oomKilled, specRevision: spec.specRevision }, revision);
+        return;
+      }
+      const delay = this.opts.restartBackoffMs * 2 ** rec.count;
+      rec.nextStartAt = now + delay;
+      this.crashes.set(id, rec);
+      this.hostEvent('container_exited', id, c.id, `${reason}; restart ${rec.count + 1} of ${this.opts.maxRestarts} in ${delay} ms`, exitCode, oomKilled);
+    }
+    if (rec.count >= this.opts.maxRestarts) return; // already reported FAILED
+    if (now < rec.nextStartAt) {
+      this.wakeAt(rec.nextStartAt);
+      return;
+    }
+    rec.count++;
+    this.metrics.restarts++;
+    // A failed restart is not the workspace's failure: the engine may be going down
+    // (dockerd stopping stops every container first). It counts as a used restart and
+    // the pass is retried; FAILED comes only when the restarts are used up.
+    rec.nextStartAt = Date.now() + this.opts.restartBackoffMs * 2 ** rec.count;
+    await this.runtime.start(c.id);
+    this.hostEvent('container_restarted', id, c.id, `restarted (${rec.count} of ${this.opts.maxRestarts})`);
+    this.emit(id, { phase: 'RUNNING', containerId: c.id, specRevision: spec.specRevision }, revision);
+  }
+
+  /** A pass at that time, for a restart whose backoff ends then. */
+  private wakeAt(at: number): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => this.requestPass(), Math.max(0, at - Date.now()) + 10);
+    this.wakeTimer.unref();
+  }
+
+  private async createFor(spec: WorkspaceSpec, revision: number, wantRunning: boolean): Promise<void> {
+    const id = spec.workspaceId;
+    const at = { specRevision: spec.specRevision };
+    this.emit(id, { phase: 'CREATING', step: 'image', ...at }, revision);
+    if (!(await this.runtime.hasImage(spec.image))) {
+      this.fail(id, 'image', `image ${spec.image} is not on host ${this.opts.hostId}; build or pull it there first`, spec, revision);
+      return;
+    }
+    this.emit(id, { phase: 'CREATING', step: 'create', ...at }, revision);
+    let containerId: string;
+    try {
+      containerId = await this.runtime.create({
+        workspaceId: id,
+        attempt: spec.attempt,
+        userId: spec.userId,
+        image: spec.image,
+        hostname: spec.hostname,
+        memoryBytes: spec.resources?.memoryBytes ?? 0,
+        cpus: spec.resources?.cpus ?? 0,
+        pidsLimit: spec.resources?.pidsLimit ?? 0,
+        volume: spec.volume,
+      });
+    } catch (e) {
+      this.fail(id, 'create', `could not create the container: ${(e as Error).message}`, spec, revision);
+      return;
+    }
+    this.crashes.delete(id);
+    if (!wantRunning) {
+      this.emit(id, { phase: 'STOPPED', containerId, ...at }, revision);
+      return;
+    }
+    await this.startFor(spec, containerId, revision);
   }
 
   private async startFor(spec: WorkspaceSpec, containerId: string, revision: number): Promise<void> {
@@ -261,6 +373,15 @@ export class Reconciler {
       await this.runtime.start(containerId);
     } catch (e) {
       this.fail(id, 'start', `could not start the container: ${(e as Error).message}`, spec, revision, containerId);
+      return;
+    }
+    this.emit(id, { phase: 'CREATING', step: 'ready', containerId, specRevision: spec.specRevision }, revision);
+    const d = await this.runtime.inspect(containerId);
+    if (!d?.running) {
+      const why = d?.oomKilled
+        ? 'out of memory right after start; choose a larger tier'
+        : `the workspace's main process exited with code ${d?.exitCode ?? 'unknown'} right after start${d?.error ? ` (${d.error})` : ''}`;
+      this.fail(id, 'ready', why, spec, revision, containerId);
       return;
     }
     this.started[id] = spec.specRevision;
@@ -318,6 +439,14 @@ export class Reconciler {
     });
   }
 
+  private hostEvent(kind: string, workspaceId: string, containerId: string, message: string, exitCode = 0, oomKilled = false): void {
+    const e: HostEvent = { kind, workspaceId, containerId, message, exitCode, oomKilled, atUnixMs: Date.now() };
+    this.log.info({ kind, workspaceId, containerId, exitCode, oomKilled }, message);
+    this.recentEvents.push(e);
+    if (this.recentEvents.length > 50) this.recentEvents.shift();
+    this.sink.event(e);
+  }
+
   private remember(workspaceId: string | undefined, message: string): void {
     this.log.warn({ workspaceId, err: message }, 'reconcile error');
     this.recent.push({ at: new Date().toISOString(), ...(workspaceId ? { workspaceId } : {}), message });
@@ -352,6 +481,7 @@ export class Reconciler {
     lastPassMs: number;
     workspaces: Observed[];
     recentErrors: RecentError[];
+    recentEvents: (Omit<HostEvent, 'atUnixMs'> & { at: string })[];
   } {
     return {
       authoritative: this.authoritative,
@@ -361,7 +491,18 @@ export class Reconciler {
       lastPassMs: Math.round(this.lastPassMs),
       workspaces: [...this.observed.values()].sort((a, b) => a.workspaceId.localeCompare(b.workspaceId)),
       recentErrors: [...this.recent].reverse().slice(0, 20),
+      recentEvents: [...this.recentEvents]
+        .reverse()
+        .slice(0, 20)
+        .map(({ atUnixMs, ...e }) => ({ ...e, at: new Date(atUnixMs).toISOString() })),
     };
+  }
+
+  /** Workspaces by observed phase, for /metrics. */
+  phases(): Record<Phase, number> {
+    const out: Record<Phase, number> = { CREATING: 0, RUNNING: 0, STOPPED: 0, ABSENT: 0, FAILED: 0 };
+    for (const o of this.observed.values()) out[o.phase]++;
+    return out;
   }
 
   ownedCount(): number {

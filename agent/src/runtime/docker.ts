@@ -1,5 +1,6 @@
 import Docker from 'dockerode';
 import {
+  LABEL_ATTEMPT,
   LABEL_HOST_ID,
   LABEL_MANAGED,
   LABEL_USER_ID,
@@ -55,7 +56,16 @@ export class DockerRuntime implements ContainerRuntime {
       const workspaceId = c.Labels[LABEL_WORKSPACE_ID];
       // Belt and braces: the filter already guarantees both labels.
       if (!workspaceId || c.Labels[LABEL_HOST_ID] !== this.opts.hostId) return [];
-      return [{ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, ''), workspaceId, state: c.State as OwnedContainer['state'] }];
+      const attempt = Number(c.Labels[LABEL_ATTEMPT] ?? 0);
+      return [
+        {
+          id: c.Id,
+          name: (c.Names[0] ?? '').replace(/^\//, ''),
+          workspaceId,
+          attempt: Number.isInteger(attempt) ? attempt : 0,
+          state: c.State as OwnedContainer['state'],
+        },
+      ];
     });
   }
 
@@ -105,6 +115,7 @@ export class DockerRuntime implements ContainerRuntime {
         [LABEL_WORKSPACE_ID]: spec.workspaceId,
         [LABEL_USER_ID]: spec.userId,
         [LABEL_HOST_ID]: this.opts.hostId,
+        [LABEL_ATTEMPT]: String(spec.attempt),
       },
       StopTimeout: this.opts.stopTimeoutSeconds,
       HostConfig: {

@@ -6,6 +6,8 @@ export interface OwnedContainer {
   id: string;
   name: string;
   workspaceId: string;
+  /** Creation attempt, from the a4c.attempt label (0 if absent). */
+  attempt: number;
   state: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 }
 
@@ -20,6 +22,7 @@ export interface ContainerDetails {
 
 export interface CreateSpec {
   workspaceId: string;
+  attempt: number;
   userId: string;
   image: string;
   hostname: string;

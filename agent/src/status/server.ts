@@ -5,11 +5,14 @@ export interface StatusSource {
   /** Docker answers: the host can take work. */
   ready(): Promise<{ ok: boolean; reason?: string }>;
   status(): Promise<Record<string, unknown>>;
+  /** Prometheus text exposition. */
+  metrics(): Promise<{ contentType: string; body: string }>;
 }
 
 /**
  * On-call's view of one host: /healthz (the process lives), /readyz (Docker answers),
- * /status (everything needed to answer "why won't my workspace start?").
+ * /status (everything needed to answer "why won't my workspace start?"), /metrics
+ * (Prometheus).
  */
 export async function startStatusServer(bind: string, port: number, src: StatusSource): Promise<http.Server & { port: number }> {
   const server = http.createServer((req, res) => {
@@ -29,8 +32,14 @@ export async function startStatusServer(bind: string, port: number, src: StatusS
         }
         case '/status':
           return send(200, await src.status());
+        case '/metrics': {
+          const m = await src.metrics();
+          res.writeHead(200, { 'content-type': m.contentType });
+          res.end(m.body);
+          return;
+        }
         default:
-          return send(404, { error: 'NOT_FOUND', message: `no endpoint ${path}; try /healthz, /readyz or /status` });
+          return send(404, { error: 'NOT_FOUND', message: `no endpoint ${path}; try /healthz, /readyz, /status or /metrics` });
       }
     };
     handle().catch((e: unknown) => send(500, { error: 'INTERNAL', message: (e as Error).message }));

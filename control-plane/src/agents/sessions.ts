@@ -8,6 +8,7 @@ import {
   type ControlMessage,
   type Heartbeat,
   type Hello,
+  type HostEvent,
   type HostStats,
   type ImageInfo,
   type WorkspaceSpec,
@@ -27,6 +28,8 @@ export interface SessionOptions {
 }
 
 type Call = grpc.ServerDuplexStream<AgentMessage, ControlMessage>;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 class RefusedError extends Error {
   constructor(
@@ -148,6 +151,9 @@ class AgentSession {
       case 'ack':
         await this.sessions.workspaces.applyAck(this.sessions.db, this.hostId, p.value.revision);
         return;
+      case 'event':
+        await this.recordEvent(p.value);
+        return;
     }
   }
 
@@ -218,6 +224,25 @@ class AgentSession {
       return true;
     });
     if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
+  }
+
+  /** An agent's own event (orphan removed, container vanished or exited) goes to the activity log. */
+  private async recordEvent(e: HostEvent): Promise<void> {
+    const kind = /^[a-z_]{1,40}$/.test(e.kind) ? e.kind : 'unknown';
+    const workspaceId = UUID.test(e.workspaceId) ? e.workspaceId : null;
+    await appendEvent(this.sessions.db, {
+      kind: `agent.${kind}`,
+      actor: `agent:${this.hostId}`,
+      workspaceId,
+      hostId: this.hostId ?? null,
+      data: {
+        containerId: e.containerId.slice(0, 64) || null,
+        message: e.message.slice(0, 2000),
+        ...(kind === 'container_exited' ? { exitCode: e.exitCode, oomKilled: e.oomKilled } : {}),
+        at: Number.isFinite(e.atUnixMs) && e.atUnixMs > 0 ? new Date(e.atUnixMs).toISOString() : null,
+      },
+    });
+    this.log.info({ kind, workspaceId, containerId: e.containerId, message: e.message }, 'agent event');
   }
 
   /** Sends the host's complete desired state if it is newer than what this stream last got. */
@@ -315,6 +340,7 @@ function toSpec(r: WorkspaceRow): WorkspaceSpec {
     },
     volume: userVolumeName(r.user_id),
     specRevision: r.desired_revision,
+    attempt: r.attempt,
   };
 }
 

@@ -62,6 +62,13 @@ export function v1Routes(d: RouteDeps): Router<State> {
     ctx.body = wait ? await ws.waitSettled(after.id, wait) : after;
   });
 
+  r.post('/workspaces/:id/retry', async (ctx) => {
+    const wait = parseWait(ctx.query.wait, d.maxWaitSeconds);
+    const after = await ws.retry(ctx.params.id as string, ctx.state.actor);
+    ctx.status = 202;
+    ctx.body = wait ? await ws.waitSettled(after.id, wait) : after;
+  });
+
   r.post('/workspaces/:id/reject', async (ctx) => {
     const body = parse(schemas.reject, await readJson(ctx));
     ctx.body = await ws.reject(ctx.params.id as string, ctx.state.actor, body.reason);

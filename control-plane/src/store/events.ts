@@ -1,4 +1,4 @@
-import type { Tx } from './db.js';
+import type { Db, Tx } from './db.js';
 
 export interface EventInput {
   kind: string;
@@ -9,7 +9,7 @@ export interface EventInput {
 }
 
 /** Appends to the activity log; call inside the transaction that makes the change. */
-export async function appendEvent(tx: Tx, e: EventInput): Promise<void> {
+export async function appendEvent(tx: Tx | Db, e: EventInput): Promise<void> {
   await tx.query('INSERT INTO events (kind, actor, workspace_id, host_id, data) VALUES ($1, $2, $3, $4, $5)', [
     e.kind,
     e.actor,

@@ -21,6 +21,9 @@ export interface WorkspaceRow {
   disk_gb: number;
   pids_limit: number;
   desired_revision: number;
+  attempt: number;
+  current_step: string | null;
+  status_changed_at: Date;
   created_at: Date;
   updated_at: Date;
   /** Only in reads that join the host (viewSql). */
@@ -53,6 +56,7 @@ export function toWorkspace(r: WorkspaceRow): Workspace {
     sshCommand: r.hostname && r.status !== 'DELETED' ? `ssh ${r.user_id}@${r.hostname}` : null,
     failedStep: r.failed_step,
     error: r.error,
+    attempt: r.attempt,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
   };

@@ -127,6 +127,84 @@ export class WorkspaceService {
     return toWorkspace(row);
   }
 
+  /**
+   * Retries a FAILED workspace: places it again (its reservation was released when it
+   * failed) with the next attempt number. The agent removes whatever the failed
+   * attempt left (a container of an older attempt) before it creates afresh.
+   */
+  async retry(id: string, actor: string): Promise<Workspace> {
+    const row = await inTx(this.db, async (tx) => {
+      const cur = await this.mustGet(tx, id, true);
+      if (cur.status !== 'FAILED') throw conflict(`only a FAILED workspace can be retried; this one is ${cur.status}`);
+      const placed = await reserveHost(
+        tx,
+        { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
+        this.opts.placement,
+      );
+      const { rows } = await tx.query<WorkspaceRow>(
+        `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, attempt = attempt + 1, container_id = NULL,
+                               failed_step = NULL, error = NULL, current_step = NULL, updated_at = now()
+          WHERE id = $1 RETURNING *`,
+        [id, placed.hostId, placed.revision],
+      );
+      const r = rows[0] as WorkspaceRow;
+      await appendEvent(tx, {
+        kind: 'workspace.retry',
+        actor,
+        workspaceId: id,
+        hostId: placed.hostId,
+        data: { attempt: r.attempt, previousHost: cur.host_id, failedStep: cur.failed_step, error: cur.error, revision: placed.revision },
+      });
+      await notifyHost(tx, placed.hostId);
+      await notifyWorkspace(tx, id);
+      return r;
+    });
+    if (row.host_id) this.hostChanged(row.host_id);
+    return toWorkspace(row);
+  }
+
+  /**
+   * Fails workspaces that have been CREATING or STARTING for longer than timeoutSeconds,
+   * naming the step they were stuck at. Safe on every replica at once: SKIP LOCKED, and
+   * each row changes in one statement.
+   */
+  async failStuck(timeoutSeconds: number): Promise<number> {
+    const hosts = new Set<string>();
+    const n = await inTx(this.db, async (tx) => {
+      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string }>(
+        `WITH stuck AS (
+           SELECT id FROM workspaces
+            WHERE status IN ('CREATING', 'STARTING') AND status_changed_at < now() - make_interval(secs => $1)
+            ORDER BY status_changed_at LIMIT 100 FOR UPDATE SKIP LOCKED)
+         UPDATE workspaces w
+            SET status = 'FAILED',
+                failed_step = COALESCE(w.current_step, 'dispatch'),
+                error = format('%s did not finish within %s s: stuck at step %s%s', lower(w.status), $1::int,
+                               COALESCE(w.current_step, 'dispatch'),
+                               CASE WHEN w.current_step IS NULL THEN ' (the host''s agent never reported on it; is the host connected?)' ELSE '' END),
+                updated_at = now()
+           FROM stuck WHERE w.id = stuck.id
+         RETURNING w.id, w.host_id, w.failed_step, w.status`,
+        [timeoutSeconds],
+      );
+      for (const r of rows) {
+        if (r.host_id) hosts.add(r.host_id);
+        await appendEvent(tx, { kind: 'workspace.failed', actor: 'control-plane', workspaceId: r.id, hostId: r.host_id, data: { step: r.failed_step, reason: 'timeout' } });
+        await notifyWorkspace(tx, r.id);
+      }
+      // Failed workspaces leave their host's desired set.
+      for (const h of [...hosts].sort()) {
+        const revision = await bumpRevision(tx, h);
+        await tx.query(`UPDATE workspaces SET desired_revision = $2 WHERE host_id = $1 AND status = 'FAILED' AND id = ANY($3)`, [h, revision, rows.map((r) => r.id)]);
+        await notifyHost(tx, h);
+      }
+      return rows.length;
+    });
+    for (const h of hosts) this.hostChanged(h);
+    if (n) this.log.warn({ workspaces: n, timeoutSeconds }, 'failed workspaces stuck coming up');
+    return n;
+  }
+
   async reject(id: string, actor: string, reason: string | undefined): Promise<Workspace> {
     const row = await inTx(this.db, async (tx) => {
       const cur = await this.mustGet(tx, id, true);
@@ -298,6 +376,12 @@ export class WorkspaceService {
         extra,
       });
       let update: ReturnType<typeof set> | null = null;
+      if (report.phase === WorkspacePhase.WORKSPACE_PHASE_CREATING && (s === 'CREATING' || s === 'STARTING')) {
+        if (report.step && report.step !== cur.current_step) {
+          await tx.query('UPDATE workspaces SET current_step = $2 WHERE id = $1', [cur.id, report.step.slice(0, 32)]);
+        }
+        return false;
+      }
       switch (report.phase) {
         case WorkspacePhase.WORKSPACE_PHASE_RUNNING:
           if (s === 'CREATING' || s === 'STARTING' || (s === 'RUNNING' && cur.container_id !== report.containerId)) {

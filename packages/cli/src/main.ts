@@ -16,6 +16,7 @@ Workspaces:
   a4c ws stop ID         stop it (the container and its data stay)
   a4c ws start ID        start it again (the same container)
   a4c ws rm ID           delete it (your volume stays)
+  a4c ws retry ID        retry a FAILED workspace (what the failed attempt left is cleaned first)
   a4c ws approve ID      (admin) approve a workspace whose tier needs it (xl)
   a4c ws reject ID [--reason R]
                          (admin) reject it
@@ -136,8 +137,9 @@ async function main(argv: string[]): Promise<number> {
         print(g, ws, () => workspaceDetails(ws));
         return 0;
       }
-      case 'approve': {
-        const ws = await g.client.request<Workspace>('POST', `/v1/workspaces/${needId()}/approve`);
+      case 'approve':
+      case 'retry': {
+        const ws = await g.client.request<Workspace>('POST', `/v1/workspaces/${needId()}/${verb}`);
         return finish(g, await follow(g, ws));
       }
       case 'reject': {
@@ -246,7 +248,7 @@ async function follow(g: Globals, first: Workspace): Promise<Workspace> {
 function finish(g: Globals, ws: Workspace): number {
   print(g, ws, () => workspaceDetails(ws));
   if (ws.status === 'FAILED') {
-    if (!g.json) process.stderr.write(`failed at step "${ws.failedStep}": ${ws.error}\nretry by deleting it (a4c ws rm ${ws.id}) and creating it again\n`);
+    if (!g.json) process.stderr.write(`failed at step "${ws.failedStep}": ${ws.error}\nretry it with: a4c ws retry ${ws.id}\n`);
     return 1;
   }
   if (ws.status === 'PENDING_APPROVAL' && !g.json) process.stderr.write(`tier ${ws.tier} needs an admin's approval: a4c ws approve ${ws.id}\n`);

@@ -6,6 +6,8 @@ export const LABEL_MANAGED = 'a4c.managed';
 export const LABEL_WORKSPACE_ID = 'a4c.workspace.id';
 export const LABEL_USER_ID = 'a4c.user.id';
 export const LABEL_HOST_ID = 'a4c.host.id';
+/** Creation attempt of the workspace the container was made for (see WorkspaceSpec.attempt). */
+export const LABEL_ATTEMPT = 'a4c.attempt';
 
 /** Image labels that tell which project, arch and change an image was built for. */
 export const LABEL_IMAGE_PROJECT = 'a4c.project';

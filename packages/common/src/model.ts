@@ -46,6 +46,8 @@ export interface Workspace {
   sshCommand: string | null;
   failedStep: string | null;
   error: string | null;
+  /** Creation attempt: 0 for the first, +1 for every retry. */
+  attempt: number;
   createdAt: string;
   updatedAt: string;
 }

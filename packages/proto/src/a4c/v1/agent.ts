@@ -145,6 +145,7 @@ export interface AgentMessage {
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "workspaceStatus"; value: WorkspaceStatus }
     | { $case: "ack"; value: DesiredStateAck }
+    | { $case: "event"; value: HostEvent }
     | undefined;
 }
 
@@ -251,6 +252,25 @@ export interface WorkspaceStatus {
 }
 
 /**
+ * Something the agent did or saw on its own that on-call should know: an orphan
+ * removed, a container that vanished and was recreated, a container that exited and
+ * was restarted. Appended to the control plane's activity log. At-most-once: a lost
+ * event is not resent (the state it describes is reported by WorkspaceStatus anyway).
+ */
+export interface HostEvent {
+  /** orphan_removed, container_vanished, container_exited, container_restarted, docker_unreachable, docker_reachable */
+  kind: string;
+  /** Empty for host-wide events. */
+  workspaceId: string;
+  containerId: string;
+  message: string;
+  exitCode: number;
+  oomKilled: boolean;
+  /** Milliseconds since the epoch, on the agent's clock. */
+  atUnixMs: number;
+}
+
+/**
  * The host has converged to this revision: every workspace in it was acted on, and no
  * A4C container of this host exists outside it. Sent only after a complete,
  * successful pass; a failed pass is retried and acked later.
@@ -298,6 +318,13 @@ export interface WorkspaceSpec {
    * request to run it.
    */
   specRevision: number;
+  /**
+   * Creation attempt, bumped by every retry of a failed workspace. The container
+   * carries it in the label a4c.attempt; a container of an older attempt is what a
+   * failed attempt left behind, and the agent removes it before creating afresh
+   * ("clean before retry"), instead of starting it again.
+   */
+  attempt: number;
 }
 
 export interface Resources {
@@ -326,6 +353,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       case "ack":
         DesiredStateAck.encode(message.payload.value, writer.uint32(34).fork()).join();
+        break;
+      case "event":
+        HostEvent.encode(message.payload.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -376,6 +406,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.payload = { $case: "ack", value: DesiredStateAck.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.payload = { $case: "event", value: HostEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -400,6 +438,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "workspaceStatus", value: WorkspaceStatus.fromJSON(object.workspace_status) }
         : isSet(object.ack)
         ? { $case: "ack", value: DesiredStateAck.fromJSON(object.ack) }
+        : isSet(object.event)
+        ? { $case: "event", value: HostEvent.fromJSON(object.event) }
         : undefined,
     };
   },
@@ -414,6 +454,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.workspaceStatus = WorkspaceStatus.toJSON(message.payload.value);
     } else if (message.payload?.$case === "ack") {
       obj.ack = DesiredStateAck.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "event") {
+      obj.event = HostEvent.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -445,6 +487,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "ack": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "ack", value: DesiredStateAck.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "event": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "event", value: HostEvent.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -1611,6 +1659,191 @@ export const WorkspaceStatus: MessageFns<WorkspaceStatus> = {
   },
 };
 
+function createBaseHostEvent(): HostEvent {
+  return { kind: "", workspaceId: "", containerId: "", message: "", exitCode: 0, oomKilled: false, atUnixMs: 0 };
+}
+
+export const HostEvent: MessageFns<HostEvent> = {
+  encode(message: HostEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.workspaceId !== "") {
+      writer.uint32(18).string(message.workspaceId);
+    }
+    if (message.containerId !== "") {
+      writer.uint32(26).string(message.containerId);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.exitCode !== 0) {
+      writer.uint32(40).int32(message.exitCode);
+    }
+    if (message.oomKilled !== false) {
+      writer.uint32(48).bool(message.oomKilled);
+    }
+    if (message.atUnixMs !== 0) {
+      writer.uint32(56).int64(message.atUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.containerId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.oomKilled = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.atUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostEvent {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      containerId: isSet(object.containerId)
+        ? globalThis.String(object.containerId)
+        : isSet(object.container_id)
+        ? globalThis.String(object.container_id)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      oomKilled: isSet(object.oomKilled)
+        ? globalThis.Boolean(object.oomKilled)
+        : isSet(object.oom_killed)
+        ? globalThis.Boolean(object.oom_killed)
+        : false,
+      atUnixMs: isSet(object.atUnixMs)
+        ? globalThis.Number(object.atUnixMs)
+        : isSet(object.at_unix_ms)
+        ? globalThis.Number(object.at_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: HostEvent): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.containerId !== "") {
+      obj.containerId = message.containerId;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.oomKilled !== false) {
+      obj.oomKilled = message.oomKilled;
+    }
+    if (message.atUnixMs !== 0) {
+      obj.atUnixMs = Math.round(message.atUnixMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostEvent>, I>>(base?: I): HostEvent {
+    return HostEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostEvent>, I>>(object: I): HostEvent {
+    const message = createBaseHostEvent();
+    message.kind = object.kind ?? "";
+    message.workspaceId = object.workspaceId ?? "";
+    message.containerId = object.containerId ?? "";
+    message.message = object.message ?? "";
+    message.exitCode = object.exitCode ?? 0;
+    message.oomKilled = object.oomKilled ?? false;
+    message.atUnixMs = object.atUnixMs ?? 0;
+    return message;
+  },
+};
+
 function createBaseDesiredStateAck(): DesiredStateAck {
   return { revision: 0 };
 }
@@ -1868,6 +2101,7 @@ function createBaseWorkspaceSpec(): WorkspaceSpec {
     resources: undefined,
     volume: "",
     specRevision: 0,
+    attempt: 0,
   };
 }
 
@@ -1896,6 +2130,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     }
     if (message.specRevision !== 0) {
       writer.uint32(64).uint64(message.specRevision);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(72).uint32(message.attempt);
     }
     return writer;
   },
@@ -1977,6 +2214,14 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
             message.specRevision = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2015,6 +2260,7 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
         : isSet(object.spec_revision)
         ? globalThis.Number(object.spec_revision)
         : 0,
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
     };
   },
 
@@ -2044,6 +2290,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     if (message.specRevision !== 0) {
       obj.specRevision = Math.round(message.specRevision);
     }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
     return obj;
   },
 
@@ -2062,6 +2311,7 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
       : undefined;
     message.volume = object.volume ?? "";
     message.specRevision = object.specRevision ?? 0;
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
