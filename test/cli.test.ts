@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { HostView, Workspace } from '@a4c/common';
-import { removeHostContainers, ROOT, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+import { docker, removeHostContainers, ROOT, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 
 describe('the a4c CLI', () => {
   let t: TestControlPlane;
@@ -25,13 +25,14 @@ describe('the a4c CLI', () => {
 
   before(async () => {
     t = await startTestControlPlane();
-    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress });
+    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress, env: { A4C_BUILD_POLL_MS: '200' } });
     await t.api.waitHostConnected(hostId);
   });
   after(async () => {
     await agent?.kill();
     await t?.stop();
     await removeHostContainers(hostId);
+    await docker().getImage('cli-img:CL-5-linux-x64').remove({ force: true }).catch(() => undefined);
   });
 
   let id = '';
@@ -85,6 +86,19 @@ describe('the a4c CLI', () => {
     expect(drained.status).to.equal('draining');
     const active = JSON.parse((await a4c(['hosts', 'activate', hostId, '-o', 'json'])).stdout) as HostView;
     expect(active.status).to.equal('healthy');
+  });
+
+  it('build schedule follows the log to completion; build get/list show it', async () => {
+    const r = await a4c(['build', 'schedule', '--image-name', 'cli-img', '--project', 'cliproj', '--arch', 'linux-x64', '--change', 'CL-5', '-o', 'json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const b = JSON.parse(r.stdout) as { id: string; status: string; imageTag: string };
+    expect(b.status).to.equal('COMPLETED');
+    expect(b.imageTag).to.equal('cli-img:CL-5-linux-x64');
+    expect(r.stderr).to.match(/build cli-img:CL-5-linux-x64: COMPLETED on /);
+    const list = await a4c(['build', 'list', '--mine']);
+    expect(list.stdout).to.contain(b.id);
+    const logs = await a4c(['build', 'logs', b.id]);
+    expect(logs.stdout).to.contain('project=cliproj');
   });
 
   it('explains errors and exits non-zero', async () => {

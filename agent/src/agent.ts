@@ -1,6 +1,7 @@
 import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT, type Logger } from '@a4c/common';
 import type { HostStats, ImageInfo } from '@a4c/proto';
 import type { AgentConfig } from './config.js';
+import { Builder } from './builds/builder.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -103,6 +104,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     }
   };
 
+  const builder = new Builder(
+    { dockerHost: config.dockerHost, stateDir: config.stateDir, ...config.builds },
+    (m) => session?.send(m) ?? false,
+    log,
+  );
+
   session = new ControlPlaneSession(
     config.controlPlane,
     {
@@ -135,9 +142,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
         void reconciler.setDesired(ds);
       },
+      onBuildAssignment: (a) => builder.onAssignment(a),
+      onBuildCancel: (c) => builder.onCancel(c),
       onNewStream: () => {
         lastAcked = -1;
         reconciler.resetReports();
+        builder.onNewStream();
       },
     },
     log,
@@ -169,6 +179,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         controlPlane: { address: config.controlPlane, ...session?.state },
         docker,
         reconcile: reconciler.snapshot(),
+        builds: builder.snapshot(),
         stats: hostStats,
       };
     },
@@ -181,12 +192,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     reconciler.requestPass();
   }, config.reconcileIntervalMs);
   session.start();
+  if (config.builds.slots > 0) await builder.start();
   log.info({ arch: config.arch, statusPort: statusServer.port, controlPlane: config.controlPlane }, 'agent started');
 
   return {
     statusPort: statusServer.port,
     stop: async () => {
       clearInterval(sweep);
+      builder.stop();
       clearTimeout(debounce);
       unwatch?.();
       session?.stop();

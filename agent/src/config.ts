@@ -21,11 +21,22 @@ export interface AgentConfig {
   stopTimeoutSeconds: number;
   maxRestarts: number;
   restartBackoffMs: number;
+  builds: {
+    slots: number;
+    pollMs: number;
+    heartbeatMs: number;
+    baseImage: string;
+    syncCommand: string;
+  };
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
 }
 
 type Env = Record<string, string | undefined>;
+
+/** Records which project and change the image holds; a real one would fetch the source at that change. */
+export const DEFAULT_SYNC_COMMAND =
+  "mkdir -p /opt/a4c && printf 'project=%s\\nchange=%s\\narch=%s\\n' \"$A4C_PROJECT\" \"$A4C_CHANGE_NUMBER\" \"$A4C_ARCH\" > /opt/a4c/source && cat /opt/a4c/source";
 
 export function loadConfig(env: Env = process.env): AgentConfig {
   const controlPlane = envString(env, 'A4C_CONTROL_PLANE', '127.0.0.1:9090');
@@ -53,6 +64,13 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     stopTimeoutSeconds: envInt(env, 'A4C_STOP_TIMEOUT_SECONDS', 10, 0, 600),
     maxRestarts: envInt(env, 'A4C_MAX_RESTARTS', 3, 0, 100),
     restartBackoffMs: envInt(env, 'A4C_RESTART_BACKOFF_MS', 1000, 10, 3_600_000),
+    builds: {
+      slots: envInt(env, 'A4C_BUILD_SLOTS', 1, 0, 64),
+      pollMs: envInt(env, 'A4C_BUILD_POLL_MS', 2000, 50, 600_000),
+      heartbeatMs: envInt(env, 'A4C_BUILD_HEARTBEAT_MS', 30_000, 50, 3_600_000),
+      baseImage: envString(env, 'A4C_BUILD_BASE_IMAGE', 'a4c-base:latest'),
+      syncCommand: envString(env, 'A4C_BUILD_SYNC_COMMAND', DEFAULT_SYNC_COMMAND),
+    },
     offer: {
       ...(envOptional(env, 'A4C_CAPACITY_MEMORY_MB') ? { memoryMb: envInt(env, 'A4C_CAPACITY_MEMORY_MB', 0, 1) } : {}),
       ...(envOptional(env, 'A4C_CAPACITY_CPUS') ? { cpus: envNumber(env, 'A4C_CAPACITY_CPUS', 0, 0.001, 100_000) } : {}),
@@ -77,6 +95,11 @@ export const CONFIG_HELP = `Environment:
   A4C_STOP_TIMEOUT_SECONDS   grace period when stopping a workspace (default 10)
   A4C_MAX_RESTARTS           restarts of a workspace that exits by itself before it is FAILED (default 3)
   A4C_RESTART_BACKOFF_MS     first restart delay, doubling each time (default 1000)
+  A4C_BUILD_SLOTS            image builds this host runs at once (default 1; 0: none)
+  A4C_BUILD_POLL_MS          how often a free build slot asks for work (default 2000)
+  A4C_BUILD_HEARTBEAT_MS     progress report period of a running build (default 30000)
+  A4C_BUILD_BASE_IMAGE       FROM of the build template (default a4c-base:latest)
+  A4C_BUILD_SYNC_COMMAND     source-sync step (default: record project and change in /opt/a4c/source)
   A4C_CAPACITY_MEMORY_MB     memory this host offers to workspaces (default: all of it)
   A4C_CAPACITY_CPUS          CPUs this host offers (default: all of them)
   A4C_CAPACITY_DISK_GB       disk this host offers (default: the Docker data root's size)

@@ -29,6 +29,10 @@ export interface ControlPlaneConfig {
   heartbeatMissLimit: number;
   /** A workspace CREATING or STARTING for longer than this becomes FAILED. */
   createTimeoutSeconds: number;
+  /** A build whose worker is silent this long goes back to the queue. */
+  buildLeaseMs: number;
+  /** Requeues before a build is FAILED. */
+  buildMaxRetries: number;
   /** Longest ?wait a request may ask for. */
   maxWaitSeconds: number;
   dbPoolSize: number;
@@ -79,6 +83,8 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
     maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
     createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
+    buildLeaseMs: envInt(env, 'A4C_BUILD_LEASE_MS', 300_000, 500, 86_400_000),
+    buildMaxRetries: envInt(env, 'A4C_BUILD_MAX_RETRIES', 3, 0, 100),
     dbPoolSize: envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000),
     dbAgentPoolSize: envInt(env, 'A4C_DB_AGENT_POOL_SIZE', 10, 2, 1000),
     placement: {
@@ -110,6 +116,8 @@ export const CONFIG_HELP = `Environment:
   A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
   A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
   A4C_CREATE_TIMEOUT_SECONDS  a workspace still coming up after this is FAILED (default 600)
+  A4C_BUILD_LEASE_MS        a build whose worker is silent this long is requeued (default 300000)
+  A4C_BUILD_MAX_RETRIES     requeues before a build is FAILED (default 3)
   A4C_DB_POOL_SIZE          PostgreSQL connections for the REST API (default 20)
   A4C_DB_AGENT_POOL_SIZE    PostgreSQL connections for agent streams, kept apart (default 10)
   A4C_HEADROOM_PERCENT      share of each host's capacity never reserved (default 20)

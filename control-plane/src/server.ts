@@ -15,6 +15,8 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.j
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
+import { expireLeases } from './builds/queue.js';
+import { BuildService } from './builds/service.js';
 
 export interface ControlPlane {
   httpPort: number;
@@ -55,7 +57,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     (hostId) => sessions?.push(hostId),
     log,
   );
-  sessions = new AgentSessions(agentDb, feed, workspaces, { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000 }, log);
+  sessions = new AgentSessions(
+    agentDb,
+    feed,
+    workspaces,
+    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs },
+    log,
+  );
+  const builds = new BuildService(db, quotas, log);
   sessions.start();
 
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
@@ -64,6 +73,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     workspaces.failStuck(config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
   }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
   stuckSweep.unref();
+  // Builds whose worker went silent go back to the queue (or fail after the retries).
+  const leaseSweep = setInterval(() => {
+    expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
+      (rows) => rows.length && log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired'),
+      (e: unknown) => log.warn({ err: (e as Error).message }, 'build lease sweep failed'),
+    );
+  }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
+  leaseSweep.unref();
 
   const app = new Koa<State>();
   app.proxy = false;
@@ -71,7 +88,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const probes = probeRoutes(db);
   app.use(probes.routes());
   app.use(requireToken(adminToken));
-  const v1 = v1Routes({ db, workspaces, quotas, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
+  const v1 = v1Routes({ db, workspaces, builds, quotas, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
   app.use(v1.routes());
   app.use(v1.allowedMethods({ throw: true }));
   const httpServer = http.createServer(app.callback());
@@ -107,6 +124,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        clearInterval(leaseSweep);
         httpServer.close();
         httpServer.closeIdleConnections();
         await sessions.stop();

@@ -106,6 +106,46 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async create(spec: CreateSpec): Promise<string> {
+    // Workspace containers are confined whatever the spec or the agent's settings say.
+    // What cannot be confined is refused here, before anything exists on the engine.
+    const networkMode = this.opts.networkMode.trim();
+    if (networkMode.toLowerCase() === 'host') {
+      throw new Error(
+        'refusing to create a workspace container with the host network (A4C_NETWORK_MODE=host): it would see and bind the host\'s interfaces; use bridge, none or a user-defined network',
+      );
+    }
+    if (/^container:/i.test(networkMode)) {
+      throw new Error(
+        `refusing to create a workspace container in another container's network namespace (A4C_NETWORK_MODE=${networkMode}); use bridge, none or a user-defined network`,
+      );
+    }
+    // A limit of 0 means "unlimited" to Docker: never let a missing value mean that.
+    if (!(spec.memoryBytes > 0)) throw new Error(`refusing to create a workspace container without a memory limit (memoryBytes=${spec.memoryBytes})`);
+    if (!(spec.cpus > 0)) throw new Error(`refusing to create a workspace container without a CPU limit (cpus=${spec.cpus})`);
+    // The same default as a tier without pidsLimit (packages/common tiers.ts); 0 or less
+    // (an older control plane that sends no resources) would mean unlimited: a fork bomb
+    // could exhaust the host's pids.
+    const DEFAULT_PIDS_LIMIT = 4096;
+    const pidsLimit = Number.isInteger(spec.pidsLimit) && spec.pidsLimit > 0 ? spec.pidsLimit : DEFAULT_PIDS_LIMIT;
+    // Every capability is dropped, then only these come back: what root inside a
+    // developer workspace needs to install packages, manage files and users of its own
+    // container, and run dev servers and sshd. All act within the container's own
+    // namespaces. Left out on purpose (from Docker's default set): NET_RAW (raw
+    // sockets: ARP/ICMP spoofing and sniffing of neighbours on a bridge), MKNOD (device
+    // nodes), SETFCAP (file capabilities), SETPCAP (changing capability sets); and
+    // everything Docker never grants (SYS_ADMIN, SYS_PTRACE, SYS_MODULE, NET_ADMIN, ...).
+    const CAP_ADD = [
+      'CHOWN', // package managers, tar and `chown` give files to the workspace's users
+      'DAC_OVERRIDE', // root reads and writes files of other users in the container (apt, npm caches, /workspace)
+      'FOWNER', // chmod/utime on files root does not own: tar -p, cp -p, git checkout
+      'FSETID', // keep setgid bits on shared directories and package-installed files
+      'KILL', // root stops processes started under other users of the container
+      'SETGID', // su, sudo, sshd and package maintainer scripts switch groups
+      'SETUID', // ... and users (apt drops to _apt, sshd to the logged-in user)
+      'NET_BIND_SERVICE', // dev servers on ports below 1024 (80, 443) inside the container
+      'SYS_CHROOT', // sshd's privilege-separated pre-auth child chroots (the sshCommand path)
+      'AUDIT_WRITE', // sshd, login, su and sudo write PAM audit records; without it PAM logins can fail
+    ];
     const c = await this.docker.createContainer({
       name: containerName(spec.workspaceId),
       Image: spec.image,
@@ -123,13 +163,25 @@ export class DockerRuntime implements ContainerRuntime {
         // No swap beyond the memory limit: the tier's memory is the workspace's memory.
         MemorySwap: spec.memoryBytes,
         NanoCpus: Math.round(spec.cpus * 1e9),
-        PidsLimit: spec.pidsLimit,
-        NetworkMode: this.opts.networkMode,
+        PidsLimit: pidsLimit,
+        NetworkMode: networkMode,
+        // The user's volume is the only mount: no host paths (no Binds), no devices.
         Mounts: [{ Type: 'volume', Source: spec.volume, Target: '/workspace' }],
+        Binds: [],
+        Devices: [],
+        Privileged: false,
+        CapDrop: ['ALL'],
+        CapAdd: CAP_ADD,
+        PublishAllPorts: false,
+        // Its own IPC and cgroup namespaces even where the daemon's default is the host's
+        // (cgroup v1): the host's cgroup tree stays out of sight.
+        IpcMode: 'private',
+        ...({ CgroupnsMode: 'private' } as Record<string, string>),
         // A real init as PID 1 reaps zombies and forwards SIGTERM, so stop is quick.
         Init: true,
         // The agent decides about restarts, with backoff; Docker must not race it.
         RestartPolicy: { Name: 'no' },
+        // No setuid binary or file capability can raise a process above this set.
         SecurityOpt: ['no-new-privileges'],
       },
     });

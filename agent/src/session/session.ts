@@ -1,6 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@a4c/common';
-import { AgentServiceClient, type AgentMessage, type ControlMessage, type Hello, type ImageInfo, type WorkspaceStatus } from '@a4c/proto';
+import {
+  AgentServiceClient,
+  type AgentMessage,
+  type BuildAssignment,
+  type BuildCancel,
+  type ControlMessage,
+  type Hello,
+  type ImageInfo,
+  type WorkspaceStatus,
+} from '@a4c/proto';
 
 export interface SessionHandlers {
   /** Builds the Hello for a new stream (current capacity, images, containers). */
@@ -8,6 +17,8 @@ export interface SessionHandlers {
   /** Builds a heartbeat: stats, and images if they changed since the last one sent. */
   heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined }>;
   onDesiredState(msg: Extract<ControlMessage['payload'], { $case: 'desiredState' }>['value']): void;
+  onBuildAssignment(msg: BuildAssignment): void;
+  onBuildCancel(msg: BuildCancel): void;
   onNewStream(): void;
 }
 
@@ -107,6 +118,10 @@ export class ControlPlaneSession {
         this.scheduleHeartbeat(call, Math.max(100, p.value.heartbeatIntervalMs));
       } else if (p.$case === 'desiredState' && welcomed) {
         this.handlers.onDesiredState(p.value);
+      } else if (p.$case === 'buildAssignment' && welcomed) {
+        this.handlers.onBuildAssignment(p.value);
+      } else if (p.$case === 'buildCancel' && welcomed) {
+        this.handlers.onBuildCancel(p.value);
       }
     });
     let ended = false;

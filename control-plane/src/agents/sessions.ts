@@ -13,6 +13,7 @@ import {
   type ImageInfo,
   type WorkspaceSpec,
 } from '@a4c/proto';
+import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
 import type { ChangeFeed } from '../events/notify.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
@@ -22,6 +23,8 @@ import type { WorkspaceService } from '../workspaces/service.js';
 
 export interface SessionOptions {
   heartbeatIntervalMs: number;
+  /** How long a build's claim holder may stay silent before the build is requeued. */
+  buildLeaseMs: number;
   liveWithinSeconds: number;
   /** How often every session re-checks its host's revision, in case a NOTIFY was missed. */
   resyncIntervalMs: number;
@@ -105,6 +108,7 @@ export class AgentSessions {
 class AgentSession {
   readonly id = randomUUID();
   hostId: string | undefined;
+  private arch = '';
   private sentRevision = -1;
   private sending = false;
   private sendAgain = false;
@@ -154,6 +158,27 @@ class AgentSession {
       case 'event':
         await this.recordEvent(p.value);
         return;
+      case 'buildPoll':
+        await this.assignBuilds(p.value.slots);
+        return;
+      case 'buildProgress': {
+        const b = p.value;
+        if (!UUID.test(b.buildId) || !UUID.test(b.claimId)) return;
+        if (!(await recordProgress(this.sessions.db, b.buildId, b.claimId, b.percent, b.logLines.slice(-500)))) {
+          this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, or finished)' } } });
+        }
+        return;
+      }
+      case 'buildResult': {
+        const r = p.value;
+        if (!UUID.test(r.buildId) || !UUID.test(r.claimId)) return;
+        const hostId = this.hostId;
+        const { outcome } = await inTx(this.sessions.db, (tx) =>
+          completeBuild(tx, hostId, { buildId: r.buildId, claimId: r.claimId, success: r.success, imageId: r.imageId, error: r.error, logLines: r.logLines.slice(-500) }),
+        );
+        this.log.info({ buildId: r.buildId, outcome }, 'build result');
+        return;
+      }
     }
   }
 
@@ -204,6 +229,7 @@ class AgentSession {
       );
     }
     this.hostId = h.hostId;
+    this.arch = h.arch;
     this.log = this.log.child({ hostId: h.hostId });
     this.sessions.claim(h.hostId, this);
     this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
@@ -224,6 +250,32 @@ class AgentSession {
       return true;
     });
     if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
+  }
+
+  /**
+   * Claims builds of this host's arch for its free slots and sends them, oldest first.
+   * Messages of one session are handled in order, so two polls never claim at once.
+   */
+  private async assignBuilds(slots: number): Promise<void> {
+    const claimed = await claimBuilds(this.sessions.db, this.hostId as string, this.arch, Math.min(slots, 64));
+    for (const b of claimed) {
+      this.log.info({ buildId: b.id, claimId: b.claim_id, attempts: b.attempts }, 'build claimed');
+      this.write({
+        payload: {
+          $case: 'buildAssignment',
+          value: {
+            buildId: b.id,
+            claimId: b.claim_id as string,
+            imageName: b.image_name,
+            project: b.project,
+            arch: b.arch,
+            changeNumber: b.change_number,
+            imageTag: b.image_tag,
+            leaseMs: this.sessions.opts.buildLeaseMs,
+          },
+        },
+      });
+    }
   }
 
   /** An agent's own event (orphan removed, container vanished or exited) goes to the activity log. */

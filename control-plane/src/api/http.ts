@@ -77,9 +77,50 @@ export async function readJson(ctx: Ctx): Promise<unknown> {
   if (!ctx.is('application/json')) {
     throw new A4cError('UNSUPPORTED_MEDIA_TYPE', 'request body must be JSON', { suggestion: 'send Content-Type: application/json' });
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     throw new A4cError('INVALID_JSON', `request body is not valid JSON: ${(e as Error).message}`);
+  }
+  checkText(value, '');
+  return value;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+const MAX_DEPTH = 16;
+
+/**
+ * PostgreSQL text and jsonb cannot hold NUL, and jsonb refuses unpaired UTF-16
+ * surrogates: such strings are refused here, naming the field, for every route at
+ * once, instead of failing deep in a query. No request of this API nests deeper than
+ * a few levels, so deeper bodies are refused too. Iterative: a hostile body must not
+ * be able to exhaust the stack.
+ */
+function checkText(root: unknown, rootAt: string): void {
+  // The error names the request's own field; the message says where inside it.
+  const refuse = (at: string, reason: string): never => {
+    const field = at.split(/[.[]/)[0] || 'body';
+    throw new A4cError('INVALID_ARGUMENT', `${at || 'body'}: ${reason}`, { field });
+  };
+  const stack: [unknown, string, number][] = [[root, rootAt, 0]];
+  while (stack.length) {
+    const [v, at, depth] = stack.pop() as [unknown, string, number];
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) refuse(at, 'must not contain NUL characters');
+      if (LONE_SURROGATE.test(v)) refuse(at, 'must be valid Unicode text (it has an unpaired surrogate)');
+      continue;
+    }
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_DEPTH) refuse(at, `is nested more than ${MAX_DEPTH} levels deep`);
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => stack.push([x, `${at}[${i}]`, depth + 1]));
+      continue;
+    }
+    for (const [k, x] of Object.entries(v)) {
+      const here = at ? `${at}.${k}` : k;
+      stack.push([k, here, depth + 1], [x, here, depth + 1]);
+    }
   }
 }

@@ -4,6 +4,7 @@ import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
 import { getHostView, listHosts, setDraining, type HostViewOptions } from '../store/hosts.js';
+import type { BuildService } from '../builds/service.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { readJson, type State } from './http.js';
 import { parse, parseWait, schemas } from './validate.js';
@@ -11,6 +12,7 @@ import { parse, parseWait, schemas } from './validate.js';
 export interface RouteDeps {
   db: Db;
   workspaces: WorkspaceService;
+  builds: BuildService;
   quotas: Quotas;
   maxWaitSeconds: number;
   hostView: HostViewOptions;
@@ -84,6 +86,29 @@ export function v1Routes(d: RouteDeps): Router<State> {
   r.delete('/workspaces/:id', (ctx) => remove(ctx));
   r.delete('/users/:userId/workspaces/:id', (ctx) => remove(ctx, parse(schemas.userId, ctx.params.userId, 'userId')));
 
+  r.post('/users/:userId/image-schedules', async (ctx) => {
+    const userId = parse(schemas.userId, ctx.params.userId, 'userId');
+    const body = parse(schemas.scheduleBuild, await readJson(ctx));
+    const b = await d.builds.schedule({ userId, ...body }, ctx.state.actor);
+    ctx.status = 202;
+    ctx.set('location', `/v1/image-schedules/${b.id}`);
+    ctx.body = b;
+  });
+
+  r.get('/image-schedules', async (ctx) => {
+    const q = parse(schemas.buildFilter, { ...ctx.query }, 'query');
+    ctx.body = { builds: await d.builds.list({ ...q, limit: q.limit ?? 100 }) };
+  });
+
+  r.get('/image-schedules/:id', async (ctx) => {
+    ctx.body = await d.builds.get(ctx.params.id as string);
+  });
+
+  r.get('/image-schedules/:id/logs', async (ctx) => {
+    const q = parse(schemas.logQuery, { ...ctx.query }, 'query');
+    ctx.body = await d.builds.logs(ctx.params.id as string, q.after ?? 0, q.limit ?? 1000);
+  });
+
   r.get('/hosts', async (ctx) => {
     ctx.body = { hosts: await listHosts(d.db, d.hostView) };
   });
@@ -94,12 +119,12 @@ export function v1Routes(d: RouteDeps): Router<State> {
     return h;
   };
   r.get('/hosts/:id', async (ctx) => {
-    ctx.body = await host(ctx.params.id as string);
+    ctx.body = await host(parse(schemas.hostId, ctx.params.id, 'hostId'));
   });
 
   for (const [action, draining] of [['drain', true], ['activate', false]] as const) {
     r.post(`/hosts/:id/${action}`, async (ctx) => {
-      const id = ctx.params.id as string;
+      const id = parse(schemas.hostId, ctx.params.id, 'hostId');
       const found = await inTx(d.db, async (tx) => {
         if (!(await setDraining(tx, id, draining))) return false;
         await appendEvent(tx, { kind: draining ? 'host.drained' : 'host.activated', actor: ctx.state.actor, hostId: id });

@@ -19,6 +19,23 @@ export const schemas = {
     maxConcurrentBuilds: limit('maxConcurrentBuilds', true),
   }),
   user: z.strictObject({ teamId: id('a team id').nullable() }),
+  scheduleBuild: z.strictObject({
+    imageName: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, 'an image name is lowercase letters, digits and . _ - / separators').max(128),
+    project: id('a project name'),
+    arch: z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` }),
+    changeNumber: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a change number is 1-64 letters, digits, ".", "_" or "-"'),
+  }),
+  buildFilter: z.strictObject({
+    status: z.enum(['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED']).optional(),
+    project: id('a project name').optional(),
+    arch: z.enum(ARCHES).optional(),
+    userId: id('a user id').optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+  }),
+  logQuery: z.strictObject({
+    after: z.coerce.number().int().min(0).optional(),
+    limit: z.coerce.number().int().min(1).max(5000).optional(),
+  }),
   reject: z.strictObject({ reason: z.string().max(500).optional() }),
   createWorkspace: z.strictObject({
     projectName: id('a project name'),

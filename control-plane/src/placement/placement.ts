@@ -55,11 +55,15 @@ const CANDIDATES = `
  * version, so the check counts every reservation committed before the lock was
  * granted; ours is added before the lock is released at commit.
  *
- * Why it does not deadlock or queue: the first attempt uses SKIP LOCKED, so concurrent
- * requests spread over the next-best hosts instead of waiting on the best one. Only if
- * every fitting host is locked at that instant does a second attempt wait for a lock,
- * so a busy moment never reads as "no capacity". A placing transaction locks exactly
- * one host row, so no two transactions can wait on each other in a cycle.
+ * Why it never deadlocks: placement never waits for a host row. It locks with SKIP
+ * LOCKED, so concurrent requests take the next-best free host instead of queueing. (A
+ * row whose newest version fails the re-check stays locked until commit, so one
+ * transaction may hold more than one host row: waiting for a host while holding one
+ * could close a cycle, which is why there is no waiting variant.) If every host that
+ * fits is locked at this instant by other placements, a non-locking read tells that
+ * apart from real exhaustion, and the attempt is repeated after a short random pause;
+ * a request is refused CAPACITY_EXHAUSTED only when nothing fits, and UNAVAILABLE
+ * ("busy, retry") if the contention outlasts PLACEMENT_PATIENCE_MS.
  */
 export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<{ hostId: string; revision: number }> {
   const params = [
@@ -73,24 +77,37 @@ export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promis
     Math.round(d.cpus * 1000),
     Math.round(d.diskGb * 1024),
   ];
-  for (const [name, lock] of [['reserve-skip', 'FOR UPDATE OF h SKIP LOCKED'], ['reserve-wait', 'FOR UPDATE OF h']] as const) {
+  const deadline = Date.now() + PLACEMENT_PATIENCE_MS;
+  for (let attempt = 0; ; attempt++) {
     const { rows } = await tx.query<{ id: string; revision: number }>({
-      name, // prepared once per connection: planning costs as much as running it
+      name: 'a4c-reserve', // prepared once per connection: planning costs as much as running it
       text: `UPDATE hosts SET revision = revision + 1, updated_at = now()
-              WHERE id = (${CANDIDATES} ${lock})
+              WHERE id = (${CANDIDATES} FOR UPDATE OF h SKIP LOCKED)
               RETURNING id, revision`,
       values: params,
     });
     if (rows[0]) return { hostId: rows[0].id, revision: rows[0].revision };
+    const why = await explainNoHost(tx, d, p);
+    if (why) throw why;
+    if (Date.now() > deadline) {
+      throw new A4cError('UNAVAILABLE', `every ${d.arch} host with room is being placed on by other requests right now`, {
+        suggestion: 'retry in a moment; nothing was created',
+      });
+    }
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
   }
-  throw await explainNoHost(tx, d, p);
 }
+
+/** How long a placement keeps retrying while every fitting host is locked by others. */
+const PLACEMENT_PATIENCE_MS = 10_000;
 
 /**
  * Says why nothing fits, at the first stage that rules out every host, so the user
  * knows whether to wait, build an image, pick another tier, or call an operator.
+ * Undefined when some host does fit: the hosts that fit are locked by concurrent
+ * placements (a non-locking read, so it never waits either).
  */
-export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<A4cError> {
+export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<A4cError | undefined> {
   const { rows } = await tx.query<Record<'total' | 'live' | 'ready' | 'active' | 'image' | 'room' | 'fits', number>>(
     `SELECT count(*)::int AS total,
             count(*) FILTER (WHERE live)::int AS live,
@@ -133,6 +150,7 @@ export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Prom
       'delete workspaces you no longer use, or try again in 30 minutes',
     );
   }
+  if (c.fits > 0) return undefined;
   return no(
     'NO_CAPACITY_FOR_TIER',
     `no ${d.arch} host has ${d.memoryMb} MB memory, ${d.cpus} CPUs and ${d.diskGb} GB disk unreserved for tier ${d.tier}`,

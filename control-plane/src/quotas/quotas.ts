@@ -41,6 +41,7 @@ interface QuotaRow {
   t_builds: number | null;
   workspaces: number;
   disk_gb: number;
+  builds: number;
 }
 
 const ALIAS: Record<QuotaKey, 'ws' | 'disk' | 'builds'> = { maxWorkspaces: 'ws', maxDiskGb: 'disk', maxConcurrentBuilds: 'builds' };
@@ -62,7 +63,8 @@ export class Quotas {
               uq.max_workspaces AS u_ws, uq.max_disk_gb AS u_disk, uq.max_concurrent_builds AS u_builds,
               tq.max_workspaces AS t_ws, tq.max_disk_gb AS t_disk, tq.max_concurrent_builds AS t_builds,
               (SELECT count(*)::int FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS workspaces,
-              (SELECT COALESCE(sum(w.disk_gb), 0)::float8 FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS disk_gb
+              (SELECT COALESCE(sum(w.disk_gb), 0)::float8 FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS disk_gb,
+              (SELECT count(*)::int FROM image_builds b WHERE b.user_id = $1 AND b.status IN ('SCHEDULED', 'IN_PROGRESS')) AS builds
          FROM (SELECT $1::text AS id) me
          LEFT JOIN users u ON u.id = me.id
          LEFT JOIN user_quotas uq ON uq.user_id = me.id
@@ -86,7 +88,7 @@ export class Quotas {
       limits,
       source,
       overrides,
-      usage: { workspaces: r.workspaces, diskGb: r.disk_gb, concurrentBuilds: 0 },
+      usage: { workspaces: r.workspaces, diskGb: r.disk_gb, concurrentBuilds: r.builds },
     };
   }
 

@@ -1,4 +1,4 @@
-import type { HostView, Workspace } from '@a4c/common';
+import type { Build, HostView, Workspace } from '@a4c/common';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -77,4 +77,36 @@ export function quotaText(q: Record<string, unknown>): string {
       return `  ${label.padEnd(18)} ${used}${limits[k]}${source[k] ? `  (${source[k]})` : ''}`;
     }),
   ].join('\n');
+}
+
+export function buildsTable(list: Build[]): string {
+  if (!list.length) return 'no builds; queue one with: a4c build schedule --image-name N --project P --arch linux-x64 --change C';
+  return table(
+    ['ID', 'IMAGE', 'STATUS', 'WORKER', 'ATTEMPTS', 'PROGRESS', 'CREATED'],
+    list.map((b) => [b.id, b.imageTag, b.status, b.worker ?? '-', String(b.attempts), `${b.progress}%`, b.createdAt]),
+  );
+}
+
+export function buildDetails(b: Build): string {
+  const rows: [string, string | number | null][] = [
+    ['id', b.id],
+    ['image', b.imageTag],
+    ['project', b.project],
+    ['arch', b.arch],
+    ['change', b.changeNumber],
+    ['status', b.status],
+    ['worker', b.worker],
+    ['attempts', b.attempts],
+    ['retries', b.retryCount],
+    ['progress', `${b.progress}%`],
+    ['image id', b.imageId],
+    ['error', b.error],
+    ['created', b.createdAt],
+    ['finished', b.finishedAt],
+  ];
+  const head = rows
+    .filter(([, v]) => v !== null && v !== '')
+    .map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`)
+    .join('\n');
+  return b.logTail.length ? `${head}\nlog (last lines):\n${b.logTail.map((l) => `  | ${l}`).join('\n')}` : head;
 }

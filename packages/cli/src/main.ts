@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { SETTLED_STATUSES, type HostView, type Workspace } from '@a4c/common';
+import { SETTLED_STATUSES, type Build, type HostView, type Workspace } from '@a4c/common';
 import { ApiClient, CliError } from './client.js';
-import { hostsTable, quotaText, workspaceDetails, workspacesTable } from './format.js';
+import { buildDetails, buildsTable, hostsTable, quotaText, workspaceDetails, workspacesTable } from './format.js';
 
 const HELP = `a4c: developer workspaces on A4C.
 
@@ -26,6 +26,13 @@ Hosts:
   a4c hosts get ID       one host
   a4c hosts drain ID     (admin) place nothing new on the host
   a4c hosts activate ID  (admin) end the drain
+
+Image builds:
+  a4c build schedule --image-name N --project P --arch A --change C [--no-wait]
+                         queue a build; follows its log until it completes or fails
+  a4c build get ID       one build, with its last log lines
+  a4c build list [--status S] [--project P] [--arch A] [--mine]
+  a4c build logs ID [--follow]
 
 Quotas and users (admin):
   a4c quota get [--user U | --team T]
@@ -78,6 +85,10 @@ async function main(argv: string[]): Promise<number> {
       'max-workspaces': { type: 'string' },
       'max-disk-gb': { type: 'string' },
       'max-builds': { type: 'string' },
+      'image-name': { type: 'string' },
+      status: { type: 'string' },
+      mine: { type: 'boolean' },
+      follow: { type: 'boolean', short: 'f' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -180,6 +191,50 @@ async function main(argv: string[]): Promise<number> {
     }
     throw new CliError(`unknown command "a4c hosts ${verb}"; try a4c hosts, get, drain or activate`);
   }
+  if (group === 'build' || group === 'builds') {
+    switch (verb) {
+      case 'schedule': {
+        const body: Record<string, string> = {};
+        for (const [flag, field] of [['image-name', 'imageName'], ['project', 'project'], ['arch', 'arch'], ['change', 'changeNumber']] as const) {
+          const v = values[flag];
+          if (!v) throw new CliError(`a4c build schedule needs --${flag}; see a4c --help`);
+          body[field] = v;
+        }
+        const b = await g.client.request<Build>('POST', `/v1/users/${needUser()}/image-schedules`, body);
+        if (!g.wait) {
+          print(g, b, () => buildDetails(b));
+          return 0;
+        }
+        return finishBuild(g, await followBuild(g, b.id, !g.json));
+      }
+      case 'get':
+      case 'show': {
+        const b = await g.client.request<Build>('GET', `/v1/image-schedules/${needId()}`);
+        print(g, b, () => buildDetails(b));
+        return 0;
+      }
+      case 'list':
+      case 'ls': {
+        const q = new URLSearchParams();
+        if (values.status) q.set('status', values.status);
+        if (values.project) q.set('project', values.project);
+        if (values.arch) q.set('arch', values.arch);
+        if (values.mine) q.set('userId', g.user);
+        const r = await g.client.request<{ builds: Build[] }>('GET', `/v1/image-schedules${q.size ? `?${q}` : ''}`);
+        print(g, r, () => buildsTable(r.builds));
+        return 0;
+      }
+      case 'logs': {
+        const id = needId();
+        if (values.follow) return finishBuild(g, await followBuild(g, id, true));
+        const r = await g.client.request<{ lines: { line: string }[] }>('GET', `/v1/image-schedules/${id}/logs`);
+        print(g, r, () => r.lines.map((l) => l.line).join('\n'));
+        return 0;
+      }
+      default:
+        throw new CliError(`unknown command "a4c build ${verb ?? ''}"; try schedule, get, list or logs`);
+    }
+  }
   if (group === 'quota') {
     if (values.user && values.team) throw new CliError('pass --user or --team, not both');
     const path = values.team ? `/v1/teams/${encodeURIComponent(values.team)}/quota` : `/v1/users/${needUser()}/quota`;
@@ -243,6 +298,40 @@ async function follow(g: Globals, first: Workspace): Promise<Workspace> {
     if (!SETTLED_STATUSES.includes(ws.status)) await new Promise((r) => setTimeout(r, Math.min(250, left * 1000)));
   }
   return ws;
+}
+
+/** Prints a build's new log lines (to stderr, with its progress) until it completes or fails. */
+async function followBuild(g: Globals, id: string, showLines: boolean): Promise<Build> {
+  const deadline = Date.now() + g.timeout * 1000;
+  let after = 0;
+  let lastStatus = '';
+  for (;;) {
+    const r = await g.client.request<{ status: string; lines: { seq: number; line: string }[] }>('GET', `/v1/image-schedules/${id}/logs?after=${after}`);
+    for (const l of r.lines) {
+      if (showLines) process.stderr.write(`  | ${l.line}\n`);
+      after = l.seq;
+    }
+    if (r.status !== lastStatus) {
+      const b = await g.client.request<Build>('GET', `/v1/image-schedules/${id}`);
+      process.stderr.write(`build ${b.imageTag}: ${b.status}${b.worker ? ` on ${b.worker}` : ''} (${b.progress}%)\n`);
+      lastStatus = r.status;
+    }
+    if (r.status === 'COMPLETED' || r.status === 'FAILED') return g.client.request<Build>('GET', `/v1/image-schedules/${id}`);
+    if (Date.now() > deadline) {
+      process.stderr.write(`still ${r.status} after ${g.timeout} s; follow it with: a4c build logs ${id} --follow\n`);
+      return g.client.request<Build>('GET', `/v1/image-schedules/${id}`);
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
+function finishBuild(g: Globals, b: Build): number {
+  print(g, b, () => buildDetails(b));
+  if (b.status === 'FAILED') {
+    if (!g.json) process.stderr.write(`build failed: ${b.error}\nsee its log: a4c build logs ${b.id}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 function finish(g: Globals, ws: Workspace): number {

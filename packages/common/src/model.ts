@@ -92,3 +92,38 @@ export interface HostView {
 /** User ids, names and projects: safe in URLs, Docker names, labels and hostnames. */
 export const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const ID_RULE = 'use 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED'] as const;
+export type BuildStatus = (typeof BUILD_STATUSES)[number];
+
+export interface Build {
+  id: string;
+  userId: string;
+  imageName: string;
+  project: string;
+  arch: Arch;
+  changeNumber: string;
+  status: BuildStatus;
+  /** The host holding (or that last held) the claim. */
+  worker: string | null;
+  /** Claims made; more than one means it was requeued. */
+  attempts: number;
+  retryCount: number;
+  progress: number;
+  imageTag: string;
+  imageId: string | null;
+  error: string | null;
+  createdAt: string;
+  claimedAt: string | null;
+  heartbeatAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+  /** The last log lines. */
+  logTail: string[];
+}
+
+export interface BuildLogLine {
+  seq: number;
+  at: string;
+  line: string;
+}

@@ -146,12 +146,20 @@ export interface AgentMessage {
     | { $case: "workspaceStatus"; value: WorkspaceStatus }
     | { $case: "ack"; value: DesiredStateAck }
     | { $case: "event"; value: HostEvent }
+    | { $case: "buildPoll"; value: BuildPoll }
+    | { $case: "buildProgress"; value: BuildProgress }
+    | { $case: "buildResult"; value: BuildResult }
     | undefined;
 }
 
 /** Everything the control plane sends. Exactly one payload is set. */
 export interface ControlMessage {
-  payload: { $case: "welcome"; value: Welcome } | { $case: "desiredState"; value: DesiredState } | undefined;
+  payload:
+    | { $case: "welcome"; value: Welcome }
+    | { $case: "desiredState"; value: DesiredState }
+    | { $case: "buildAssignment"; value: BuildAssignment }
+    | { $case: "buildCancel"; value: BuildCancel }
+    | undefined;
 }
 
 /**
@@ -335,6 +343,60 @@ export interface Resources {
   diskBytes: number;
 }
 
+/**
+ * "I run up to `slots` builds at once." Sent when a slot frees up and periodically
+ * while one is free. The control plane claims at most slots minus the builds this
+ * host already holds (counted in PostgreSQL, not by the agent), so polls that cross
+ * their answers never give a host more builds than it has slots. The answer is zero
+ * or more BuildAssignments.
+ */
+export interface BuildPoll {
+  slots: number;
+}
+
+export interface BuildAssignment {
+  buildId: string;
+  claimId: string;
+  imageName: string;
+  project: string;
+  arch: string;
+  changeNumber: string;
+  /** The tag to produce: <image_name>:<change_number>-<arch>. */
+  imageTag: string;
+  /** Milliseconds the agent may stay silent about this build before it is requeued. */
+  leaseMs: number;
+}
+
+/** Progress and log lines of a build in flight; doubles as the build's heartbeat. */
+export interface BuildProgress {
+  buildId: string;
+  claimId: string;
+  logLines: string[];
+  /** 0-100, from the builder's step count; 0 if unknown. */
+  percent: number;
+}
+
+export interface BuildResult {
+  buildId: string;
+  claimId: string;
+  success: boolean;
+  imageTag: string;
+  imageId: string;
+  error: string;
+  /** Last lines of output, including the failing step's. */
+  logLines: string[];
+}
+
+/**
+ * The claim is no longer this agent's (requeued after a silent lease, or the build was
+ * cancelled): stop working on it; a result would be discarded.
+ */
+export interface BuildCancel {
+  buildId: string;
+  claimId: string;
+  reason: string;
+}
+
 function createBaseAgentMessage(): AgentMessage {
   return { payload: undefined };
 }
@@ -356,6 +418,15 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       case "event":
         HostEvent.encode(message.payload.value, writer.uint32(42).fork()).join();
+        break;
+      case "buildPoll":
+        BuildPoll.encode(message.payload.value, writer.uint32(50).fork()).join();
+        break;
+      case "buildProgress":
+        BuildProgress.encode(message.payload.value, writer.uint32(58).fork()).join();
+        break;
+      case "buildResult":
+        BuildResult.encode(message.payload.value, writer.uint32(66).fork()).join();
         break;
     }
     return writer;
@@ -414,6 +485,30 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.payload = { $case: "event", value: HostEvent.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.payload = { $case: "buildPoll", value: BuildPoll.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.payload = { $case: "buildProgress", value: BuildProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.payload = { $case: "buildResult", value: BuildResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -440,6 +535,18 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "ack", value: DesiredStateAck.fromJSON(object.ack) }
         : isSet(object.event)
         ? { $case: "event", value: HostEvent.fromJSON(object.event) }
+        : isSet(object.buildPoll)
+        ? { $case: "buildPoll", value: BuildPoll.fromJSON(object.buildPoll) }
+        : isSet(object.build_poll)
+        ? { $case: "buildPoll", value: BuildPoll.fromJSON(object.build_poll) }
+        : isSet(object.buildProgress)
+        ? { $case: "buildProgress", value: BuildProgress.fromJSON(object.buildProgress) }
+        : isSet(object.build_progress)
+        ? { $case: "buildProgress", value: BuildProgress.fromJSON(object.build_progress) }
+        : isSet(object.buildResult)
+        ? { $case: "buildResult", value: BuildResult.fromJSON(object.buildResult) }
+        : isSet(object.build_result)
+        ? { $case: "buildResult", value: BuildResult.fromJSON(object.build_result) }
         : undefined,
     };
   },
@@ -456,6 +563,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.ack = DesiredStateAck.toJSON(message.payload.value);
     } else if (message.payload?.$case === "event") {
       obj.event = HostEvent.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "buildPoll") {
+      obj.buildPoll = BuildPoll.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "buildProgress") {
+      obj.buildProgress = BuildProgress.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "buildResult") {
+      obj.buildResult = BuildResult.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -496,6 +609,24 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         }
         break;
       }
+      case "buildPoll": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "buildPoll", value: BuildPoll.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "buildProgress": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "buildProgress", value: BuildProgress.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "buildResult": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "buildResult", value: BuildResult.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -513,6 +644,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         break;
       case "desiredState":
         DesiredState.encode(message.payload.value, writer.uint32(18).fork()).join();
+        break;
+      case "buildAssignment":
+        BuildAssignment.encode(message.payload.value, writer.uint32(26).fork()).join();
+        break;
+      case "buildCancel":
+        BuildCancel.encode(message.payload.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -547,6 +684,22 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.payload = { $case: "desiredState", value: DesiredState.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = { $case: "buildAssignment", value: BuildAssignment.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payload = { $case: "buildCancel", value: BuildCancel.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -567,6 +720,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "desiredState", value: DesiredState.fromJSON(object.desiredState) }
         : isSet(object.desired_state)
         ? { $case: "desiredState", value: DesiredState.fromJSON(object.desired_state) }
+        : isSet(object.buildAssignment)
+        ? { $case: "buildAssignment", value: BuildAssignment.fromJSON(object.buildAssignment) }
+        : isSet(object.build_assignment)
+        ? { $case: "buildAssignment", value: BuildAssignment.fromJSON(object.build_assignment) }
+        : isSet(object.buildCancel)
+        ? { $case: "buildCancel", value: BuildCancel.fromJSON(object.buildCancel) }
+        : isSet(object.build_cancel)
+        ? { $case: "buildCancel", value: BuildCancel.fromJSON(object.build_cancel) }
         : undefined,
     };
   },
@@ -577,6 +738,10 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       obj.welcome = Welcome.toJSON(message.payload.value);
     } else if (message.payload?.$case === "desiredState") {
       obj.desiredState = DesiredState.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "buildAssignment") {
+      obj.buildAssignment = BuildAssignment.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "buildCancel") {
+      obj.buildCancel = BuildCancel.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -596,6 +761,18 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "desiredState": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "desiredState", value: DesiredState.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "buildAssignment": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "buildAssignment", value: BuildAssignment.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "buildCancel": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "buildCancel", value: BuildCancel.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -2441,6 +2618,701 @@ export const Resources: MessageFns<Resources> = {
     message.cpus = object.cpus ?? 0;
     message.pidsLimit = object.pidsLimit ?? 0;
     message.diskBytes = object.diskBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseBuildPoll(): BuildPoll {
+  return { slots: 0 };
+}
+
+export const BuildPoll: MessageFns<BuildPoll> = {
+  encode(message: BuildPoll, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.slots !== 0) {
+      writer.uint32(8).uint32(message.slots);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildPoll {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildPoll();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.slots = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildPoll {
+    return { slots: isSet(object.slots) ? globalThis.Number(object.slots) : 0 };
+  },
+
+  toJSON(message: BuildPoll): unknown {
+    const obj: any = {};
+    if (message.slots !== 0) {
+      obj.slots = Math.round(message.slots);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildPoll>, I>>(base?: I): BuildPoll {
+    return BuildPoll.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildPoll>, I>>(object: I): BuildPoll {
+    const message = createBaseBuildPoll();
+    message.slots = object.slots ?? 0;
+    return message;
+  },
+};
+
+function createBaseBuildAssignment(): BuildAssignment {
+  return { buildId: "", claimId: "", imageName: "", project: "", arch: "", changeNumber: "", imageTag: "", leaseMs: 0 };
+}
+
+export const BuildAssignment: MessageFns<BuildAssignment> = {
+  encode(message: BuildAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.buildId !== "") {
+      writer.uint32(10).string(message.buildId);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    if (message.imageName !== "") {
+      writer.uint32(26).string(message.imageName);
+    }
+    if (message.project !== "") {
+      writer.uint32(34).string(message.project);
+    }
+    if (message.arch !== "") {
+      writer.uint32(42).string(message.arch);
+    }
+    if (message.changeNumber !== "") {
+      writer.uint32(50).string(message.changeNumber);
+    }
+    if (message.imageTag !== "") {
+      writer.uint32(58).string(message.imageTag);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(64).uint32(message.leaseMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildAssignment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildAssignment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.buildId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.imageName = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.project = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.arch = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.changeNumber = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.imageTag = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildAssignment {
+    return {
+      buildId: isSet(object.buildId)
+        ? globalThis.String(object.buildId)
+        : isSet(object.build_id)
+        ? globalThis.String(object.build_id)
+        : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      imageName: isSet(object.imageName)
+        ? globalThis.String(object.imageName)
+        : isSet(object.image_name)
+        ? globalThis.String(object.image_name)
+        : "",
+      project: isSet(object.project) ? globalThis.String(object.project) : "",
+      arch: isSet(object.arch) ? globalThis.String(object.arch) : "",
+      changeNumber: isSet(object.changeNumber)
+        ? globalThis.String(object.changeNumber)
+        : isSet(object.change_number)
+        ? globalThis.String(object.change_number)
+        : "",
+      imageTag: isSet(object.imageTag)
+        ? globalThis.String(object.imageTag)
+        : isSet(object.image_tag)
+        ? globalThis.String(object.image_tag)
+        : "",
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: BuildAssignment): unknown {
+    const obj: any = {};
+    if (message.buildId !== "") {
+      obj.buildId = message.buildId;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.imageName !== "") {
+      obj.imageName = message.imageName;
+    }
+    if (message.project !== "") {
+      obj.project = message.project;
+    }
+    if (message.arch !== "") {
+      obj.arch = message.arch;
+    }
+    if (message.changeNumber !== "") {
+      obj.changeNumber = message.changeNumber;
+    }
+    if (message.imageTag !== "") {
+      obj.imageTag = message.imageTag;
+    }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildAssignment>, I>>(base?: I): BuildAssignment {
+    return BuildAssignment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildAssignment>, I>>(object: I): BuildAssignment {
+    const message = createBaseBuildAssignment();
+    message.buildId = object.buildId ?? "";
+    message.claimId = object.claimId ?? "";
+    message.imageName = object.imageName ?? "";
+    message.project = object.project ?? "";
+    message.arch = object.arch ?? "";
+    message.changeNumber = object.changeNumber ?? "";
+    message.imageTag = object.imageTag ?? "";
+    message.leaseMs = object.leaseMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseBuildProgress(): BuildProgress {
+  return { buildId: "", claimId: "", logLines: [], percent: 0 };
+}
+
+export const BuildProgress: MessageFns<BuildProgress> = {
+  encode(message: BuildProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.buildId !== "") {
+      writer.uint32(10).string(message.buildId);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    for (const v of message.logLines) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.percent !== 0) {
+      writer.uint32(32).uint32(message.percent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.buildId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.logLines.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.percent = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildProgress {
+    return {
+      buildId: isSet(object.buildId)
+        ? globalThis.String(object.buildId)
+        : isSet(object.build_id)
+        ? globalThis.String(object.build_id)
+        : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      logLines: globalThis.Array.isArray(object?.logLines)
+        ? object.logLines.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.log_lines)
+        ? object.log_lines.map((e: any) => globalThis.String(e))
+        : [],
+      percent: isSet(object.percent) ? globalThis.Number(object.percent) : 0,
+    };
+  },
+
+  toJSON(message: BuildProgress): unknown {
+    const obj: any = {};
+    if (message.buildId !== "") {
+      obj.buildId = message.buildId;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.logLines?.length) {
+      obj.logLines = message.logLines;
+    }
+    if (message.percent !== 0) {
+      obj.percent = Math.round(message.percent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildProgress>, I>>(base?: I): BuildProgress {
+    return BuildProgress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildProgress>, I>>(object: I): BuildProgress {
+    const message = createBaseBuildProgress();
+    message.buildId = object.buildId ?? "";
+    message.claimId = object.claimId ?? "";
+    message.logLines = object.logLines?.map((e) => e) || [];
+    message.percent = object.percent ?? 0;
+    return message;
+  },
+};
+
+function createBaseBuildResult(): BuildResult {
+  return { buildId: "", claimId: "", success: false, imageTag: "", imageId: "", error: "", logLines: [] };
+}
+
+export const BuildResult: MessageFns<BuildResult> = {
+  encode(message: BuildResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.buildId !== "") {
+      writer.uint32(10).string(message.buildId);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    if (message.success !== false) {
+      writer.uint32(24).bool(message.success);
+    }
+    if (message.imageTag !== "") {
+      writer.uint32(34).string(message.imageTag);
+    }
+    if (message.imageId !== "") {
+      writer.uint32(42).string(message.imageId);
+    }
+    if (message.error !== "") {
+      writer.uint32(50).string(message.error);
+    }
+    for (const v of message.logLines) {
+      writer.uint32(58).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.buildId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageTag = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.logLines.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildResult {
+    return {
+      buildId: isSet(object.buildId)
+        ? globalThis.String(object.buildId)
+        : isSet(object.build_id)
+        ? globalThis.String(object.build_id)
+        : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      imageTag: isSet(object.imageTag)
+        ? globalThis.String(object.imageTag)
+        : isSet(object.image_tag)
+        ? globalThis.String(object.image_tag)
+        : "",
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      logLines: globalThis.Array.isArray(object?.logLines)
+        ? object.logLines.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.log_lines)
+        ? object.log_lines.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BuildResult): unknown {
+    const obj: any = {};
+    if (message.buildId !== "") {
+      obj.buildId = message.buildId;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.imageTag !== "") {
+      obj.imageTag = message.imageTag;
+    }
+    if (message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.logLines?.length) {
+      obj.logLines = message.logLines;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildResult>, I>>(base?: I): BuildResult {
+    return BuildResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildResult>, I>>(object: I): BuildResult {
+    const message = createBaseBuildResult();
+    message.buildId = object.buildId ?? "";
+    message.claimId = object.claimId ?? "";
+    message.success = object.success ?? false;
+    message.imageTag = object.imageTag ?? "";
+    message.imageId = object.imageId ?? "";
+    message.error = object.error ?? "";
+    message.logLines = object.logLines?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBuildCancel(): BuildCancel {
+  return { buildId: "", claimId: "", reason: "" };
+}
+
+export const BuildCancel: MessageFns<BuildCancel> = {
+  encode(message: BuildCancel, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.buildId !== "") {
+      writer.uint32(10).string(message.buildId);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BuildCancel {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBuildCancel();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.buildId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BuildCancel {
+    return {
+      buildId: isSet(object.buildId)
+        ? globalThis.String(object.buildId)
+        : isSet(object.build_id)
+        ? globalThis.String(object.build_id)
+        : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: BuildCancel): unknown {
+    const obj: any = {};
+    if (message.buildId !== "") {
+      obj.buildId = message.buildId;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BuildCancel>, I>>(base?: I): BuildCancel {
+    return BuildCancel.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BuildCancel>, I>>(object: I): BuildCancel {
+    const message = createBaseBuildCancel();
+    message.buildId = object.buildId ?? "";
+    message.claimId = object.claimId ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -1,0 +1,198 @@
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '@a4c/common';
+import type { AgentMessage, BuildAssignment, BuildCancel } from '@a4c/proto';
+import { dockerBuild } from './docker-build.js';
+
+export interface BuilderOptions {
+  dockerHost: string | undefined;
+  slots: number;
+  pollMs: number;
+  /** How often a build in flight reports progress even without new output (its lease heartbeat). */
+  heartbeatMs: number;
+  baseImage: string;
+  syncCommand: string;
+  stateDir: string;
+}
+
+interface InFlight {
+  assignment: BuildAssignment;
+  abort: AbortController;
+}
+
+const TAIL = 50;
+
+/**
+ * Runs the builds this host claims, up to `slots` at once. Builds in flight are kept in
+ * <stateDir>/builds.json: an agent restarted mid-build finishes them and reports with
+ * the claim it was given; the control plane discards that result if the claim was
+ * requeued meanwhile, so finishing late is always harmless.
+ */
+export class Builder {
+  private readonly inFlight = new Map<string, InFlight>();
+  /** Results not yet delivered (no stream at the time); sent on the next stream. */
+  private readonly pending: AgentMessage[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writes: Promise<void> = Promise.resolve();
+  completed = 0;
+  failed = 0;
+
+  constructor(
+    private readonly opts: BuilderOptions,
+    private readonly send: (m: AgentMessage) => boolean,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const a of await this.loadPersisted()) {
+      this.log.info({ buildId: a.buildId, claimId: a.claimId }, 'finishing a build claimed before a restart');
+      this.run(a);
+    }
+    this.timer = setInterval(() => this.poll(), this.opts.pollMs);
+    this.timer.unref();
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  /** A new stream: deliver what waited, and ask for work. */
+  onNewStream(): void {
+    while (this.pending.length) {
+      const m = this.pending[0] as AgentMessage;
+      if (!this.send(m)) return;
+      this.pending.shift();
+    }
+    this.poll();
+  }
+
+  poll(): void {
+    if (this.opts.slots > this.inFlight.size) this.send({ payload: { $case: 'buildPoll', value: { slots: this.opts.slots } } });
+  }
+
+  onAssignment(a: BuildAssignment): void {
+    if (this.inFlight.has(a.buildId)) return;
+    this.run(a);
+  }
+
+  onCancel(c: BuildCancel): void {
+    const f = this.inFlight.get(c.buildId);
+    if (f && f.assignment.claimId === c.claimId) {
+      this.log.warn({ buildId: c.buildId, reason: c.reason }, 'build cancelled by the control plane');
+      f.abort.abort();
+    }
+  }
+
+  private run(a: BuildAssignment): void {
+    const abort = new AbortController();
+    this.inFlight.set(a.buildId, { assignment: a, abort });
+    void this.persist();
+    const log = this.log.child({ buildId: a.buildId });
+    const tail: string[] = [];
+    let batch: string[] = [];
+    let percent = 0;
+    const flush = () => {
+      const lines = batch;
+      batch = [];
+      this.send({ payload: { $case: 'buildProgress', value: { buildId: a.buildId, claimId: a.claimId, logLines: lines, percent } } });
+    };
+    const beat = setInterval(flush, Math.min(this.opts.heartbeatMs, Math.max(100, a.leaseMs / 3)));
+    let linesTimer: NodeJS.Timeout | undefined;
+    log.info({ imageTag: a.imageTag }, 'build started');
+    dockerBuild(
+      this.opts.dockerHost,
+      {
+        buildId: a.buildId,
+        project: a.project,
+        arch: a.arch,
+        changeNumber: a.changeNumber,
+        imageTag: a.imageTag,
+        baseImage: this.opts.baseImage,
+        syncCommand: this.opts.syncCommand,
+      },
+      (line, p) => {
+        if (p !== undefined) percent = p;
+        tail.push(line);
+        if (tail.length > TAIL) tail.shift();
+        batch.push(line);
+        linesTimer ??= setTimeout(() => {
+          linesTimer = undefined;
+          flush();
+        }, 300);
+      },
+      abort.signal,
+    ).then(
+      ({ imageId }) => {
+        this.completed++;
+        log.info({ imageTag: a.imageTag, imageId }, 'build completed');
+        this.finish(a, { success: true, imageId, error: '' }, tail);
+      },
+      (e: unknown) => {
+        this.failed++;
+        log.warn({ err: (e as Error).message }, 'build failed');
+        this.finish(a, { success: false, imageId: '', error: (e as Error).message }, tail);
+      },
+    ).finally(() => {
+      clearInterval(beat);
+      clearTimeout(linesTimer);
+    });
+  }
+
+  private finish(a: BuildAssignment, r: { success: boolean; imageId: string; error: string }, tail: string[]): void {
+    this.inFlight.delete(a.buildId);
+    const msg: AgentMessage = {
+      payload: {
+        $case: 'buildResult',
+        value: { buildId: a.buildId, claimId: a.claimId, success: r.success, imageTag: a.imageTag, imageId: r.imageId, error: r.error, logLines: tail },
+      },
+    };
+    if (!this.send(msg)) this.pending.push(msg);
+    void this.persist();
+    this.poll();
+  }
+
+  snapshot(): { slots: number; busy: number; completed: number; failed: number; inFlight: { buildId: string; imageTag: string }[] } {
+    return {
+      slots: this.opts.slots,
+      busy: this.inFlight.size,
+      completed: this.completed,
+      failed: this.failed,
+      inFlight: [...this.inFlight.values()].map((f) => ({ buildId: f.assignment.buildId, imageTag: f.assignment.imageTag })),
+    };
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private file(): string {
+    return path.join(this.opts.stateDir, 'builds.json');
+  }
+
+  private async loadPersisted(): Promise<BuildAssignment[]> {
+    try {
+      return JSON.parse(await readFile(this.file(), 'utf8')) as BuildAssignment[];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  /** Atomic and serialised, like the desired state (state/store.ts). */
+  private persist(): Promise<void> {
+    const text = JSON.stringify([...this.inFlight.values()].map((f) => f.assignment));
+    this.writes = this.writes.then(async () => {
+      await mkdir(this.opts.stateDir, { recursive: true });
+      const tmp = `${this.file()}.tmp`;
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.file());
+    }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not persist builds in flight'));
+    return this.writes;
+  }
+}

@@ -1,0 +1,271 @@
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { expect } from 'chai';
+import type Docker from 'dockerode';
+import type { Workspace } from '@a4c/common';
+import {
+  docker,
+  dockerHost,
+  removeHostContainers,
+  ROOT,
+  spawnAgent,
+  startTestControlPlane,
+  uniqueId,
+  type AgentProcess,
+  type TestControlPlane,
+} from './support/cluster.js';
+
+/** The capabilities a workspace keeps (agent/src/runtime/docker.ts explains each). */
+const ALLOWED_CAPS = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'AUDIT_WRITE'];
+
+/** Bit numbers from linux/capability.h. */
+const CAP_BITS: Record<string, number> = {
+  CHOWN: 0, DAC_OVERRIDE: 1, DAC_READ_SEARCH: 2, FOWNER: 3, FSETID: 4, KILL: 5, SETGID: 6, SETUID: 7, SETPCAP: 8,
+  LINUX_IMMUTABLE: 9, NET_BIND_SERVICE: 10, NET_BROADCAST: 11, NET_ADMIN: 12, NET_RAW: 13, IPC_LOCK: 14, IPC_OWNER: 15,
+  SYS_MODULE: 16, SYS_RAWIO: 17, SYS_CHROOT: 18, SYS_PTRACE: 19, SYS_PACCT: 20, SYS_ADMIN: 21, SYS_BOOT: 22, SYS_NICE: 23,
+  SYS_RESOURCE: 24, SYS_TIME: 25, SYS_TTY_CONFIG: 26, MKNOD: 27, LEASE: 28, AUDIT_WRITE: 29, AUDIT_CONTROL: 30, SETFCAP: 31,
+};
+const ALLOWED_MASK = ALLOWED_CAPS.reduce((m, c) => m | (1n << BigInt(CAP_BITS[c] as number)), 0n);
+
+const bare = (caps: string[] | null | undefined) => (caps ?? []).map((c) => c.toUpperCase().replace(/^CAP_/, '')).sort();
+
+interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command in a running container, as root, the way `docker exec` does. */
+async function exec(containerId: string, cmd: string[]): Promise<ExecResult> {
+  const d = docker();
+  const e = await d.getContainer(containerId).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, User: 'root' });
+  const stream = await e.start({ hijack: true, stdin: false });
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (c: Buffer) => (stdout += c.toString()));
+  err.on('data', (c: Buffer) => (stderr += c.toString()));
+  d.modem.demuxStream(stream, out, err);
+  await new Promise<void>((resolve, reject) => {
+    stream.on('end', () => resolve());
+    stream.on('close', () => resolve());
+    stream.on('error', reject);
+  });
+  const info = await e.inspect();
+  return { exitCode: info.ExitCode ?? -1, stdout, stderr };
+}
+
+interface RuntimeLike {
+  create(spec: {
+    workspaceId: string;
+    attempt: number;
+    userId: string;
+    image: string;
+    hostname: string;
+    memoryBytes: number;
+    cpus: number;
+    pidsLimit: number;
+    volume: string;
+  }): Promise<string>;
+  remove(id: string): Promise<void>;
+}
+
+/** The agent's own DockerRuntime (built, not exported by @a4c/agent), on the test engine. */
+async function runtime(hostId: string, networkMode: string): Promise<RuntimeLike> {
+  const mod = (await import(pathToFileURL(path.join(ROOT, 'agent/dist/runtime/docker.js')).href)) as {
+    DockerRuntime: new (o: { dockerHost: string; hostId: string; networkMode: string; stopTimeoutSeconds: number }) => RuntimeLike;
+  };
+  return new mod.DockerRuntime({ dockerHost: dockerHost(), hostId, networkMode, stopTimeoutSeconds: 1 });
+}
+
+describe('workspace containers are confined', () => {
+  let t: TestControlPlane;
+  let agent: AgentProcess;
+  let hostAgent: AgentProcess | undefined;
+  const hostId = uniqueId('conf');
+  const hostNetId = uniqueId('confhostnet');
+  const runtimeHostId = uniqueId('confrt');
+  const user = uniqueId('mallory');
+  let ws: Workspace;
+  let info: Docker.ContainerInspectInfo;
+
+  before(async () => {
+    t = await startTestControlPlane();
+    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress });
+    await t.api.waitHostConnected(hostId);
+    ws = await t.api.createWorkspace(user, { projectName: 'sec', arch: 'linux-x64', tier: 'tiny', name: 'box' });
+    expect(ws.status, JSON.stringify(ws)).to.equal('RUNNING');
+    info = await docker().getContainer(ws.containerId as string).inspect();
+  });
+
+  after(async () => {
+    await hostAgent?.kill();
+    await agent?.kill();
+    await t?.stop();
+    await removeHostContainers(hostId, hostNetId, runtimeHostId);
+  });
+
+  it('is not privileged, drops every capability and adds back exactly the allowed set, with no-new-privileges', () => {
+    const hc = info.HostConfig;
+    expect(hc.Privileged).to.equal(false);
+    expect(bare(hc.CapDrop)).to.include('ALL');
+    expect(bare(hc.CapAdd)).to.deep.equal([...ALLOWED_CAPS].sort());
+    for (const dangerous of ['NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE', 'MKNOD', 'NET_ADMIN', 'SYS_MODULE', 'SETFCAP', 'SETPCAP', 'DAC_READ_SEARCH']) {
+      expect(bare(hc.CapAdd), dangerous).not.to.include(dangerous);
+    }
+    expect(hc.SecurityOpt).to.include('no-new-privileges');
+  });
+
+  it('always has memory, swap, CPU and pids limits', () => {
+    const hc = info.HostConfig;
+    expect(hc.Memory).to.equal(64 * 1024 * 1024);
+    expect(hc.MemorySwap).to.equal(hc.Memory);
+    expect(hc.NanoCpus).to.equal(0.25e9);
+    expect(hc.PidsLimit).to.equal(256);
+  });
+
+  it('has no host mounts, no devices, only its volume at /workspace, no host namespaces and network none', () => {
+    const hc = info.HostConfig as Docker.HostConfig & { Mounts?: { Type: string; Source: string; Target: string }[] };
+    expect(hc.Binds ?? []).to.deep.equal([]);
+    expect(hc.Devices ?? []).to.deep.equal([]);
+    expect((hc as { DeviceCgroupRules?: string[] | null }).DeviceCgroupRules ?? []).to.deep.equal([]);
+    expect(hc.VolumesFrom ?? []).to.deep.equal([]);
+    expect(hc.Mounts).to.deep.equal([{ Type: 'volume', Source: `a4c-home-${user}`, Target: '/workspace' }]);
+    expect(info.Mounts.map((m) => ({ type: m.Type, name: m.Name, destination: m.Destination }))).to.deep.equal([
+      { type: 'volume', name: `a4c-home-${user}`, destination: '/workspace' },
+    ]);
+    expect(info.Mounts.filter((m) => m.Type === 'bind')).to.deep.equal([]);
+    expect(hc.NetworkMode).to.equal('none');
+    expect(Object.keys(info.NetworkSettings.Networks ?? {})).to.deep.equal(['none']);
+    expect(hc.PortBindings ?? {}).to.deep.equal({});
+    expect(hc.PublishAllPorts).to.equal(false);
+    for (const ns of ['PidMode', 'IpcMode', 'UTSMode', 'UsernsMode', 'CgroupnsMode'] as const) {
+      expect(String((hc as Record<string, unknown>)[ns] ?? ''), ns).not.to.match(/^(host|container:)/);
+    }
+  });
+
+  it('inside the running container: root holds only the allowed capabilities and cannot use the dropped ones', async () => {
+    const id = ws.containerId as string;
+    const status = await exec(id, ['cat', '/proc/self/status']);
+    expect(status.exitCode, status.stderr).to.equal(0);
+    const field = (name: string) => {
+      const m = new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(status.stdout);
+      if (!m) throw new Error(`${name} not in /proc/self/status:\n${status.stdout}`);
+      return BigInt(`0x${m[1]}`);
+    };
+    // Effective, permitted and the bounding set: nothing beyond the allowed set, ever.
+    expect(field('CapEff').toString(16), 'CapEff').to.equal(ALLOWED_MASK.toString(16));
+    expect(field('CapPrm').toString(16), 'CapPrm').to.equal(ALLOWED_MASK.toString(16));
+    expect(field('CapBnd').toString(16), 'CapBnd').to.equal(ALLOWED_MASK.toString(16));
+    expect(/^NoNewPrivs:\s*1$/m.test(status.stdout), 'NoNewPrivs: 1').to.equal(true);
+
+    // MKNOD is dropped: no device nodes, even as root.
+    const mknod = await exec(id, ['mknod', '/tmp/mem', 'c', '1', '1']);
+    expect(mknod.exitCode, `mknod: ${mknod.stdout}${mknod.stderr}`).not.to.equal(0);
+    expect(mknod.stderr).to.match(/not permitted/i);
+    // SYS_ADMIN was never there: no mounts.
+    const mount = await exec(id, ['mount', '-t', 'tmpfs', 'none', '/mnt']);
+    expect(mount.exitCode, `mount: ${mount.stdout}${mount.stderr}`).not.to.equal(0);
+    // SYS_NICE is not granted: no raising priorities over the host's other tenants.
+    const nice = await exec(id, ['nice', '-n', '-10', 'true']);
+    expect(nice.exitCode, `nice: ${nice.stdout}${nice.stderr}`).not.to.equal(0);
+    // CHOWN is granted: a developer can still manage the files of their own container.
+    const chown = await exec(id, ['sh', '-c', 'touch /tmp/f && chown 65534:65534 /tmp/f && stat -c %u:%g /tmp/f']);
+    expect(chown.exitCode, chown.stderr).to.equal(0);
+    expect(chown.stdout.trim()).to.equal('65534:65534');
+    // No network beyond loopback (network mode none).
+    const ifaces = await exec(id, ['ls', '/sys/class/net']);
+    expect(ifaces.stdout.split(/\s+/).filter(Boolean)).to.deep.equal(['lo']);
+  });
+
+  it('the REST API refuses every field that asks for more: 400 naming the field, and creates nothing', async () => {
+    const valid = { projectName: 'sec', arch: 'linux-x64', tier: 'tiny' };
+    const asks: Record<string, unknown>[] = [
+      { privileged: true },
+      { binds: ['/:/host'] },
+      { devices: ['/dev/mem'] },
+      { networkMode: 'host' },
+      { capAdd: ['SYS_ADMIN'] },
+      { securityOpt: ['seccomp=unconfined'] },
+      { pidsLimit: 0 },
+      { memoryMb: 0 },
+      { mounts: [{ Type: 'bind', Source: '/', Target: '/host' }] },
+      { hostConfig: { Privileged: true } },
+      { HostConfig: { NetworkMode: 'host' } },
+      { user: 'root' },
+    ];
+    for (const extra of asks) {
+      const field = Object.keys(extra)[0] as string;
+      const r = await t.api.call<{ error: string; field: string; message: string }>('POST', `/v1/users/${user}/workspaces`, { ...valid, ...extra });
+      expect(r.status, `${field}: ${JSON.stringify(r.body)}`).to.equal(400);
+      expect(r.body.error).to.equal('INVALID_ARGUMENT');
+      expect(r.body.field).to.equal(field);
+      expect(r.body.message).to.contain(field);
+    }
+    // A privileged-looking image reference is not an option either.
+    const img = await t.api.call<{ field: string }>('POST', `/v1/users/${user}/workspaces`, { ...valid, image: '--privileged' });
+    expect(img.status).to.equal(400);
+    expect(img.body.field).to.equal('image');
+    const list = await t.api.call<{ workspaces: Workspace[] }>('GET', `/v1/users/${user}/workspaces?includeDeleted=true`);
+    expect(list.body.workspaces.map((w) => w.id)).to.deep.equal([ws.id]);
+  });
+
+  it('the runtime never creates an unlimited or host-network container, whatever the spec or setting says', async () => {
+    const spec = (n: string) => ({
+      workspaceId: `00000000-0000-4000-8000-${n.padStart(12, '0')}`,
+      attempt: 0,
+      userId: user,
+      image: 'a4c-base:latest',
+      hostname: 'rt',
+      memoryBytes: 64 * 1024 * 1024,
+      cpus: 0.25,
+      pidsLimit: 256,
+      volume: `a4c-home-${user}`,
+    });
+    const rt = await runtime(runtimeHostId, 'none');
+    // pidsLimit 0 (a spec without resources) would be unlimited: a safe default instead.
+    const id = await rt.create({ ...spec('1'), pidsLimit: 0 });
+    try {
+      const c = await docker().getContainer(id).inspect();
+      expect(c.HostConfig.PidsLimit).to.equal(4096);
+      expect(c.HostConfig.Privileged).to.equal(false);
+      expect(bare(c.HostConfig.CapAdd)).to.deep.equal([...ALLOWED_CAPS].sort());
+    } finally {
+      await rt.remove(id);
+    }
+    await expectRefused(rt.create({ ...spec('2'), memoryBytes: 0 }), /memory limit/);
+    await expectRefused(rt.create({ ...spec('3'), cpus: 0 }), /CPU limit/);
+    for (const mode of ['host', ' HOST ', 'container:abc']) {
+      await expectRefused((await runtime(runtimeHostId, mode)).create(spec('4')), /host network|network namespace/);
+    }
+    const left = await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${runtimeHostId}`] } });
+    expect(left.map((c) => c.Names)).to.deep.equal([]);
+  });
+
+  it('an agent configured with the host network fails the workspace at step create, and no container exists', async () => {
+    hostAgent = await spawnAgent({ hostId: hostNetId, controlPlane: t.grpcAddress, env: { A4C_NETWORK_MODE: 'host' } });
+    await t.api.waitHostConnected(hostNetId);
+    // Only the host-network host may take it.
+    const drained = await t.api.call('POST', `/v1/hosts/${hostId}/drain`);
+    expect(drained.status).to.equal(200);
+    const failed = await t.api.createWorkspace(`${user}-h`, { projectName: 'sec', arch: 'linux-x64', tier: 'tiny' });
+    expect(failed.hostId).to.equal(hostNetId);
+    expect(failed.status, JSON.stringify(failed)).to.equal('FAILED');
+    expect(failed.failedStep).to.equal('create');
+    expect(failed.error).to.match(/host network/);
+    const mine = await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${hostNetId}`] } });
+    expect(mine.map((c) => c.Names)).to.deep.equal([]);
+    await t.api.call('POST', `/v1/hosts/${hostId}/activate`);
+  });
+});
+
+async function expectRefused(p: Promise<unknown>, why: RegExp): Promise<void> {
+  const outcome = await p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: Error) => ({ ok: false as const, e }),
+  );
+  expect(outcome.ok, `expected a refusal matching ${why}, got ${JSON.stringify(outcome)}`).to.equal(false);
+  if (!outcome.ok) expect(outcome.e.message).to.match(why);
+}
