@@ -1,10 +1,13 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
+import Docker from 'dockerode';
 import pg from 'pg';
 import type { Build } from '@a4c/common';
 import { docker, removeHostContainers, ROOT, spawnAgent, startTestControlPlane, tmpDir, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
-import { waitFor } from './support/net.js';
+import { freePort, waitFor } from './support/net.js';
 
 /** Fails the build of project "broken" the way a failed source sync would, with output. */
 const SYNC = [
@@ -211,5 +214,62 @@ describe('a built image is placeable', function () {
     const plain = await t.api.createWorkspace(uniqueId('dev'), { projectName: 'no-build-yet', arch: 'linux-x64', tier: 'tiny' });
     expect(plain.image, 'a project without a build gets the default image').to.equal('a4c-base:latest');
     expect(plain.hostId, 'and any host with the default image').to.equal(other);
+  });
+});
+
+/** A real registry (Debian's docker-registry) on loopback, two engines. */
+describe('built images through a registry (A4C_REGISTRY)', function () {
+  this.timeout(180_000);
+  let t: TestControlPlane;
+  let engine: { dockerHost: string; stop(): Promise<void> };
+  let registryProc: ChildProcess | undefined;
+  let registry = '';
+  const agents: AgentProcess[] = [];
+  const builder = uniqueId('pusher');
+  const puller = uniqueId('puller');
+
+  before(async () => {
+    const dir = tmpDir('registry');
+    const port = await freePort();
+    registry = `127.0.0.1:${port}`;
+    writeFileSync(path.join(dir, 'config.yml'), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: ${registry}\n`);
+    registryProc = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: 'ignore' });
+    await waitFor('the registry', async () => (await fetch(`http://${registry}/v2/`)).ok, 20_000);
+    const lib = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/engine.mjs')).href)) as EngineModule;
+    engine = await lib.startPrivateDockerd({ dataRoot: tmpDir('docker-puller'), name: `a4c-puller-${process.pid}` });
+    await lib.ensureBaseImage(engine.dockerHost);
+    t = await startTestControlPlane();
+    agents.push(await spawnAgent({ hostId: builder, controlPlane: t.grpcAddress, env: { ...FAST, A4C_REGISTRY: registry } }));
+    agents.push(await spawnAgent({ hostId: puller, controlPlane: t.grpcAddress, env: { ...FAST, A4C_BUILD_SLOTS: '0', DOCKER_HOST: engine.dockerHost } }));
+    for (const h of [builder, puller]) await t.api.waitHostConnected(h);
+  });
+  after(async () => {
+    for (const a of agents) await a.kill();
+    await t?.stop();
+    await removeHostContainers(builder, puller);
+    await engine?.stop();
+    registryProc?.kill();
+  });
+
+  it('the builder pushes the image; another host of the arch pulls it when a workspace is placed there', async () => {
+    const r = await t.api.call<Build>('POST', `/v1/users/${uniqueId('u')}/image-schedules`, { imageName: uniqueId('reg'), project: 'api', arch: 'linux-x64', changeNumber: 'CL-77' });
+    const b = await waitFor('the build completed', async () => {
+      const x = (await t.api.call<Build>('GET', `/v1/image-schedules/${r.body.id}`)).body;
+      return x.status === 'COMPLETED' || x.status === 'FAILED' ? x : undefined;
+    }, 60_000, 200);
+    expect(b.status, b.error ?? '').to.equal('COMPLETED');
+    expect(b.worker).to.equal(builder);
+    const [repo, tag] = b.imageTag.split(':') as [string, string];
+    const manifest = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    expect(manifest.status, 'the image is in the registry').to.equal(200);
+
+    // Only the host without the image can take the workspace now.
+    await t.api.call('POST', `/v1/hosts/${builder}/drain`);
+    const ws = await t.api.createWorkspace(uniqueId('dev'), { projectName: 'api', arch: 'linux-x64', tier: 'tiny' });
+    expect(ws.status, `${ws.failedStep}: ${ws.error}`).to.equal('RUNNING');
+    expect(ws.hostId).to.equal(puller);
+    expect(ws.image).to.equal(b.imageTag);
+    const own = new Docker({ socketPath: engine.dockerHost.replace(/^unix:\/\//, '') });
+    expect((await own.getImage(b.imageTag).inspect()).Config.Labels).to.include({ 'a4c.project': 'api', 'a4c.change': 'CL-77' });
   });
 });

@@ -27,6 +27,8 @@ export interface AgentConfig {
     heartbeatMs: number;
     baseImage: string;
     syncCommand: string;
+    /** host:port of an image registry built images are pushed to. */
+    registry: string | undefined;
   };
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
@@ -37,6 +39,14 @@ type Env = Record<string, string | undefined>;
 /** Records which project and change the image holds; a real one would fetch the source at that change. */
 export const DEFAULT_SYNC_COMMAND =
   "mkdir -p /opt/a4c && printf 'project=%s\\nchange=%s\\narch=%s\\n' \"$A4C_PROJECT\" \"$A4C_CHANGE_NUMBER\" \"$A4C_ARCH\" > /opt/a4c/source && cat /opt/a4c/source";
+
+function registry(env: Env): string | undefined {
+  const r = envOptional(env, 'A4C_REGISTRY');
+  if (r !== undefined && !/^[a-z0-9.-]+(:\d{1,5})?(\/[a-z0-9._-]+)*$/.test(r)) {
+    throw new ConfigError('A4C_REGISTRY', `must be a registry host[:port][/path], e.g. registry.internal:5000, got ${JSON.stringify(r)}`);
+  }
+  return r;
+}
 
 export function loadConfig(env: Env = process.env): AgentConfig {
   const controlPlane = envString(env, 'A4C_CONTROL_PLANE', '127.0.0.1:9090');
@@ -70,6 +80,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
       heartbeatMs: envInt(env, 'A4C_BUILD_HEARTBEAT_MS', 30_000, 50, 3_600_000),
       baseImage: envString(env, 'A4C_BUILD_BASE_IMAGE', 'a4c-base:latest'),
       syncCommand: envString(env, 'A4C_BUILD_SYNC_COMMAND', DEFAULT_SYNC_COMMAND),
+      registry: registry(env),
     },
     offer: {
       ...(envOptional(env, 'A4C_CAPACITY_MEMORY_MB') ? { memoryMb: envInt(env, 'A4C_CAPACITY_MEMORY_MB', 0, 1) } : {}),
@@ -100,6 +111,7 @@ export const CONFIG_HELP = `Environment:
   A4C_BUILD_HEARTBEAT_MS     progress report period of a running build (default 30000)
   A4C_BUILD_BASE_IMAGE       FROM of the build template (default a4c-base:latest)
   A4C_BUILD_SYNC_COMMAND     source-sync step (default: record project and change in /opt/a4c/source)
+  A4C_REGISTRY               image registry host:port built images are pushed to (default: none)
   A4C_CAPACITY_MEMORY_MB     memory this host offers to workspaces (default: all of it)
   A4C_CAPACITY_CPUS          CPUs this host offers (default: all of them)
   A4C_CAPACITY_DISK_GB       disk this host offers (default: the Docker data root's size)

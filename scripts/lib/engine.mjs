@@ -13,8 +13,9 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 
 /**
  * Installs what the product and its tests need from Debian when missing: docker.io
- * (engine and CLI), busybox-static (the base image), systemd (systemd-analyze) and
- * shellcheck. Needs root; otherwise says exactly what to run.
+ * (engine and CLI), busybox-static (the base image), systemd (systemd-analyze),
+ * shellcheck and docker-registry (for the tests). Needs root; otherwise says exactly
+ * what to run.
  */
 export function ensureHostPackages(log = console.error) {
   const missing = [];
@@ -23,6 +24,8 @@ export function ensureHostPackages(log = console.error) {
   // For the deploy tests: systemd-analyze verifies the units, shellcheck the installer.
   if (!has('systemd-analyze')) missing.push('systemd');
   if (!has('shellcheck')) missing.push('shellcheck');
+  // For the image-registry test: a registry on loopback.
+  if (!has('docker-registry')) missing.push('docker-registry');
   if (!missing.length) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing ${missing.join(', ')}: run "sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}" and try again`);

@@ -13,6 +13,7 @@ export interface BuilderOptions {
   baseImage: string;
   syncCommand: string;
   stateDir: string;
+  registry: string | undefined;
 }
 
 interface InFlight {
@@ -109,6 +110,7 @@ export class Builder {
         imageTag: a.imageTag,
         baseImage: this.opts.baseImage,
         syncCommand: this.opts.syncCommand,
+        registry: this.opts.registry,
       },
       (line, p) => {
         if (p !== undefined) percent = p;
@@ -122,15 +124,15 @@ export class Builder {
       },
       abort.signal,
     ).then(
-      ({ imageId }) => {
+      ({ imageId, pushedRef }) => {
         this.completed++;
-        log.info({ imageTag: a.imageTag, imageId }, 'build completed');
-        this.finish(a, { success: true, imageId, error: '' }, tail);
+        log.info({ imageTag: a.imageTag, imageId, pushedRef }, 'build completed');
+        this.finish(a, { success: true, imageId, error: '', pushedRef }, tail);
       },
       (e: unknown) => {
         this.failed++;
         log.warn({ err: (e as Error).message }, 'build failed');
-        this.finish(a, { success: false, imageId: '', error: (e as Error).message }, tail);
+        this.finish(a, { success: false, imageId: '', error: (e as Error).message, pushedRef: '' }, tail);
       },
     ).finally(() => {
       clearInterval(beat);
@@ -138,12 +140,21 @@ export class Builder {
     });
   }
 
-  private finish(a: BuildAssignment, r: { success: boolean; imageId: string; error: string }, tail: string[]): void {
+  private finish(a: BuildAssignment, r: { success: boolean; imageId: string; error: string; pushedRef: string }, tail: string[]): void {
     this.inFlight.delete(a.buildId);
     const msg: AgentMessage = {
       payload: {
         $case: 'buildResult',
-        value: { buildId: a.buildId, claimId: a.claimId, success: r.success, imageTag: a.imageTag, imageId: r.imageId, error: r.error, logLines: tail },
+        value: {
+          buildId: a.buildId,
+          claimId: a.claimId,
+          success: r.success,
+          imageTag: a.imageTag,
+          imageId: r.imageId,
+          error: r.error,
+          logLines: tail,
+          pushedRef: r.pushedRef,
+        },
       },
     };
     if (!this.send(msg)) this.pending.push(msg);

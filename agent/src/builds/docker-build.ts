@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT } from '@a4c/common';
-import { dockerOptions } from '../runtime/docker.js';
+import { dockerOptions, splitRef } from '../runtime/docker.js';
 
 export interface BuildSpec {
   buildId: string;
@@ -14,6 +14,8 @@ export interface BuildSpec {
   baseImage: string;
   /** Shell command of the source-sync step; sees A4C_PROJECT, A4C_CHANGE_NUMBER, A4C_ARCH. */
   syncCommand: string;
+  /** host:port of an image registry to push to; undefined: the image stays on this host. */
+  registry: string | undefined;
 }
 
 /**
@@ -34,6 +36,28 @@ export function dockerfile(s: BuildSpec): string {
 
 export interface BuildOutcome {
   imageId: string;
+  /** Where it was pushed, with a registry configured. */
+  pushedRef: string;
+}
+
+/** Tags the built image into the registry and pushes it; returns the registry reference. */
+async function push(docker: Docker, registry: string, imageTag: string, onLine: (line: string) => void): Promise<string> {
+  const ref = `${registry.replace(/\/+$/, '')}/${imageTag}`;
+  const [repo, tag] = splitRef(ref);
+  await docker.getImage(imageTag).tag({ repo, tag });
+  // The engine wants an X-Registry-Auth header even for a registry without auth.
+  const stream = await docker.getImage(ref).push({ authconfig: { serveraddress: registry } });
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(
+      stream,
+      (err: Error | null) => (err ? reject(err) : resolve()),
+      (e: { status?: string; error?: string; errorDetail?: { message?: string } }) => {
+        if (e.error) reject(new Error(`push to ${registry} failed: ${e.errorDetail?.message ?? e.error}`));
+        else if (e.status && !/^(Preparing|Waiting|Pushing)/.test(e.status)) onLine(`push: ${e.status}`);
+      },
+    ),
+  );
+  return ref;
 }
 
 /** Runs one build on the engine, streaming its output lines; rejects with the engine's error. */
@@ -76,7 +100,8 @@ export async function dockerBuild(
     }
     if (signal.aborted) throw new Error('build cancelled');
     if (!imageId) imageId = (await docker.getImage(spec.imageTag).inspect()).Id;
-    return { imageId };
+    const pushedRef = spec.registry ? await push(docker, spec.registry, spec.imageTag, (l) => onLine(l, undefined)) : '';
+    return { imageId, pushedRef };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

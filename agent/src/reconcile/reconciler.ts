@@ -337,8 +337,17 @@ export class Reconciler {
     const at = { specRevision: spec.specRevision };
     this.emit(id, { phase: 'CREATING', step: 'image', ...at }, revision);
     if (!(await this.runtime.hasImage(spec.image))) {
-      this.fail(id, 'image', `image ${spec.image} is not on host ${this.opts.hostId}; build or pull it there first`, spec, revision);
-      return;
+      if (!spec.pullFrom) {
+        this.fail(id, 'image', `image ${spec.image} is not on host ${this.opts.hostId}; build or pull it there first`, spec, revision);
+        return;
+      }
+      try {
+        await this.runtime.pullAs(spec.pullFrom, spec.image);
+        this.hostEvent('image_pulled', id, '', `pulled ${spec.pullFrom} as ${spec.image}`);
+      } catch (e) {
+        this.fail(id, 'image', `could not pull ${spec.pullFrom}: ${(e as Error).message}`, spec, revision);
+        return;
+      }
     }
     this.emit(id, { phase: 'CREATING', step: 'create', ...at }, revision);
     let containerId: string;

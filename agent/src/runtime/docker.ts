@@ -25,6 +25,13 @@ export function dockerOptions(dockerHost: string | undefined, timeoutMs?: number
   return { ...base, host: u.hostname, port: Number(u.port || 2375), protocol: 'http' };
 }
 
+/** "repo[:tag]" (the repo may hold a registry host:port) → [repo, tag]. */
+export function splitRef(ref: string): [string, string] {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  return colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, 'latest'];
+}
+
 function statusOf(e: unknown): number | undefined {
   return (e as { statusCode?: number }).statusCode;
 }
@@ -94,6 +101,15 @@ export class DockerRuntime implements ContainerRuntime {
       if (statusOf(e) === 404) return false;
       throw e;
     }
+  }
+
+  async pullAs(from: string, as: string): Promise<void> {
+    const stream = await this.docker.pull(from);
+    await new Promise<void>((resolve, reject) =>
+      this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())),
+    );
+    const [repo, tag] = splitRef(as);
+    await this.docker.getImage(from).tag({ repo, tag });
   }
 
   async listImages(): Promise<ImageSummary[]> {

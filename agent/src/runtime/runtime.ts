@@ -51,6 +51,8 @@ export interface ContainerRuntime {
   listOwned(): Promise<OwnedContainer[]>;
   inspect(id: string): Promise<ContainerDetails | undefined>;
   hasImage(ref: string): Promise<boolean>;
+  /** Pulls `from` (a registry reference) and tags it `as`. */
+  pullAs(from: string, as: string): Promise<void>;
   listImages(): Promise<ImageSummary[]>;
   create(spec: CreateSpec): Promise<string>;
   start(id: string): Promise<void>;

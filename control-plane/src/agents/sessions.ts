@@ -174,7 +174,15 @@ class AgentSession {
         if (!UUID.test(r.buildId) || !UUID.test(r.claimId)) return;
         const hostId = this.hostId;
         const { outcome } = await inTx(this.sessions.db, (tx) =>
-          completeBuild(tx, hostId, { buildId: r.buildId, claimId: r.claimId, success: r.success, imageId: r.imageId, error: r.error, logLines: r.logLines.slice(-500) }),
+          completeBuild(tx, hostId, {
+            buildId: r.buildId,
+            claimId: r.claimId,
+            success: r.success,
+            imageId: r.imageId,
+            error: r.error,
+            logLines: r.logLines.slice(-500),
+            pushedRef: r.pushedRef.slice(0, 512),
+          }),
         );
         this.log.info({ buildId: r.buildId, outcome }, 'build result');
         return;
@@ -393,6 +401,7 @@ function toSpec(r: WorkspaceRow): WorkspaceSpec {
     volume: userVolumeName(r.user_id),
     specRevision: r.desired_revision,
     attempt: r.attempt,
+    pullFrom: r.pull_ref ?? '',
   };
 }
 

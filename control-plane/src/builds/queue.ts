@@ -124,7 +124,7 @@ export type CompletionOutcome = 'completed' | 'failed' | 'discarded';
 export async function completeBuild(
   tx: Tx,
   hostId: string,
-  r: { buildId: string; claimId: string; success: boolean; imageId: string; error: string; logLines: string[] },
+  r: { buildId: string; claimId: string; success: boolean; imageId: string; error: string; logLines: string[]; pushedRef?: string },
 ): Promise<{ outcome: CompletionOutcome; row?: BuildRow }> {
   const { rows } = await tx.query<BuildRow>(
     `UPDATE image_builds
@@ -160,6 +160,14 @@ export async function completeBuild(
          change_number = EXCLUDED.change_number, created_at = EXCLUDED.created_at`,
       [hostId, row.image_tag, r.imageId || row.image_tag, row.project, row.arch, row.change_number],
     );
+    if (r.pushedRef) {
+      // In a registry: every host of the arch can pull it.
+      await tx.query(
+        `INSERT INTO registry_images (ref, pull_ref, project, arch, change_number, build_id) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (ref) DO UPDATE SET pull_ref = EXCLUDED.pull_ref, build_id = EXCLUDED.build_id, created_at = now()`,
+        [row.image_tag, r.pushedRef, row.project, row.arch, row.change_number, row.id],
+      );
+    }
   }
   return { outcome: r.success ? 'completed' : 'failed', row };
 }

@@ -22,7 +22,8 @@ export interface PlacementPolicy {
 
 /**
  * Candidates: live hosts of the arch, Docker answering, not draining, under the disk
- * and memory thresholds, holding the image, with unreserved capacity for the demand
+ * and memory thresholds, holding the image (or able to pull it: it is in a registry),
+ * with unreserved capacity for the demand
  * (capacity less headroom, less what placed workspaces reserve).
  * Order: least disk usage, then least memory usage, then fewest workspaces.
  */
@@ -35,7 +36,8 @@ const CANDIDATES = `
      AND h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
      AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
      AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)
-     AND EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
+     AND (EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
+          OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1))
    ORDER BY s.disk_percent, s.memory_percent, h.reserved_workspaces, h.id
    LIMIT 1`;
 
@@ -118,7 +120,8 @@ export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Prom
             count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image AND under AND fits)::int AS fits
        FROM (SELECT COALESCE(s.docker_ready, false) AS docker_ready, h.draining,
                     COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3), false) AS live,
-                    EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2) AS has_image,
+                    (EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
+                     OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1)) AS has_image,
                     COALESCE(s.disk_percent < $4 AND s.memory_percent < $5, false) AS under,
                     (h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
                      AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)

@@ -28,6 +28,8 @@ export interface WorkspaceRow {
   updated_at: Date;
   /** Only in reads that join the host (viewSql). */
   host_lost?: boolean;
+  /** Only in desired-state reads: where to pull the image from, if it is in a registry. */
+  pull_ref?: string | null;
 }
 
 /** Live statuses whose host matters: a lost host makes their status uncertain. */
@@ -87,7 +89,8 @@ export async function listWorkspacesOfUser(db: Db, userId: string, includeDelete
  */
 export async function desiredWorkspacesOfHost(db: Db | Tx, hostId: string): Promise<WorkspaceRow[]> {
   const { rows } = await db.query<WorkspaceRow>(
-    `SELECT * FROM workspaces WHERE host_id = $1 AND status NOT IN ('DELETING', 'DELETED', 'FAILED') ORDER BY created_at, id`,
+    `SELECT w.*, r.pull_ref FROM workspaces w LEFT JOIN registry_images r ON r.ref = w.image
+      WHERE w.host_id = $1 AND w.status NOT IN ('DELETING', 'DELETED', 'FAILED') ORDER BY w.created_at, w.id`,
     [hostId],
   );
   return rows;

@@ -222,7 +222,10 @@ export class WorkspaceService {
 
   private async newestProjectImage(tx: Tx, project: string, arch: string): Promise<string | undefined> {
     const { rows } = await tx.query<{ ref: string }>(
-      'SELECT ref FROM host_images WHERE project = $1 AND arch = $2 ORDER BY created_at DESC NULLS LAST, ref DESC LIMIT 1',
+      `SELECT ref FROM (SELECT ref, created_at FROM host_images WHERE project = $1 AND arch = $2
+                        UNION ALL
+                        SELECT ref, created_at FROM registry_images WHERE project = $1 AND arch = $2) i
+        ORDER BY created_at DESC NULLS LAST, ref DESC LIMIT 1`,
       [project, arch],
     );
     return rows[0]?.ref;

@@ -333,6 +333,11 @@ export interface WorkspaceSpec {
    * ("clean before retry"), instead of starting it again.
    */
   attempt: number;
+  /**
+   * Where to pull the image from if this host does not hold it (an image registry);
+   * empty when the image is only on the hosts that built it.
+   */
+  pullFrom: string;
 }
 
 export interface Resources {
@@ -385,6 +390,11 @@ export interface BuildResult {
   error: string;
   /** Last lines of output, including the failing step's. */
   logLines: string[];
+  /**
+   * The registry reference the image was pushed to (empty without a registry);
+   * hosts of the arch pull it from there.
+   */
+  pushedRef: string;
 }
 
 /**
@@ -2279,6 +2289,7 @@ function createBaseWorkspaceSpec(): WorkspaceSpec {
     volume: "",
     specRevision: 0,
     attempt: 0,
+    pullFrom: "",
   };
 }
 
@@ -2310,6 +2321,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(72).uint32(message.attempt);
+    }
+    if (message.pullFrom !== "") {
+      writer.uint32(82).string(message.pullFrom);
     }
     return writer;
   },
@@ -2399,6 +2413,14 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
             message.attempt = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.pullFrom = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2438,6 +2460,11 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
         ? globalThis.Number(object.spec_revision)
         : 0,
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      pullFrom: isSet(object.pullFrom)
+        ? globalThis.String(object.pullFrom)
+        : isSet(object.pull_from)
+        ? globalThis.String(object.pull_from)
+        : "",
     };
   },
 
@@ -2470,6 +2497,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.pullFrom !== "") {
+      obj.pullFrom = message.pullFrom;
+    }
     return obj;
   },
 
@@ -2489,6 +2519,7 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     message.volume = object.volume ?? "";
     message.specRevision = object.specRevision ?? 0;
     message.attempt = object.attempt ?? 0;
+    message.pullFrom = object.pullFrom ?? "";
     return message;
   },
 };
@@ -3024,7 +3055,16 @@ export const BuildProgress: MessageFns<BuildProgress> = {
 };
 
 function createBaseBuildResult(): BuildResult {
-  return { buildId: "", claimId: "", success: false, imageTag: "", imageId: "", error: "", logLines: [] };
+  return {
+    buildId: "",
+    claimId: "",
+    success: false,
+    imageTag: "",
+    imageId: "",
+    error: "",
+    logLines: [],
+    pushedRef: "",
+  };
 }
 
 export const BuildResult: MessageFns<BuildResult> = {
@@ -3049,6 +3089,9 @@ export const BuildResult: MessageFns<BuildResult> = {
     }
     for (const v of message.logLines) {
       writer.uint32(58).string(v!);
+    }
+    if (message.pushedRef !== "") {
+      writer.uint32(66).string(message.pushedRef);
     }
     return writer;
   },
@@ -3122,6 +3165,14 @@ export const BuildResult: MessageFns<BuildResult> = {
             message.logLines.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pushedRef = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3163,6 +3214,11 @@ export const BuildResult: MessageFns<BuildResult> = {
         : globalThis.Array.isArray(object?.log_lines)
         ? object.log_lines.map((e: any) => globalThis.String(e))
         : [],
+      pushedRef: isSet(object.pushedRef)
+        ? globalThis.String(object.pushedRef)
+        : isSet(object.pushed_ref)
+        ? globalThis.String(object.pushed_ref)
+        : "",
     };
   },
 
@@ -3189,6 +3245,9 @@ export const BuildResult: MessageFns<BuildResult> = {
     if (message.logLines?.length) {
       obj.logLines = message.logLines;
     }
+    if (message.pushedRef !== "") {
+      obj.pushedRef = message.pushedRef;
+    }
     return obj;
   },
 
@@ -3204,6 +3263,7 @@ export const BuildResult: MessageFns<BuildResult> = {
     message.imageId = object.imageId ?? "";
     message.error = object.error ?? "";
     message.logLines = object.logLines?.map((e) => e) || [];
+    message.pushedRef = object.pushedRef ?? "";
     return message;
   },
 };
