@@ -18,6 +18,7 @@ export async function spawnBenchAgent(o: { hostId: string; controlPlane: string;
       A4C_NETWORK_MODE: 'none',
       A4C_LOG_LEVEL: 'warn',
       DOCKER_HOST: o.dockerHost,
+      A4C_GRPC_INSECURE: 'true',
       ...o.env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -27,7 +27,8 @@ async function main(): Promise<void> {
   chmodSync(dataDir, 0o755);
   // The control plane creates the schema (migrations) in its embedded PostgreSQL.
   const cp = await startControlPlane(
-    loadConfig({ A4C_DATA_DIR: dataDir, A4C_HTTP_PORT: '0', A4C_GRPC_PORT: '0', A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)) }),
+    loadConfig({ A4C_DATA_DIR: dataDir, A4C_HTTP_PORT: '0', A4C_GRPC_PORT: '0',
+      A4C_GRPC_INSECURE: 'true', A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)) }),
     createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),
   );
   const pool = new pg.Pool({ connectionString: cp.databaseUrl, max: CLAIMERS + 2 });

@@ -64,6 +64,7 @@ async function main(): Promise<void> {
       A4C_QUOTA_MAX_DISK_GB: '1e9',
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
+      A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

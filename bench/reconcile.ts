@@ -33,6 +33,7 @@ async function main(): Promise<void> {
       A4C_DATA_DIR: dataDir,
       A4C_HTTP_PORT: '0',
       A4C_GRPC_PORT: '0',
+      A4C_GRPC_INSECURE: 'true', // benchmarks measure the agent plane, not TLS enrollment
       A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)),
       A4C_TIERS: JSON.stringify({ tiny: { memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256 } }),
       A4C_QUOTA_MAX_WORKSPACES: '100',

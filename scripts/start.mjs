@@ -2,7 +2,7 @@
 // starts a Docker Engine, makes the base image, starts the control plane (with its
 // embedded PostgreSQL) and one agent, then prints what to run next. Ctrl-C stops it.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BASE_IMAGE, engineAnswers, ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
@@ -65,8 +65,31 @@ const api = `http://127.0.0.1:${HTTP_PORT}`;
 await until('the control plane', async () => (await fetch(`${api}/readyz`)).ok, 60_000, cp.logFile);
 const token = readFileSync(path.join(STATE, 'control-plane', 'admin-token'), 'utf8').trim();
 
+// The agent plane is TLS with client certificates: the agent enrolls with a single-use
+// join token the first time; later starts reuse its certificate. A certificate from
+// another CA (the control plane's data was reset) is dropped and the agent enrolls again.
+const agentTls = path.join(STATE, 'agent', 'tls');
+const cpCa = path.join(STATE, 'control-plane', 'ca', 'ca.crt');
+if (existsSync(agentTls) && (!existsSync(path.join(agentTls, 'ca.crt')) || readFileSync(path.join(agentTls, 'ca.crt'), 'utf8') !== readFileSync(cpCa, 'utf8'))) {
+  say('the agent certificate is not from this control plane; enrolling again');
+  rmSync(agentTls, { recursive: true, force: true });
+}
+let joinToken;
+if (!existsSync(path.join(agentTls, 'agent.crt'))) {
+  const r = await fetch(`${api}/v1/join-tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ hostId: HOST_ID, ttlSeconds: 600 }),
+  });
+  if (r.status !== 201) throw new Error(`could not create a join token for the agent: ${r.status} ${await r.text()}`);
+  joinToken = (await r.json()).token;
+  say(`enrolling agent "${HOST_ID}" with a join token`);
+}
+
 const agent = launch('agent', 'agent/dist/main.js', {
   A4C_CONTROL_PLANE: `127.0.0.1:${GRPC_PORT}`,
+  A4C_CONTROL_PLANE_URL: api,
+  ...(joinToken ? { A4C_JOIN_TOKEN: joinToken } : {}),
   A4C_HOST_ID: HOST_ID,
   A4C_STATUS_PORT: STATUS_PORT,
   A4C_STATE_DIR: path.join(STATE, 'agent'),

@@ -40,9 +40,15 @@ describe('control plane killed (-9) for a minute', function () {
   });
 
   it('every workspace keeps running; an agent restarted meanwhile removes nothing; on return the agents reconnect and nothing changes', async () => {
+    // Two workspaces on each host (the hosts report near-equal usage, so steer them).
     const created: Workspace[] = [];
-    for (let i = 0; i < 4; i++) created.push(await cp.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: `k${i}` }));
-    expect(new Set(created.map((w) => w.hostId)).size, 'spread over both hosts').to.equal(2);
+    for (const [i, target] of hosts.entries()) {
+      const other = hosts[1 - i] as string;
+      await cp.api.call('POST', `/v1/hosts/${other}/drain`);
+      for (let j = 0; j < 2; j++) created.push(await cp.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: `k${i}${j}` }));
+      await cp.api.call('POST', `/v1/hosts/${other}/activate`);
+      expect(created.slice(-2).map((w) => w.hostId)).to.deep.equal([target, target]);
+    }
     const startedAt = new Map<string, string>();
     for (const w of created) startedAt.set(w.containerId as string, (await docker().getContainer(w.containerId as string).inspect()).State.StartedAt);
 

@@ -5,6 +5,7 @@ import { Builder } from './builds/builder.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import { AgentIdentity } from './session/identity.js';
 import { ControlPlaneSession } from './session/session.js';
 import { StateStore } from './state/store.js';
 import { StatsCollector } from './stats/collector.js';
@@ -110,8 +111,13 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
 
+  const identity = new AgentIdentity(
+    { stateDir: config.stateDir, hostId: config.hostId, joinToken: config.joinToken, controlPlaneUrl: config.controlPlaneUrl, insecure: config.grpcInsecure },
+    log,
+  );
   session = new ControlPlaneSession(
     config.controlPlane,
+    () => identity.credentials(),
     {
       hello: async () => {
         const [capacity, imgs, s] = await Promise.all([stats.capacity(), images().catch(() => []), stats.collect(reconciler.ownedCount())]);
@@ -176,7 +182,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         hostId: config.hostId,
         arch: config.arch,
         agentVersion: AGENT_VERSION,
-        controlPlane: { address: config.controlPlane, ...session?.state },
+        controlPlane: { address: config.controlPlane, ...session?.state, tls: identity.status() },
         docker,
         reconcile: reconciler.snapshot(),
         builds: builder.snapshot(),

@@ -30,6 +30,12 @@ export interface AgentConfig {
     /** host:port of an image registry built images are pushed to. */
     registry: string | undefined;
   };
+  /** Used to enroll (get a client certificate) only when none is in stateDir/tls. */
+  joinToken: string | undefined;
+  /** REST base URL of the control plane, for enrollment. */
+  controlPlaneUrl: string;
+  /** A4C_GRPC_INSECURE=true: plaintext gRPC without a client certificate. */
+  grpcInsecure: boolean;
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
 }
@@ -59,8 +65,15 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   if (dockerHost !== undefined && !/^(unix:\/\/\/.+|tcp:\/\/[^/]+)$/.test(dockerHost)) {
     throw new ConfigError('DOCKER_HOST', `must be unix:///path/to/docker.sock or tcp://host:port, got ${JSON.stringify(dockerHost)}`);
   }
+  const controlPlaneUrl = envString(env, 'A4C_CONTROL_PLANE_URL', 'http://127.0.0.1:8080');
+  if (!/^https?:\/\/[^/\s]+(\/\S*)?$/.test(controlPlaneUrl)) throw new ConfigError('A4C_CONTROL_PLANE_URL', `must be an http(s) URL, got ${JSON.stringify(controlPlaneUrl)}`);
+  const insecure = envString(env, 'A4C_GRPC_INSECURE', 'false');
+  if (insecure !== 'true' && insecure !== 'false') throw new ConfigError('A4C_GRPC_INSECURE', `must be true or false, got ${JSON.stringify(insecure)}`);
   return {
     controlPlane,
+    joinToken: envOptional(env, 'A4C_JOIN_TOKEN'),
+    controlPlaneUrl,
+    grpcInsecure: insecure === 'true',
     hostId,
     arch,
     statusBind: envString(env, 'A4C_STATUS_BIND', '127.0.0.1'),
@@ -115,4 +128,7 @@ export const CONFIG_HELP = `Environment:
   A4C_CAPACITY_MEMORY_MB     memory this host offers to workspaces (default: all of it)
   A4C_CAPACITY_CPUS          CPUs this host offers (default: all of them)
   A4C_CAPACITY_DISK_GB       disk this host offers (default: the Docker data root's size)
+  A4C_CONTROL_PLANE_URL      control plane REST API, for enrollment (default http://127.0.0.1:8080)
+  A4C_JOIN_TOKEN             join token to enroll with when A4C_STATE_DIR/tls holds no certificate yet
+  A4C_GRPC_INSECURE          true: plaintext gRPC without a client certificate (tests only; default false)
   A4C_LOG_LEVEL              trace|debug|info|warn|error|silent (default info)`;

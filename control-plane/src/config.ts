@@ -47,6 +47,13 @@ export interface ControlPlaneConfig {
   };
   /** Quotas for users with no user or team override. */
   defaultQuota: QuotaLimits;
+  /** The agent plane's TLS: the CA (supplied, or kept in dataDir/ca) and the server certificate's extra names. */
+  grpcTls: {
+    /** A4C_GRPC_INSECURE=true: plaintext gRPC, no client certificates (tests, local experiments). */
+    insecure: boolean;
+    ca: { certFile: string; keyFile: string } | undefined;
+    sans: string[];
+  };
 }
 
 export interface QuotaLimits {
@@ -68,6 +75,15 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
   }
   const token = envOptional(env, 'A4C_ADMIN_TOKEN');
   if (token !== undefined && token.length < 16) throw new ConfigError('A4C_ADMIN_TOKEN', 'must be at least 16 characters');
+  const caCert = envOptional(env, 'A4C_CA_CERT');
+  const caKey = envOptional(env, 'A4C_CA_KEY');
+  if (Boolean(caCert) !== Boolean(caKey)) throw new ConfigError(caCert ? 'A4C_CA_KEY' : 'A4C_CA_CERT', 'A4C_CA_CERT and A4C_CA_KEY are set together or not at all');
+  const insecure = envString(env, 'A4C_GRPC_INSECURE', 'false');
+  if (insecure !== 'true' && insecure !== 'false') throw new ConfigError('A4C_GRPC_INSECURE', `must be true or false, got ${JSON.stringify(insecure)}`);
+  const sans = (envOptional(env, 'A4C_GRPC_TLS_SANS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const san of sans) {
+    if (!/^[A-Za-z0-9.:-]{1,253}$/.test(san)) throw new ConfigError('A4C_GRPC_TLS_SANS', `must be comma-separated DNS names or IP addresses, got ${JSON.stringify(san)}`);
+  }
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -96,6 +112,11 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       maxWorkspaces: envInt(env, 'A4C_QUOTA_MAX_WORKSPACES', 5, 0, 100_000),
       maxDiskGb: envNumber(env, 'A4C_QUOTA_MAX_DISK_GB', 500, 0, 1e9),
       maxConcurrentBuilds: envInt(env, 'A4C_QUOTA_MAX_BUILDS', 2, 0, 10_000),
+    },
+    grpcTls: {
+      insecure: insecure === 'true',
+      ca: caCert && caKey ? { certFile: path.resolve(caCert), keyFile: path.resolve(caKey) } : undefined,
+      sans,
     },
   };
 }
@@ -126,4 +147,8 @@ export const CONFIG_HELP = `Environment:
   A4C_QUOTA_MAX_WORKSPACES  default per-user workspace limit (default 5)
   A4C_QUOTA_MAX_DISK_GB     default per-user disk limit across workspaces (default 500)
   A4C_QUOTA_MAX_BUILDS      default per-user concurrent image builds (default 2)
+  A4C_GRPC_TLS_SANS         extra names/IPs of the gRPC server certificate, comma-separated (127.0.0.1 and localhost always)
+  A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: A4C_DATA_DIR/ca, created once
+  A4C_CA_KEY                PEM file of that CA's private key (RSA)
+  A4C_GRPC_INSECURE         true: plaintext gRPC without client certificates (tests only; default false)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -5,7 +5,9 @@ import Koa from 'koa';
 import type { Logger } from '@a4c/common';
 import { AgentServiceService } from '@a4c/proto';
 import { AgentSessions } from './agents/sessions.js';
-import { errors, requireToken, type State } from './api/http.js';
+import { adminPkiRoutes, enrollRoutes } from './api/enroll-routes.js';
+import { audit, errors, requireToken, type State } from './api/http.js';
+import { Policy } from './auth/principals.js';
 import { probeRoutes, v1Routes } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
 import type { ControlPlaneConfig } from './config.js';
@@ -17,6 +19,7 @@ import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
+import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
 
 export interface ControlPlane {
   httpPort: number;
@@ -29,6 +32,8 @@ export interface ControlPlane {
 
 export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
+  // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
+  const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -61,7 +66,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     agentDb,
     feed,
     workspaces,
-    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs },
+    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
     log,
   );
   const builds = new BuildService(db, quotas, log);
@@ -84,11 +89,16 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
 
   const app = new Koa<State>();
   app.proxy = false;
+  // Outermost, so it records the status the error handler settled on.
+  app.use(audit(db, log));
   app.use(errors(log));
   const probes = probeRoutes(db);
   app.use(probes.routes());
-  app.use(requireToken(adminToken));
-  const v1 = v1Routes({ db, workspaces, builds, quotas, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
+  const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
+  app.use(enrollRoutes(pki).routes()); // no bearer token: the join token in the body is the credential
+  app.use(requireToken(db, adminToken));
+  app.use(adminPkiRoutes(pki).routes());
+  const v1 = v1Routes({ db, workspaces, builds, quotas, policy: new Policy(db), maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
   app.use(v1.routes());
   app.use(v1.allowedMethods({ throw: true }));
   const httpServer = http.createServer(app.callback());
@@ -106,14 +116,23 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     'grpc.keepalive_permit_without_calls': 1,
   });
   grpcServer.addService(AgentServiceService, sessions.service);
+  // TLS with client certificates signed by the CA, unless explicitly insecure.
+  let grpcCredentials = grpc.ServerCredentials.createInsecure();
+  if (!config.grpcTls.insecure) {
+    const names = [...config.grpcTls.sans, ...(['0.0.0.0', '::'].includes(config.bindAddress) ? [] : [config.bindAddress])];
+    const server = issueServerCertificate(ca, names);
+    grpcCredentials = grpc.ServerCredentials.createSsl(Buffer.from(ca.certPem), [{ cert_chain: Buffer.from(server.certPem), private_key: Buffer.from(server.keyPem) }], true);
+  } else {
+    log.warn('A4C_GRPC_INSECURE=true: the agent gRPC endpoint is plaintext and accepts any agent');
+  }
   const grpcPort = await new Promise<number>((resolve, reject) => {
-    grpcServer.bindAsync(`${config.bindAddress}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+    grpcServer.bindAsync(`${config.bindAddress}:${config.grpcPort}`, grpcCredentials, (err, port) =>
       err ? reject(err) : resolve(port),
     );
   });
 
   const httpPort = (httpServer.address() as AddressInfo).port;
-  log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded) }, 'control plane ready');
+  log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
   let stopping: Promise<void> | undefined;
   return {

@@ -122,6 +122,8 @@ export async function startTestControlPlane(env: Record<string, string> = {}): P
     A4C_TIERS: TINY_TIERS,
     A4C_HEARTBEAT_MS: String(HEARTBEAT_MS),
     A4C_ADMIN_TOKEN: `test-admin-token-${randomBytes(8).toString('hex')}`,
+    // Plaintext agent plane unless a test asks for TLS (A4C_GRPC_INSECURE: 'false'): see agent-tls.test.ts.
+    A4C_GRPC_INSECURE: 'true',
     ...env,
   });
   const cp = await startControlPlane(config, createLogger('test-control-plane', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' }));
@@ -167,6 +169,7 @@ export async function spawnAgent(o: AgentOptions): Promise<AgentProcess> {
       A4C_STOP_TIMEOUT_SECONDS: '2',
       DOCKER_HOST: dockerHost(),
       A4C_LOG_LEVEL: 'info',
+      A4C_GRPC_INSECURE: 'true',
       ...o.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -236,6 +239,7 @@ export async function spawnControlPlane(env: Record<string, string> = {}): Promi
     A4C_HEARTBEAT_MS: String(HEARTBEAT_MS),
     A4C_ADMIN_TOKEN: token,
     A4C_LOG_LEVEL: 'warn',
+    A4C_GRPC_INSECURE: 'true',
     ...env,
   };
   const api = new Api(`http://127.0.0.1:${httpPort}`, token);

@@ -41,7 +41,7 @@ const MAX_BACKOFF_MS = 15_000;
  * after a control plane restart), heartbeats on the period the control plane sets.
  */
 export class ControlPlaneSession {
-  private readonly client: AgentServiceClient;
+  private client: AgentServiceClient | undefined;
   private call: grpc.ClientDuplexStream<AgentMessage, ControlMessage> | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -56,12 +56,20 @@ export class ControlPlaneSession {
     heartbeatIntervalMs: 0,
   };
 
+  /**
+   * credentials: the channel's (TLS with the agent's client certificate, enrolling
+   * first if need be; or plaintext when explicitly insecure). Asked for until it
+   * succeeds, with the same backoff as the stream.
+   */
   constructor(
-    address: string,
+    private readonly address: string,
+    private readonly credentials: () => Promise<grpc.ChannelCredentials>,
     private readonly handlers: SessionHandlers,
     private readonly log: Logger,
-  ) {
-    this.client = new AgentServiceClient(address, grpc.credentials.createInsecure(), {
+  ) {}
+
+  private async channel(): Promise<AgentServiceClient> {
+    this.client ??= new AgentServiceClient(this.address, await this.credentials(), {
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -69,6 +77,7 @@ export class ControlPlaneSession {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
     });
+    return this.client;
   }
 
   start(): void {
@@ -92,6 +101,14 @@ export class ControlPlaneSession {
 
   private async open(): Promise<void> {
     if (this.stopped) return;
+    let client: AgentServiceClient;
+    try {
+      client = await this.channel();
+    } catch (e) {
+      this.retry((e as Error).message);
+      return;
+    }
+    if (this.stopped) return;
     let hello: Hello;
     try {
       hello = await this.handlers.hello();
@@ -99,7 +116,7 @@ export class ControlPlaneSession {
       this.retry(`could not describe the host: ${(e as Error).message}`);
       return;
     }
-    const call = this.client.connect();
+    const call = client.connect();
     this.call = call;
     let welcomed = false;
     call.on('data', (msg: ControlMessage) => {
@@ -137,10 +154,12 @@ export class ControlPlaneSession {
       }
       this.retry(reason);
     };
-    call.on('error', (e: grpc.ServiceError) => onEnd(e.details || e.message));
+    // "PERMISSION_DENIED: <why>": the status name tells refusals from outages at a glance.
+    const why = (code: grpc.status, details: string) => `${grpc.status[code] ?? code}: ${details}`;
+    call.on('error', (e: grpc.ServiceError) => onEnd(e.details ? why(e.code, e.details) : e.message));
     call.on('end', () => onEnd('the control plane closed the stream'));
     call.on('status', (s: grpc.StatusObject) => {
-      if (s.code !== grpc.status.OK) onEnd(s.details);
+      if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details));
     });
     call.write({ payload: { $case: 'hello', value: hello } });
   }
@@ -187,6 +206,6 @@ export class ControlPlaneSession {
     this.state.connected = false;
     call?.end();
     call?.cancel();
-    this.client.close();
+    this.client?.close();
   }
 }

@@ -14,6 +14,8 @@ import {
   type WorkspaceSpec,
 } from '@a4c/proto';
 import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
+import { agentIdentity } from '../pki/ca.js';
+import { checkCertificate } from '../pki/enrollment.js';
 import type { ChangeFeed } from '../events/notify.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
@@ -28,7 +30,14 @@ export interface SessionOptions {
   liveWithinSeconds: number;
   /** How often every session re-checks its host's revision, in case a NOTIFY was missed. */
   resyncIntervalMs: number;
+  /**
+   * TLS with client certificates: the Hello's host id must be the one the certificate
+   * names, and the certificate must be one enrollment issued and nobody revoked.
+   */
+  requireClientCertificates?: boolean;
 }
+
+type Identity = { hostId: string; serial: string } | { error: string } | undefined;
 
 type Call = grpc.ServerDuplexStream<AgentMessage, ControlMessage>;
 
@@ -72,7 +81,12 @@ export class AgentSessions {
 
   readonly service: AgentServiceServer = {
     connect: (call: Call) => {
-      const session = new AgentSession(this, call);
+      let identity: Identity;
+      if (this.opts.requireClientCertificates) {
+        const peer = call.getAuthContext().sslPeerCertificate;
+        identity = peer ? agentIdentity(peer) : { error: 'no client certificate was presented' };
+      }
+      const session = new AgentSession(this, call, identity);
       this.all.add(session);
     },
   };
@@ -92,6 +106,11 @@ export class AgentSessions {
   release(session: AgentSession): void {
     this.all.delete(session);
     if (session.hostId && this.byHost.get(session.hostId) === session) this.byHost.delete(session.hostId);
+  }
+
+  /** Closes the live session of a host on this replica (its certificate was revoked). */
+  disconnect(hostId: string, reason: string): void {
+    this.byHost.get(hostId)?.refuse(grpc.status.PERMISSION_DENIED, reason);
   }
 
   connectedHosts(): string[] {
@@ -120,6 +139,7 @@ class AgentSession {
   constructor(
     private readonly sessions: AgentSessions,
     private readonly call: Call,
+    private readonly identity: Identity,
   ) {
     this.log = sessions.log.child({ sessionId: this.id });
     this.helloTimer = setTimeout(() => this.fail(new RefusedError(grpc.status.DEADLINE_EXCEEDED, 'no Hello within 10 s')), 10_000);
@@ -198,6 +218,18 @@ class AgentSession {
     if (!isArch(h.arch)) throw new RefusedError(grpc.status.INVALID_ARGUMENT, `arch ${JSON.stringify(h.arch)} is not supported`);
     const cap = h.capacity ?? { memoryBytes: 0, cpus: 0, diskBytes: 0 };
     const { db, opts } = this.sessions;
+    if (opts.requireClientCertificates) {
+      const id = this.identity;
+      if (!id || 'error' in id) throw new RefusedError(grpc.status.UNAUTHENTICATED, id?.error ?? 'no client certificate');
+      if (id.hostId !== h.hostId) {
+        throw new RefusedError(
+          grpc.status.PERMISSION_DENIED,
+          `this agent's client certificate is for host ${id.hostId}, but its Hello says host ${h.hostId}: an agent may only connect as the host its certificate names (enroll this host with its own join token and state directory)`,
+        );
+      }
+      const check = await checkCertificate(db, id.serial, h.hostId);
+      if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
+    }
     const accepted = await inTx(db, async (tx) => {
       await tx.query(
         `INSERT INTO hosts (id, arch, agent_version, memory_bytes, cpus, disk_bytes) VALUES ($1, $2, $3, $4, $5, $6)
@@ -248,15 +280,20 @@ class AgentSession {
   private async heartbeat(hb: Heartbeat): Promise<void> {
     const { db } = this.sessions;
     const still = await inTx(db, async (tx) => {
+      // A revoked certificate (host removed on any replica) ends the session here.
       const { rowCount } = await tx.query(
         `UPDATE host_status SET last_heartbeat_at = now(), stats = $3, connected = true, disk_percent = $4, memory_percent = $5, docker_ready = $6
-          WHERE host_id = $1 AND session_id = $2`,
-        [this.hostId, this.id, statsJson(hb.stats), ...typedStats(hb.stats)],
+          WHERE host_id = $1 AND session_id = $2 AND NOT EXISTS (SELECT 1 FROM revoked_certificates WHERE serial = $7)`,
+        [this.hostId, this.id, statsJson(hb.stats), ...typedStats(hb.stats), this.serial ?? null],
       );
       if (!rowCount) return false;
       if (hb.imagesChanged) await replaceImages(tx, this.hostId as string, hb.images);
       return true;
     });
+    if (!still && this.serial) {
+      const check = await checkCertificate(db, this.serial, this.hostId as string);
+      if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
+    }
     if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
   }
 
@@ -333,6 +370,14 @@ class AgentSession {
 
   private write(msg: ControlMessage): void {
     if (!this.closed) this.call.write(msg);
+  }
+
+  private get serial(): string | undefined {
+    return this.identity && 'serial' in this.identity ? this.identity.serial : undefined;
+  }
+
+  refuse(code: grpc.status, message: string): void {
+    this.fail(new RefusedError(code, message));
   }
 
   private fail(e: unknown): void {

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import { A4cError, type Logger } from '@a4c/common';
-import { tokenMatches } from '../auth/token.js';
+import { authenticate, type Principal } from '../auth/principals.js';
+import type { Db } from '../store/db.js';
 
 export interface State {
   requestId: string;
+  /** The principal's id, for the activity log. */
   actor: string;
+  principal: Principal;
 }
 export type Ctx = Koa.ParameterizedContext<State>;
 
@@ -46,18 +49,46 @@ function toA4cError(e: unknown): A4cError {
   return new A4cError('INTERNAL', 'internal error; the request id identifies it in the control plane logs');
 }
 
-/** Every /v1 call carries `Authorization: Bearer <token>`. */
-export function requireToken(adminToken: string): Koa.Middleware<State> {
+/** Every /v1 call carries `Authorization: Bearer <token>`: the admin token or a user's API token. */
+export function requireToken(db: Db, adminToken: string): Koa.Middleware<State> {
   return async (ctx, next) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
     if (!m) {
       throw new A4cError('UNAUTHENTICATED', 'missing bearer token', { suggestion: 'send "Authorization: Bearer <token>" (the CLI reads A4C_TOKEN)' });
     }
-    if (!tokenMatches(m[1] as string, adminToken)) {
-      throw new A4cError('UNAUTHENTICATED', 'invalid token', { suggestion: 'check A4C_TOKEN; the admin token is in the control plane data directory' });
+    const principal = await authenticate(db, adminToken, m[1] as string);
+    if (!principal) {
+      throw new A4cError('UNAUTHENTICATED', 'invalid, expired or revoked token', { suggestion: 'check A4C_TOKEN, or ask an admin for a new token' });
     }
-    ctx.state.actor = 'admin';
+    ctx.state.principal = principal;
+    ctx.state.actor = principal.id;
     await next();
+  };
+}
+
+/**
+ * An audit row for every mutating call, whatever its outcome: who, what (method and
+ * route template), on what (the path), the status, and the request id. Written after
+ * the response is decided; a failure to write it is logged, never turned into an error.
+ */
+export function audit(db: Db, log: Logger): Koa.Middleware<State> {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/')) {
+        const body = ctx.body as { error?: string; message?: string } | undefined;
+        const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
+        db.query('INSERT INTO audit_log (request_id, actor, action, target, outcome, error) VALUES ($1, $2, $3, $4, $5, $6)', [
+          ctx.state.requestId ?? '',
+          ctx.state.actor ?? 'anonymous',
+          `${ctx.method} ${String(route).slice(0, 200)}`,
+          ctx.path.slice(0, 500).replace(/\u0000/g, ''),
+          ctx.status,
+          ctx.status >= 400 && body?.error ? `${body.error}: ${String(body.message ?? '').slice(0, 500)}` : null,
+        ]).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write the audit log'));
+      }
+    }
   };
 }
 

@@ -18,7 +18,17 @@ export const schemas = {
     maxDiskGb: limit('maxDiskGb', false),
     maxConcurrentBuilds: limit('maxConcurrentBuilds', true),
   }),
-  user: z.strictObject({ teamId: id('a team id').nullable() }),
+  user: z.strictObject({ teamId: id('a team id').nullable().optional(), role: z.enum(['user', 'lead', 'admin']).optional() }),
+  newUser: z.strictObject({ id: id('a user id'), teamId: id('a team id').nullable().optional(), role: z.enum(['user', 'lead', 'admin']).optional() }),
+  newToken: z.strictObject({
+    name: z.string().min(1).max(100),
+    ttlSeconds: z.number().int().min(60, 'a token lives at least 60 s').max(10 * 365 * 86400).optional(),
+  }),
+  auditQuery: z.strictObject({
+    actor: z.string().max(100).optional(),
+    after: z.coerce.number().int().min(0).optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+  }),
   scheduleBuild: z.strictObject({
     imageName: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, 'an image name is lowercase letters, digits and . _ - / separators').max(128),
     project: id('a project name'),
