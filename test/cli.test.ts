@@ -101,6 +101,23 @@ describe('the a4c CLI', () => {
     expect(logs.stdout).to.contain('project=cliproj');
   });
 
+  it('users create, tokens issue/list/revoke: a user acts with their own token', async () => {
+    const who = uniqueId('kim');
+    expect((await a4c(['users', 'create', '--user', who, '--role', 'user'])).code).to.equal(0);
+    const issued = JSON.parse((await a4c(['tokens', 'issue', '--user', who, '--name', 'laptop', '-o', 'json'])).stdout) as { id: string; token: string };
+    expect(issued.token).to.match(/^a4c_u_/);
+    const mine = await a4c(['ws', 'list', '-o', 'json'], { A4C_TOKEN: issued.token, A4C_USER: who });
+    expect(mine.code, mine.stderr).to.equal(0);
+    const others = await a4c(['ws', 'list'], { A4C_TOKEN: issued.token, A4C_USER: user });
+    expect(others.code).to.equal(1);
+    expect(others.stderr).to.contain('NOT_FOUND');
+    expect((await a4c(['tokens', 'list', '--user', who])).stdout).to.contain('laptop');
+    expect((await a4c(['tokens', 'revoke', issued.id, '--user', who])).code).to.equal(0);
+    const after = await a4c(['ws', 'list'], { A4C_TOKEN: issued.token, A4C_USER: who });
+    expect(after.stderr).to.contain('UNAUTHENTICATED');
+    expect((await a4c(['audit', '--actor', 'admin'])).stdout).to.match(/POST \/v1\/users\/:userId\/tokens/);
+  });
+
   it('explains errors and exits non-zero', async () => {
     const bad = await a4c(['ws', 'create', '--project', 'web', '--arch', 'linux-x64', '--tier', 'nope']);
     expect(bad.code).to.equal(1);

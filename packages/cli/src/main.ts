@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { SETTLED_STATUSES, type Build, type HostView, type Workspace } from '@a4c/common';
 import { ApiClient, CliError } from './client.js';
-import { buildDetails, buildsTable, hostsTable, quotaText, workspaceDetails, workspacesTable } from './format.js';
+import { buildDetails, buildsTable, hostsTable, quotaText, table, workspaceDetails, workspacesTable } from './format.js';
 
 const HELP = `a4c: developer workspaces on A4C.
 
@@ -39,6 +39,13 @@ Quotas and users (admin):
   a4c quota set (--user U | --team T) [--max-workspaces N] [--max-disk-gb N] [--max-builds N]
                          a value of "inherit" clears an override
   a4c users set-team --user U --team T
+  a4c users create --user U [--team T] [--role user|lead|admin]
+  a4c users list
+  a4c tokens issue [--user U] [--name N] [--ttl SECONDS]
+                         a new API token for U (yourself by default), shown once
+  a4c tokens list [--user U]
+  a4c tokens revoke ID [--user U]
+  a4c audit [--actor A]  the audit log, newest first
 
 Options:
   --user U               act for user U (default A4C_USER, else $USER)
@@ -89,6 +96,9 @@ async function main(argv: string[]): Promise<number> {
       status: { type: 'string' },
       mine: { type: 'boolean' },
       follow: { type: 'boolean', short: 'f' },
+      role: { type: 'string' },
+      ttl: { type: 'string' },
+      actor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -267,7 +277,49 @@ async function main(argv: string[]): Promise<number> {
       print(g, u, () => `${u.id}: team ${u.teamId ?? '(none)'}`);
       return 0;
     }
-    throw new CliError(`unknown command "a4c users ${verb ?? ''}"; try set-team`);
+    if (verb === 'create') {
+      const body: Record<string, string> = { id: g.user };
+      if (values.team) body.teamId = values.team;
+      if (values.role) body.role = values.role;
+      const u = await g.client.request<{ id: string; teamId: string | null; role: string }>('POST', '/v1/users', body);
+      print(g, u, () => `${u.id}: role ${u.role}, team ${u.teamId ?? '(none)'}`);
+      return 0;
+    }
+    if (verb === 'list' || verb === 'ls') {
+      const r = await g.client.request<{ users: { id: string; teamId: string | null; role: string }[] }>('GET', '/v1/users');
+      print(g, r, () => table(['USER', 'ROLE', 'TEAM'], r.users.map((u) => [u.id, u.role, u.teamId ?? '-'])));
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c users ${verb ?? ''}"; try create, list or set-team`);
+  }
+  if (group === 'tokens' || group === 'token') {
+    const base = `/v1/users/${needUser()}/tokens`;
+    if (verb === 'issue') {
+      const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+      if (ttl !== undefined && !Number.isInteger(ttl)) throw new CliError('--ttl must be a whole number of seconds');
+      const t = await g.client.request<{ id: string; token: string; expiresAt: string | null }>('POST', base, { name: values.name ?? 'cli', ...(ttl ? { ttlSeconds: ttl } : {}) });
+      print(g, t, () => `${t.token}\n(id ${t.id}; expires ${t.expiresAt ?? 'never'}; shown only now: store it, e.g. export A4C_TOKEN=...)`);
+      return 0;
+    }
+    if (verb === 'list' || verb === 'ls' || verb === undefined) {
+      const r = await g.client.request<{ tokens: { id: string; name: string; prefix: string; expiresAt: string | null; revokedAt: string | null; lastUsedAt: string | null }[] }>('GET', base);
+      print(g, r, () => table(['ID', 'NAME', 'PREFIX', 'EXPIRES', 'REVOKED', 'LAST USED'], r.tokens.map((t) => [t.id, t.name, t.prefix, t.expiresAt ?? '-', t.revokedAt ?? '-', t.lastUsedAt ?? '-'])));
+      return 0;
+    }
+    if (verb === 'revoke') {
+      const t = await g.client.request<Record<string, unknown>>('DELETE', `${base}/${needId()}`);
+      print(g, t, () => `revoked ${String(t.id)}`);
+      return 0;
+    }
+    throw new CliError(`unknown command "a4c tokens ${verb}"; try issue, list or revoke`);
+  }
+  if (group === 'audit') {
+    const r = await g.client.request<{ entries: { at: string; actor: string; action: string; target: string; outcome: number }[] }>(
+      'GET',
+      `/v1/audit${values.actor ? `?actor=${encodeURIComponent(values.actor)}` : ''}`,
+    );
+    print(g, r, () => table(['AT', 'ACTOR', 'ACTION', 'TARGET', 'STATUS'], r.entries.map((e) => [e.at, e.actor, e.action, e.target, String(e.outcome)])));
+    return 0;
   }
   throw new CliError(`unknown command "${group}"; see a4c --help`);
 }
