@@ -42,7 +42,7 @@ describe('image builds', function () {
     }, timeoutMs, 200);
 
   before(async () => {
-    t = await startTestControlPlane({ A4C_BUILD_LEASE_MS: '4000' });
+    t = await startTestControlPlane({ A4C_BUILD_LEASE_MS: '30000' });
     for (const hostId of x64) agents.push(await spawnAgent({ hostId, controlPlane: t.grpcAddress, env: FAST }));
     for (const h of x64) await t.api.waitHostConnected(h);
     await t.api.call('PUT', `/v1/users/${user}/quota`, { maxConcurrentBuilds: 50 });
@@ -101,41 +101,6 @@ describe('image builds', function () {
     const b = await settled(r.body.id);
     expect(b.status).to.equal('COMPLETED');
     expect(b.worker).to.equal(arm);
-  });
-
-  it('the agent running a build is killed: the build is requeued after its lease and completed by another; the late result is discarded', async () => {
-    const slow = { ...FAST, A4C_ARCH: 'darwin-arm64', A4C_BUILD_SYNC_COMMAND: `sleep 5; ${SYNC}` };
-    const first = await spawnAgent({ hostId: uniqueId('mac-a'), controlPlane: t.grpcAddress, env: slow });
-    agents.push(first);
-    const r = await schedule({ imageName: image, project: 'mac', arch: 'darwin-arm64', changeNumber: 'CL-11' }, uniqueId('lease'));
-    tags.push(r.body.imageTag);
-    // The two queued darwin builds of the quota test are older: wait for ours to be claimed.
-    await waitFor('the build claimed by the first agent', async () => {
-      const b = await build(r.body.id);
-      return b.status === 'IN_PROGRESS' && b.worker === first.hostId;
-    }, 60_000, 100);
-    await first.kill('SIGKILL');
-
-    const second = await spawnAgent({ hostId: uniqueId('mac-b'), controlPlane: t.grpcAddress, env: { ...FAST, A4C_ARCH: 'darwin-arm64' } });
-    agents.push(second);
-    const b = await waitFor('the build completed by the second agent', async () => {
-      const x = await build(r.body.id);
-      return x.status === 'COMPLETED' ? x : undefined;
-    }, 60_000, 200);
-    expect(b.worker).to.equal(second.hostId);
-    expect(b.retryCount).to.equal(1);
-    expect(b.attempts).to.equal(2);
-    expect((await eventsOfKind(t.databaseUrl, 'build.requeued')).some((e) => e.buildId === r.body.id)).to.equal(true);
-
-    // The first agent comes back, finishes the build it had claimed (it persisted it),
-    // and reports with its old claim: discarded.
-    const restarted = await spawnAgent({ hostId: first.hostId, controlPlane: t.grpcAddress, stateDir: first.stateDir, env: slow });
-    agents.push(restarted);
-    await waitFor('the late result discarded', async () => (await eventsOfKind(t.databaseUrl, 'build.result_discarded')).some((e) => e.buildId === r.body.id), 120_000, 200);
-    const after = await build(r.body.id);
-    expect(after.status).to.equal('COMPLETED');
-    expect(after.worker, 'the result of the claim holder stands').to.equal(second.hostId);
-    expect(after.attempts).to.equal(2);
   });
 
   it('at most 2 concurrent builds per user by default: the third is refused with 429', async () => {
@@ -270,4 +235,57 @@ describe('built images through a registry (A4C_REGISTRY)', function () {
     const own = new Docker({ socketPath: engine.dockerHost.replace(/^unix:\/\//, '') });
     expect((await own.getImage(b.imageTag).inspect()).Config.Labels).to.include({ 'a4c.project': 'api', 'a4c.change': 'CL-77' });
   });
+});
+
+/** Its own control plane with a short lease (6 s), so the requeue happens quickly. */
+describe('image build leases', function () {
+  this.timeout(240_000);
+  let t: TestControlPlane;
+  const agents: AgentProcess[] = [];
+  const tags: string[] = [];
+  const build = async (id: string) => (await t.api.call<Build>('GET', `/v1/image-schedules/${id}`)).body;
+
+  before(async () => {
+    t = await startTestControlPlane({ A4C_BUILD_LEASE_MS: '6000' });
+  });
+  after(async () => {
+    for (const a of agents) await a.kill();
+    await t?.stop();
+    for (const tag of tags) await docker().getImage(tag).remove({ force: true }).catch(() => undefined);
+  });
+
+  it('the agent running a build is killed: the build is requeued after its lease and completed by another; the late result is discarded', async () => {
+    const slow = { ...FAST, A4C_ARCH: 'darwin-arm64', A4C_BUILD_SYNC_COMMAND: `sleep 5; ${SYNC}` };
+    const first = await spawnAgent({ hostId: uniqueId('mac-a'), controlPlane: t.grpcAddress, env: slow });
+    agents.push(first);
+    const r = await t.api.call<Build>('POST', `/v1/users/${uniqueId('lease')}/image-schedules`, { imageName: uniqueId('mac'), project: 'mac', arch: 'darwin-arm64', changeNumber: 'CL-11' });
+    tags.push(r.body.imageTag);
+    await waitFor('the build claimed by the first agent', async () => {
+      const b = await build(r.body.id);
+      return b.status === 'IN_PROGRESS' && b.worker === first.hostId;
+    }, 60_000, 100);
+    await first.kill('SIGKILL');
+
+    const second = await spawnAgent({ hostId: uniqueId('mac-b'), controlPlane: t.grpcAddress, env: { ...FAST, A4C_ARCH: 'darwin-arm64' } });
+    agents.push(second);
+    const b = await waitFor('the build completed by the second agent', async () => {
+      const x = await build(r.body.id);
+      return x.status === 'COMPLETED' ? x : undefined;
+    }, 60_000, 200);
+    expect(b.worker).to.equal(second.hostId);
+    expect(b.retryCount).to.equal(1);
+    expect(b.attempts).to.equal(2);
+    expect((await eventsOfKind(t.databaseUrl, 'build.requeued')).some((e) => e.buildId === r.body.id)).to.equal(true);
+
+    // The first agent comes back, finishes the build it had claimed (it persisted it),
+    // and reports with its old claim: discarded.
+    const restarted = await spawnAgent({ hostId: first.hostId, controlPlane: t.grpcAddress, stateDir: first.stateDir, env: slow });
+    agents.push(restarted);
+    await waitFor('the late result discarded', async () => (await eventsOfKind(t.databaseUrl, 'build.result_discarded')).some((e) => e.buildId === r.body.id), 120_000, 200);
+    const after = await build(r.body.id);
+    expect(after.status).to.equal('COMPLETED');
+    expect(after.worker, 'the result of the claim holder stands').to.equal(second.hostId);
+    expect(after.attempts).to.equal(2);
+  });
+
 });

@@ -1,7 +1,8 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '@a4c/common';
 import type { AgentMessage, BuildAssignment, BuildCancel } from '@a4c/proto';
+import { writeFileAtomic } from '../state/store.js';
 import { dockerBuild } from './docker-build.js';
 
 export interface BuilderOptions {
@@ -192,18 +193,8 @@ export class Builder {
   /** Atomic and serialised, like the desired state (state/store.ts). */
   private persist(): Promise<void> {
     const text = JSON.stringify([...this.inFlight.values()].map((f) => f.assignment));
-    this.writes = this.writes.then(async () => {
-      await mkdir(this.opts.stateDir, { recursive: true });
-      const tmp = `${this.file()}.tmp`;
-      const fh = await open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.file());
-    }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not persist builds in flight'));
+    this.writes = this.writes.then(() => writeFileAtomic(this.file(), text))
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not persist builds in flight'));
     return this.writes;
   }
 }

@@ -20,7 +20,7 @@ export class StateStore {
   private readonly file: string;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly dir: string) {
+  constructor(dir: string) {
     this.file = path.join(dir, 'state.json');
   }
 
@@ -46,16 +46,21 @@ export class StateStore {
     return next;
   }
 
-  private async write(text: string): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.file);
+  private write(text: string): Promise<void> {
+    return writeFileAtomic(this.file, text);
   }
+}
+
+/** Temporary file, fsync, rename: a crash leaves the old content or the new, never half. */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
 }

@@ -1,14 +1,8 @@
-import type { Arch, HostView } from '@a4c/common';
+import type { Arch, HostStatsView, HostView } from '@a4c/common';
 import type { Db, Tx } from './db.js';
 
-export interface HostStatsJson {
-  diskPercent: number;
-  memoryPercent: number;
-  cpuPercent: number;
-  workspaceContainers: number;
-  engineContainers: number;
-  dockerReady: boolean;
-}
+/** The stats JSON of host_status, as the API shows it. */
+export type HostStatsJson = HostStatsView;
 
 export interface HostRow {
   id: string;

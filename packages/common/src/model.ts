@@ -54,6 +54,16 @@ export interface Workspace {
 
 export type HostStatus = 'healthy' | 'unhealthy' | 'draining';
 
+/** A host's latest reported stats. */
+export interface HostStatsView {
+  diskPercent: number;
+  memoryPercent: number;
+  cpuPercent: number;
+  workspaceContainers: number;
+  engineContainers: number;
+  dockerReady: boolean;
+}
+
 export interface Resources {
   memoryBytes: number;
   cpus: number;
@@ -73,14 +83,7 @@ export interface HostView {
   allocatable: Resources;
   /** What the workspaces placed here reserve. */
   reserved: Resources;
-  stats: {
-    diskPercent: number;
-    memoryPercent: number;
-    cpuPercent: number;
-    workspaceContainers: number;
-    engineContainers: number;
-    dockerReady: boolean;
-  } | null;
+  stats: HostStatsView | null;
   workspaceCount: number;
   revision: number;
   appliedRevision: number;
