@@ -3,6 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createLogger } from '@a4c/common';
+import { loadConfig, startControlPlane, type ControlPlane } from '@a4c/control-plane';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -43,3 +45,25 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/**
+ * A control plane in the benchmark's process, with its embedded PostgreSQL in a fresh
+ * directory (which startControlPlane makes reachable for the postgres user itself),
+ * plaintext gRPC (benchmarks measure the agent plane, not TLS enrollment), and the
+ * given settings on top.
+ */
+export async function startBenchControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
+  return startControlPlane(
+    loadConfig({
+      A4C_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-cp-')),
+      A4C_HTTP_PORT: '0',
+      A4C_GRPC_PORT: '0',
+      A4C_GRPC_INSECURE: 'true',
+      A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)),
+      ...env,
+    }),
+    createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),
+  );
+}
+
+export const BENCH_TINY_TIER = JSON.stringify({ tiny: { memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256 } });

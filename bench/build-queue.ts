@@ -10,27 +10,17 @@
  *
  * Run: npm run bench -- build-queue   (BENCH_BUILDS, BENCH_CLAIMERS to vary)
  */
-import { chmodSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { createLogger } from '@a4c/common';
-import { loadConfig, startControlPlane } from '@a4c/control-plane';
 import { claimBuilds, completeBuild } from '@a4c/control-plane/builds';
+import { startBenchControlPlane } from './agent.js';
 import { machine, percentile } from './lib.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 10_000);
 const CLAIMERS = Number(process.env.BENCH_CLAIMERS ?? 50);
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-queue-'));
-  chmodSync(dataDir, 0o755);
   // The control plane creates the schema (migrations) in its embedded PostgreSQL.
-  const cp = await startControlPlane(
-    loadConfig({ A4C_DATA_DIR: dataDir, A4C_HTTP_PORT: '0', A4C_GRPC_PORT: '0',
-      A4C_GRPC_INSECURE: 'true', A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)) }),
-    createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),
-  );
+  const cp = await startBenchControlPlane();
   const pool = new pg.Pool({ connectionString: cp.databaseUrl, max: CLAIMERS + 2 });
   await pool.query(
     `INSERT INTO image_builds (id, user_id, image_name, project, arch, change_number, image_tag, status, created_at)

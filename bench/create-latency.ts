@@ -7,14 +7,9 @@
  * Run with `npm run bench -- create-latency` (starts a private engine).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
-import { createLogger } from '@a4c/common';
-import { loadConfig, startControlPlane } from '@a4c/control-plane';
-import { spawnBenchAgent, waitUntil } from './agent.js';
+import { BENCH_TINY_TIER, spawnBenchAgent, startBenchControlPlane, waitUntil } from './agent.js';
 import { machine, median, percentile } from './lib.js';
 
 const run = promisify(execFile);
@@ -26,18 +21,7 @@ const IMAGE = 'a4c-base:latest';
 const MEMORY = 64 * 1024 * 1024;
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-cp-'));
-  const cp = await startControlPlane(
-    loadConfig({
-      A4C_DATA_DIR: dataDir,
-      A4C_HTTP_PORT: '0',
-      A4C_GRPC_PORT: '0',
-      A4C_GRPC_INSECURE: 'true', // benchmarks measure the agent plane, not TLS enrollment
-      A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)),
-      A4C_TIERS: JSON.stringify({ tiny: { memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256 } }),
-    }),
-    createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),
-  );
+  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER });
   const hostId = `bench-${process.pid}`;
   const agent = await spawnBenchAgent({ hostId, controlPlane: `127.0.0.1:${cp.grpcPort}`, dockerHost: dockerHost as string });
   const api = `http://127.0.0.1:${cp.httpPort}`;

@@ -11,13 +11,8 @@
  * Run: npm run bench -- reconcile
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import Docker from 'dockerode';
-import { createLogger } from '@a4c/common';
-import { loadConfig, startControlPlane } from '@a4c/control-plane';
-import { spawnBenchAgent, waitUntil } from './agent.js';
+import { BENCH_TINY_TIER, spawnBenchAgent, startBenchControlPlane, waitUntil } from './agent.js';
 import { machine, percentile } from './lib.js';
 
 const N = Number(process.env.BENCH_N ?? 10);
@@ -26,20 +21,7 @@ if (!dockerHost) throw new Error('set A4C_BENCH_DOCKER_HOST (npm run bench does)
 const docker = new Docker({ socketPath: dockerHost.replace(/^unix:\/\//, '') });
 
 async function main(): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-reconcile-'));
-  chmodSync(dataDir, 0o755);
-  const cp = await startControlPlane(
-    loadConfig({
-      A4C_DATA_DIR: dataDir,
-      A4C_HTTP_PORT: '0',
-      A4C_GRPC_PORT: '0',
-      A4C_GRPC_INSECURE: 'true', // benchmarks measure the agent plane, not TLS enrollment
-      A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)),
-      A4C_TIERS: JSON.stringify({ tiny: { memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256 } }),
-      A4C_QUOTA_MAX_WORKSPACES: '100',
-    }),
-    createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),
-  );
+  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER, A4C_QUOTA_MAX_WORKSPACES: '100' });
   const hostId = `bench-reconcile-${process.pid}`;
   const agent = await spawnBenchAgent({ hostId, controlPlane: `127.0.0.1:${cp.grpcPort}`, dockerHost: dockerHost as string });
   const api = `http://127.0.0.1:${cp.httpPort}`;

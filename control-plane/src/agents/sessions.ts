@@ -113,9 +113,6 @@ export class AgentSessions {
     this.byHost.get(hostId)?.refuse(grpc.status.PERMISSION_DENIED, reason);
   }
 
-  connectedHosts(): string[] {
-    return [...this.byHost.keys()];
-  }
 
   /** Graceful shutdown: close every stream; agents reconnect (to another replica, if any). */
   async stop(): Promise<void> {
