@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import type Docker from 'dockerode';
 import type { Workspace } from '@a4c/common';
+import { loadConfig } from '@a4c/control-plane';
 import {
   docker,
   dockerHost,
@@ -11,10 +12,13 @@ import {
   ROOT,
   spawnAgent,
   startTestControlPlane,
+  TINY_TIERS,
+  tmpDir,
   uniqueId,
   type AgentProcess,
   type TestControlPlane,
 } from './support/cluster.js';
+import { waitFor } from './support/net.js';
 
 /** The capabilities a workspace keeps (agent/src/runtime/docker.ts explains each). */
 const ALLOWED_CAPS = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'AUDIT_WRITE'];
@@ -36,10 +40,13 @@ interface ExecResult {
   stderr: string;
 }
 
-/** Runs a command in a running container, as root, the way `docker exec` does. */
-async function exec(containerId: string, cmd: string[]): Promise<ExecResult> {
+/**
+ * Runs a command in a running container the way `docker exec` does: as root, or as
+ * `user`; `user` null: as the container's own user (Config.User), like a plain `docker exec`.
+ */
+async function exec(containerId: string, cmd: string[], user: string | null = 'root'): Promise<ExecResult> {
   const d = docker();
-  const e = await d.getContainer(containerId).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, User: 'root' });
+  const e = await d.getContainer(containerId).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, ...(user !== null ? { User: user } : {}) });
   const stream = await e.start({ hijack: true, stdin: false });
   const out = new PassThrough();
   const err = new PassThrough();
@@ -68,6 +75,9 @@ interface RuntimeLike {
     cpus: number;
     pidsLimit: number;
     volume: string;
+    readOnlyRootFs?: boolean;
+    user?: string;
+    runAsNonRoot?: boolean;
   }): Promise<string>;
   remove(id: string): Promise<void>;
 }
@@ -269,3 +279,228 @@ async function expectRefused(p: Promise<unknown>, why: RegExp): Promise<void> {
   expect(outcome.ok, `expected a refusal matching ${why}, got ${JSON.stringify(outcome)}`).to.equal(false);
   if (!outcome.ok) expect(outcome.e.message).to.match(why);
 }
+
+/** An image from the base image with extra labels, made with docker commit (no build, no registry). */
+async function imageWithLabels(ref: string, labels: Record<string, string>): Promise<void> {
+  const c = await docker().createContainer({ Image: 'a4c-base:latest', Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
+  const [repo, tag] = ref.split(':');
+  try {
+    await c.commit({ repo, tag, changes: [...Object.entries(labels).map(([k, v]) => `LABEL ${k}=${v}`), 'CMD ["/bin/sleep", "infinity"]'] });
+  } finally {
+    await c.remove({ force: true });
+  }
+}
+
+const MiB = 1024 * 1024;
+const tierOf = (extra: Record<string, unknown>) => ({ memoryMb: 64, cpus: 0.25, diskGb: 1, pidsLimit: 256, ...extra });
+
+describe('workspace containers confined further by tier or image: read-only root filesystem, user', () => {
+  let t: TestControlPlane;
+  let agent: AgentProcess;
+  const hostId = uniqueId('confro');
+  const runtimeHostId = uniqueId('confrort');
+  const LABELLED = 'a4c-ro-labelled:test';
+  const BAD_RO_LABEL = 'a4c-ro-badlabel:test';
+  const BAD_USER_LABEL = 'a4c-user-badlabel:test';
+
+  before(async () => {
+    await imageWithLabels(LABELLED, { 'a4c.workspace.read-only': 'true', 'a4c.workspace.user': '1000:1000' });
+    await imageWithLabels(BAD_RO_LABEL, { 'a4c.workspace.read-only': 'yes' });
+    await imageWithLabels(BAD_USER_LABEL, { 'a4c.workspace.user': '1000:1000:1000' });
+    t = await startTestControlPlane({
+      A4C_TIERS: JSON.stringify({
+        ...(JSON.parse(TINY_TIERS) as Record<string, unknown>),
+        locked: tierOf({ readOnlyRootFs: true, user: '1000:1000' }),
+        nonroot: tierOf({ runAsNonRoot: true }),
+        nobody: tierOf({ user: '65534:65534', runAsNonRoot: true }),
+      }),
+    });
+    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress });
+    await t.api.waitHostConnected(hostId);
+    await waitFor('the labelled image reported', async () => (await t.api.host(hostId))?.images.includes(LABELLED));
+  });
+
+  after(async () => {
+    await agent?.kill();
+    await t?.stop();
+    await removeHostContainers(hostId, runtimeHostId);
+    for (const ref of [LABELLED, BAD_RO_LABEL, BAD_USER_LABEL]) await docker().getImage(ref).remove({ force: true }).catch(() => undefined);
+  });
+
+  const running = async (tier: string, image?: string): Promise<{ ws: Workspace; info: Docker.ContainerInspectInfo }> => {
+    const ws = await t.api.createWorkspace(uniqueId('ro'), { projectName: 'sec', arch: 'linux-x64', tier, ...(image ? { image } : {}) });
+    expect(ws.status, JSON.stringify(ws)).to.equal('RUNNING');
+    return { ws, info: await docker().getContainer(ws.containerId as string).inspect() };
+  };
+  const tmpfsOf = (info: Docker.ContainerInspectInfo) => (info.HostConfig as { Tmpfs?: Record<string, string> | null }).Tmpfs ?? {};
+  const option = (opts: string, name: string) => opts.split(',').find((o) => o.startsWith(`${name}=`))?.slice(name.length + 1);
+
+  /** Read-only root, writable scratch, the workspace's user: what is true inside the container. */
+  async function expectConfinedInside(id: string, uid: string): Promise<void> {
+    const who = await exec(id, ['id', '-u'], null);
+    expect(who.exitCode, who.stderr).to.equal(0);
+    expect(who.stdout.trim()).to.equal(uid);
+    // The workspace's own processes (PID 1 under the init and its child), not only exec.
+    const proc = await exec(id, ['sh', '-c', 'grep ^Uid: /proc/1/status'], null);
+    expect(proc.stdout, proc.stderr).to.match(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}\\s*$`, 'm'));
+    // Read-only, not merely not permitted: root cannot write the image's files either.
+    for (const user of [null, 'root']) {
+      const etc = await exec(id, ['touch', '/etc/x'], user);
+      expect(etc.exitCode, `touch /etc/x as ${user ?? 'the container user'}`).not.to.equal(0);
+      expect(etc.stderr).to.match(/read-only file system/i);
+    }
+    // Scratch space is writable by the workspace's user, and what is built there runs.
+    const tmp = await exec(id, ['sh', '-c', 'touch /tmp/x /var/tmp/x && stat -c %u /tmp/x && printf "#!/bin/sh\\necho ran\\n" > /tmp/s && chmod +x /tmp/s && /tmp/s'], null);
+    expect(tmp.exitCode, tmp.stderr).to.equal(0);
+    expect(tmp.stdout.split('\n').filter(Boolean)).to.deep.equal([uid, 'ran']);
+    const modes = await exec(id, ['stat', '-c', '%a', '/tmp', '/var/tmp'], null);
+    expect(modes.stdout.split('\n').filter(Boolean), modes.stderr).to.deep.equal(['1777', '1777']);
+    const run = await exec(id, ['touch', '/run/x'], 'root');
+    expect(run.exitCode, run.stderr).to.equal(0);
+    const mounts = (await exec(id, ['cat', '/proc/mounts'])).stdout;
+    expect(/^\S+ \/ \S+ (\S+)/m.exec(mounts)?.[1]?.split(',')).to.include('ro');
+    const tmpOpts = /^\S+ \/tmp tmpfs (\S+)/m.exec(mounts)?.[1]?.split(',') ?? [];
+    expect(tmpOpts, mounts).to.include.members(['rw', 'nosuid', 'nodev']);
+    expect(tmpOpts).not.to.include('noexec');
+  }
+
+  it('a tier with readOnlyRootFs and user 1000:1000: docker inspect shows a read-only root, the user, and bounded tmpfs scratch', async () => {
+    const { ws, info } = await running('locked');
+    expect(info.HostConfig.ReadonlyRootfs).to.equal(true);
+    expect(info.Config.User).to.equal('1000:1000');
+    const tmpfs = tmpfsOf(info);
+    expect(Object.keys(tmpfs).sort()).to.deep.equal(['/run', '/tmp', '/var/tmp']);
+    // Bounded by the tier's 64 MB: tmpfs pages count against the container's memory.
+    expect(option(tmpfs['/tmp'] as string, 'size')).to.equal(String(32 * MiB));
+    expect(option(tmpfs['/var/tmp'] as string, 'size')).to.equal(String(16 * MiB));
+    expect(option(tmpfs['/run'] as string, 'size')).to.equal(String(4 * MiB));
+    expect(option(tmpfs['/tmp'] as string, 'mode')).to.equal('1777');
+    // The rest of the confinement is unchanged, and /workspace is still the only volume.
+    expect(info.HostConfig.Privileged).to.equal(false);
+    expect(bare(info.HostConfig.CapAdd)).to.deep.equal([...ALLOWED_CAPS].sort());
+    expect(info.HostConfig.SecurityOpt).to.include('no-new-privileges');
+    expect(info.Mounts.map((m) => ({ type: m.Type, destination: m.Destination }))).to.deep.equal([{ type: 'volume', destination: '/workspace' }]);
+    await expectConfinedInside(ws.containerId as string, '1000');
+  });
+
+  it('an image labelled a4c.workspace.read-only=true and a4c.workspace.user=1000:1000 gets the same on a tier that sets neither', async () => {
+    const { ws, info } = await running('tiny', LABELLED);
+    expect(info.HostConfig.ReadonlyRootfs).to.equal(true);
+    expect(info.Config.User).to.equal('1000:1000');
+    expect(Object.keys(tmpfsOf(info)).sort()).to.deep.equal(['/run', '/tmp', '/var/tmp']);
+    await expectConfinedInside(ws.containerId as string, '1000');
+  });
+
+  it('a default tier with the base image still has a writable root and the image\'s user (root), and no tmpfs', async () => {
+    const { ws, info } = await running('tiny');
+    expect(info.HostConfig.ReadonlyRootfs).to.equal(false);
+    expect(info.Config.User).to.equal('');
+    expect(tmpfsOf(info)).to.deep.equal({});
+    const id = ws.containerId as string;
+    const who = await exec(id, ['id', '-u'], null);
+    expect(who.stdout.trim()).to.equal('0');
+    const etc = await exec(id, ['touch', '/etc/x'], null);
+    expect(etc.exitCode, etc.stderr).to.equal(0);
+  });
+
+  it('the stricter wins: a tier\'s user overrides the image\'s label, and the label\'s read-only holds on a tier without it', async () => {
+    const { ws, info } = await running('nobody', LABELLED);
+    expect(info.Config.User).to.equal('65534:65534');
+    expect(info.HostConfig.ReadonlyRootfs).to.equal(true);
+    await expectConfinedInside(ws.containerId as string, '65534');
+    // The same tier on the base image: its user, and the root stays writable (for root).
+    const plain = await running('nobody');
+    expect(plain.info.Config.User).to.equal('65534:65534');
+    expect(plain.info.HostConfig.ReadonlyRootfs).to.equal(false);
+  });
+
+  it('runAsNonRoot: an image that would run as root fails at step create and leaves no container; one with a uid label runs', async () => {
+    const failed = await t.api.createWorkspace(uniqueId('nr'), { projectName: 'sec', arch: 'linux-x64', tier: 'nonroot' });
+    expect(failed.status, JSON.stringify(failed)).to.equal('FAILED');
+    expect(failed.failedStep).to.equal('create');
+    expect(failed.error).to.match(/non-root/);
+    expect(failed.error).to.match(/USER/);
+    const mine = (await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${hostId}`] } })).filter(
+      (c) => c.Labels['a4c.workspace.id'] === failed.id,
+    );
+    expect(mine.map((c) => c.Names)).to.deep.equal([]);
+    const { ws, info } = await running('nonroot', LABELLED);
+    expect(info.Config.User).to.equal('1000:1000');
+    await expectConfinedInside(ws.containerId as string, '1000');
+  });
+
+  it('the runtime refuses an image label it cannot read, and a malformed user, and creates nothing', async () => {
+    const rt = await runtime(runtimeHostId, 'none');
+    const spec = (n: string, image: string) => ({
+      workspaceId: `00000000-0000-4000-8000-${n.padStart(12, '0')}`,
+      attempt: 0,
+      userId: 'rt',
+      image,
+      hostname: 'rt',
+      memoryBytes: 64 * MiB,
+      cpus: 0.25,
+      pidsLimit: 256,
+      volume: 'a4c-home-rt',
+    });
+    await expectRefused(rt.create(spec('11', BAD_RO_LABEL)), /a4c\.workspace\.read-only.*true or false/);
+    await expectRefused(rt.create(spec('12', BAD_USER_LABEL)), /a4c\.workspace\.user/);
+    await expectRefused(rt.create({ ...spec('13', 'a4c-base:latest'), user: '0 --privileged' }), /user/);
+    await expectRefused(rt.create({ ...spec('14', 'a4c-base:latest'), user: 'dev', runAsNonRoot: true }), /non-root/);
+    const left = await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${runtimeHostId}`] } });
+    expect(left.map((c) => c.Names)).to.deep.equal([]);
+    // A minimal memory limit still gets scratch space of at least 1 MiB each, within the limit.
+    const id = await rt.create({ ...spec('15', 'a4c-base:latest'), memoryBytes: 6 * MiB, readOnlyRootFs: true });
+    try {
+      const c = await docker().getContainer(id).inspect();
+      const sizes = Object.values(tmpfsOf(c)).map((o) => Number(option(o, 'size')));
+      expect(sizes).to.have.length(3);
+      for (const s of sizes) expect(s).to.be.at.least(MiB);
+      expect(sizes.reduce((a, b) => a + b, 0)).to.be.at.most(6 * MiB);
+    } finally {
+      await rt.remove(id);
+    }
+  });
+
+  it('A4C_TIERS with a bad user, a non-boolean flag, or runAsNonRoot with a user that could be root is a ConfigError naming A4C_TIERS', () => {
+    const bad: [Record<string, unknown>, string][] = [
+      [{ user: 'root; rm -rf /' }, 'user'],
+      [{ user: '0 --privileged' }, 'user'],
+      [{ user: '1000:1000:1000' }, 'user'],
+      [{ user: '-1' }, 'user'],
+      [{ user: '' }, 'user'],
+      [{ user: 'Dev' }, 'user'],
+      [{ user: '99999999999' }, 'user'],
+      [{ user: 1000 }, 'user'],
+      [{ readOnlyRootFs: 'yes' }, 'readOnlyRootFs'],
+      [{ runAsNonRoot: 1 }, 'runAsNonRoot'],
+      [{ runAsNonRoot: true, user: '0:0' }, 'user'],
+      [{ runAsNonRoot: true, user: 'dev' }, 'user'],
+    ];
+    for (const [extra, field] of bad) {
+      const env = { A4C_DATA_DIR: tmpDir('cfg'), A4C_TIERS: JSON.stringify({ odd: tierOf(extra) }) };
+      let err: Error | undefined;
+      try {
+        loadConfig(env);
+      } catch (e) {
+        err = e as Error;
+      }
+      expect(err, JSON.stringify(extra)).to.be.instanceOf(Error);
+      expect(err?.name, JSON.stringify(extra)).to.equal('ConfigError');
+      expect(err?.message, JSON.stringify(extra)).to.contain('A4C_TIERS');
+      expect(err?.message, JSON.stringify(extra)).to.contain(`odd.${field}`);
+    }
+    const tiers = loadConfig({
+      A4C_DATA_DIR: tmpDir('cfg'),
+      A4C_TIERS: JSON.stringify({
+        ro: tierOf({ readOnlyRootFs: true, user: '1000:1000', runAsNonRoot: true }),
+        named: tierOf({ user: 'dev:staff' }),
+        plain: tierOf({}),
+      }),
+    }).tiers;
+    expect(tiers.get('ro')).to.include({ readOnlyRootFs: true, user: '1000:1000', runAsNonRoot: true });
+    expect(tiers.get('named')).to.include({ readOnlyRootFs: false, user: 'dev:staff', runAsNonRoot: false });
+    expect(tiers.get('plain')).to.include({ readOnlyRootFs: false, runAsNonRoot: false });
+    expect(tiers.get('plain')?.user).to.equal(undefined);
+    expect(tiers.get('standard')).to.include({ readOnlyRootFs: false, runAsNonRoot: false });
+  });
+});

@@ -2,7 +2,7 @@
 // Plain Node.js, no dependencies: it runs before `npm install` has.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -131,7 +131,10 @@ export async function ensureBaseImage(dockerHost, ref = BASE_IMAGE) {
   if ((await engineGet(socket, `/images/${encodeURIComponent(ref)}/json`)).status === 200) return false;
   const root = mkdtempSync(path.join(os.tmpdir(), 'a4c-rootfs-'));
   try {
-    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'tmp', 'root', 'workspace', 'proc', 'sys', 'dev']) mkdirSync(path.join(root, d), { recursive: true });
+    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'tmp', 'var/tmp', 'run', 'root', 'workspace', 'proc', 'sys', 'dev']) mkdirSync(path.join(root, d), { recursive: true });
+    // Sticky and world-writable, as in every distribution: a workspace running as a
+    // non-root user needs them, and a tmpfs mounted there keeps this mode on runc < 1.1.8.
+    for (const d of ['tmp', 'var/tmp']) chmodSync(path.join(root, d), 0o1777);
     execFileSync('cp', ['/bin/busybox', path.join(root, 'bin/busybox')]);
     const applets = execFileSync('/bin/busybox', ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
     for (const a of applets) {

@@ -362,6 +362,9 @@ export class Reconciler {
         cpus: spec.resources?.cpus ?? 0,
         pidsLimit: spec.resources?.pidsLimit ?? 0,
         volume: spec.volume,
+        readOnlyRootFs: spec.confinement?.readOnlyRootFs ?? false,
+        user: spec.confinement?.user ?? '',
+        runAsNonRoot: spec.confinement?.runAsNonRoot ?? false,
       });
     } catch (e) {
       this.fail(id, 'create', `could not create the container: ${(e as Error).message}`, spec, revision);

@@ -7,6 +7,7 @@ import {
   LABEL_WORKSPACE_ID,
   containerName,
 } from '@a4c/common';
+import { scratchTmpfs, workspaceConfinement } from './confinement.js';
 import type { ContainerDetails, ContainerRuntime, CreateSpec, EngineInfo, ImageSummary, OwnedContainer } from './runtime.js';
 
 export interface DockerRuntimeOptions {
@@ -162,10 +163,21 @@ export class DockerRuntime implements ContainerRuntime {
       'SYS_CHROOT', // sshd's privilege-separated pre-auth child chroots (the sshCommand path)
       'AUDIT_WRITE', // sshd, login, su and sudo write PAM audit records; without it PAM logins can fail
     ];
+    // The image may ask for more confinement than the tier (labels); read at creation,
+    // so a container is never recreated because its image or tier changed later.
+    const image = (await this.docker.getImage(spec.image).inspect()) as { Config?: { Labels?: Record<string, string> | null; User?: string } };
+    const confined = workspaceConfinement(
+      { readOnlyRootFs: spec.readOnlyRootFs === true, user: spec.user ?? '', runAsNonRoot: spec.runAsNonRoot === true },
+      { labels: image.Config?.Labels ?? {}, user: image.Config?.User ?? '' },
+    );
+    if (!confined.ok) throw new Error(`refusing to create the workspace container: ${confined.error}`);
+    const { readOnlyRootFs, user } = confined.confinement;
     const c = await this.docker.createContainer({
       name: containerName(spec.workspaceId),
       Image: spec.image,
       Hostname: spec.hostname,
+      // Unset: the image's USER, as Docker does by default.
+      ...(user !== undefined ? { User: user } : {}),
       Labels: {
         [LABEL_MANAGED]: 'true',
         [LABEL_WORKSPACE_ID]: spec.workspaceId,
@@ -182,7 +194,9 @@ export class DockerRuntime implements ContainerRuntime {
         PidsLimit: pidsLimit,
         NetworkMode: networkMode,
         // The user's volume is the only mount: no host paths (no Binds), no devices.
+        // A read-only root filesystem gets tmpfs scratch space besides (confinement.ts).
         Mounts: [{ Type: 'volume', Source: spec.volume, Target: '/workspace' }],
+        ...(readOnlyRootFs ? { ReadonlyRootfs: true, Tmpfs: scratchTmpfs(spec.memoryBytes) } : {}),
         Binds: [],
         Devices: [],
         Privileged: false,

@@ -30,6 +30,14 @@ export interface CreateSpec {
   cpus: number;
   pidsLimit: number;
   volume: string;
+  /**
+   * The tier's confinement (WorkspaceSpec.confinement); absent: none from the tier.
+   * The runtime combines it with the image's labels (confinement.ts).
+   */
+  readOnlyRootFs?: boolean;
+  /** '' or absent: the image's a4c.workspace.user label, else its USER. */
+  user?: string;
+  runAsNonRoot?: boolean;
 }
 
 export interface ImageSummary {

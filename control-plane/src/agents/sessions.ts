@@ -444,6 +444,11 @@ function toSpec(r: WorkspaceRow): WorkspaceSpec {
     specRevision: r.desired_revision,
     attempt: r.attempt,
     pullFrom: r.pull_ref ?? '',
+    confinement: {
+      readOnlyRootFs: r.read_only_rootfs,
+      user: r.run_as_user ?? '',
+      runAsNonRoot: r.run_as_non_root,
+    },
   };
 }
 

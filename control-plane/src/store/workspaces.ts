@@ -20,6 +20,9 @@ export interface WorkspaceRow {
   cpus: number;
   disk_gb: number;
   pids_limit: number;
+  read_only_rootfs: boolean;
+  run_as_user: string | null;
+  run_as_non_root: boolean;
   desired_revision: number;
   attempt: number;
   current_step: string | null;

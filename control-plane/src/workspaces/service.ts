@@ -74,11 +74,13 @@ export class WorkspaceService {
       try {
         const res = await tx.query<WorkspaceRow>(
           `INSERT INTO workspaces (id, user_id, name, project_name, arch, tier, image, change_number, status, host_id,
-                                   hostname, memory_mb, cpus, disk_gb, pids_limit, desired_revision)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING *`,
+                                   hostname, memory_mb, cpus, disk_gb, pids_limit, desired_revision,
+                                   read_only_rootfs, run_as_user, run_as_non_root)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING *`,
           [id, input.userId, name, input.projectName, input.arch, tier.name, image, input.changeNumber ?? null,
             placed ? 'CREATING' : 'PENDING_APPROVAL', placed?.hostId ?? null, hostname,
-            tier.memoryMb, tier.cpus, tier.diskGb, tier.pidsLimit, placed?.revision ?? 0],
+            tier.memoryMb, tier.cpus, tier.diskGb, tier.pidsLimit, placed?.revision ?? 0,
+            tier.readOnlyRootFs, tier.user ?? null, tier.runAsNonRoot],
         );
         inserted = res.rows[0];
       } catch (e) {

@@ -1,4 +1,5 @@
 export * from './arch.js';
+export * from './container-user.js';
 export * from './env.js';
 export * from './errors.js';
 export * from './labels.js';

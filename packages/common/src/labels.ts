@@ -22,3 +22,12 @@ export function containerName(workspaceId: string): string {
 export function userVolumeName(userId: string): string {
   return `a4c-home-${userId}`;
 }
+
+/**
+ * Image labels by which an image asks for a stricter workspace container than its tier
+ * gives (see workspaceConfinement in agent/src/runtime/confinement.ts):
+ * `a4c.workspace.read-only=true` for a read-only root filesystem, and
+ * `a4c.workspace.user=uid[:gid]` (or a name) to run as. They only ever add confinement.
+ */
+export const LABEL_IMAGE_READ_ONLY = 'a4c.workspace.read-only';
+export const LABEL_IMAGE_USER = 'a4c.workspace.user';

@@ -338,6 +338,38 @@ export interface WorkspaceSpec {
    * empty when the image is only on the hosts that built it.
    */
   pullFrom: string;
+  /**
+   * Confinement beyond what every workspace container gets, from the workspace's tier
+   * as it was when the workspace was created. Absent (an older control plane): none
+   * from the tier; the image's labels still apply.
+   */
+  confinement: Confinement | undefined;
+}
+
+/**
+ * Every workspace container is confined anyway (never privileged, capabilities
+ * dropped, no-new-privileges, memory/CPU/pids limits); this is the optional rest. The
+ * image may ask for more with its labels a4c.workspace.read-only=true and
+ * a4c.workspace.user; the agent combines them when it creates the container, and
+ * the stricter setting wins: read-only if either says so, this user over the label's.
+ * Applied at creation only: an existing container is never recreated for it.
+ */
+export interface Confinement {
+  /**
+   * The root filesystem is read-only; /tmp, /var/tmp and /run are tmpfs bounded by
+   * the workspace's memory. /workspace (the user's volume) stays writable.
+   */
+  readOnlyRootFs: boolean;
+  /**
+   * Docker's --user: uid[:gid] or a name. Empty: the image's a4c.workspace.user
+   * label, else the image's own USER.
+   */
+  user: string;
+  /**
+   * Create the container only if it provably runs as a numeric uid other than 0;
+   * otherwise the workspace fails at step create.
+   */
+  runAsNonRoot: boolean;
 }
 
 export interface Resources {
@@ -2290,6 +2322,7 @@ function createBaseWorkspaceSpec(): WorkspaceSpec {
     specRevision: 0,
     attempt: 0,
     pullFrom: "",
+    confinement: undefined,
   };
 }
 
@@ -2324,6 +2357,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     }
     if (message.pullFrom !== "") {
       writer.uint32(82).string(message.pullFrom);
+    }
+    if (message.confinement !== undefined) {
+      Confinement.encode(message.confinement, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2421,6 +2457,14 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
             message.pullFrom = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.confinement = Confinement.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2465,6 +2509,7 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
         : isSet(object.pull_from)
         ? globalThis.String(object.pull_from)
         : "",
+      confinement: isSet(object.confinement) ? Confinement.fromJSON(object.confinement) : undefined,
     };
   },
 
@@ -2500,6 +2545,9 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     if (message.pullFrom !== "") {
       obj.pullFrom = message.pullFrom;
     }
+    if (message.confinement !== undefined) {
+      obj.confinement = Confinement.toJSON(message.confinement);
+    }
     return obj;
   },
 
@@ -2520,6 +2568,118 @@ export const WorkspaceSpec: MessageFns<WorkspaceSpec> = {
     message.specRevision = object.specRevision ?? 0;
     message.attempt = object.attempt ?? 0;
     message.pullFrom = object.pullFrom ?? "";
+    message.confinement = (object.confinement !== undefined && object.confinement !== null)
+      ? Confinement.fromPartial(object.confinement)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConfinement(): Confinement {
+  return { readOnlyRootFs: false, user: "", runAsNonRoot: false };
+}
+
+export const Confinement: MessageFns<Confinement> = {
+  encode(message: Confinement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.readOnlyRootFs !== false) {
+      writer.uint32(8).bool(message.readOnlyRootFs);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    if (message.runAsNonRoot !== false) {
+      writer.uint32(24).bool(message.runAsNonRoot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Confinement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfinement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.readOnlyRootFs = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.runAsNonRoot = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Confinement {
+    return {
+      readOnlyRootFs: isSet(object.readOnlyRootFs)
+        ? globalThis.Boolean(object.readOnlyRootFs)
+        : isSet(object.read_only_root_fs)
+        ? globalThis.Boolean(object.read_only_root_fs)
+        : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      runAsNonRoot: isSet(object.runAsNonRoot)
+        ? globalThis.Boolean(object.runAsNonRoot)
+        : isSet(object.run_as_non_root)
+        ? globalThis.Boolean(object.run_as_non_root)
+        : false,
+    };
+  },
+
+  toJSON(message: Confinement): unknown {
+    const obj: any = {};
+    if (message.readOnlyRootFs !== false) {
+      obj.readOnlyRootFs = message.readOnlyRootFs;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.runAsNonRoot !== false) {
+      obj.runAsNonRoot = message.runAsNonRoot;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Confinement>, I>>(base?: I): Confinement {
+    return Confinement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Confinement>, I>>(object: I): Confinement {
+    const message = createBaseConfinement();
+    message.readOnlyRootFs = object.readOnlyRootFs ?? false;
+    message.user = object.user ?? "";
+    message.runAsNonRoot = object.runAsNonRoot ?? false;
     return message;
   },
 };
