@@ -54,6 +54,25 @@ export interface ControlPlaneConfig {
     ca: { certFile: string; keyFile: string } | undefined;
     sans: string[];
   };
+  /** Single sign-on: JWTs from this OpenID Connect issuer are accepted besides API tokens. Unset: off. */
+  oidc: OidcConfig | undefined;
+}
+
+export interface OidcConfig {
+  /** Compared exactly with the token's `iss`. */
+  issuer: string;
+  /** Must be among the token's `aud`: the client id A4C has at the identity provider. */
+  audience: string;
+  /** Where the issuer publishes its public signing keys (its discovery document's `jwks_uri`). */
+  jwksUrl: string;
+  /** The claim whose value is the A4C user id. */
+  userClaim: string;
+  /** Accepted signature algorithms: asymmetric only. */
+  algorithms: string[];
+  /** Slack for `exp` and `nbf` against clock skew. */
+  clockToleranceSeconds: number;
+  /** Shortest time between two key-set fetches caused by tokens naming an unknown key. */
+  jwksCooldownSeconds: number;
 }
 
 export interface QuotaLimits {
@@ -118,6 +137,65 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       ca: caCert && caKey ? { certFile: path.resolve(caCert), keyFile: path.resolve(caKey) } : undefined,
       sans,
     },
+    oidc: loadOidc(env),
+  };
+}
+
+/**
+ * Only asymmetric algorithms: the key set publishes public keys, and a shared-secret
+ * (HS*) or unsigned ("none") token proves nothing about the issuer.
+ */
+export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+
+/** https, or plain http to this machine only (a local identity provider in development). */
+function secureUrl(name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `must be a URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK_HOSTS.test(url.hostname))) {
+    throw new ConfigError(name, `must be an https URL (plain http only for localhost/127.0.0.1/[::1]), got ${JSON.stringify(raw)}`);
+  }
+  if (url.username || url.password || url.hash) throw new ConfigError(name, 'must not contain credentials or a #fragment');
+  return raw;
+}
+
+function loadOidc(env: Env): OidcConfig | undefined {
+  // Parsed even when single sign-on is off, so a bad value is caught before it matters.
+  const userClaim = envString(env, 'A4C_OIDC_USER_CLAIM', 'sub');
+  if (!/^[\x21-\x7e]{1,256}$/.test(userClaim)) throw new ConfigError('A4C_OIDC_USER_CLAIM', `must be a claim name (printable ASCII, no spaces), got ${JSON.stringify(userClaim)}`);
+  const algorithms = envString(env, 'A4C_OIDC_ALGORITHMS', 'RS256,ES256').split(',').map((a) => a.trim()).filter(Boolean);
+  if (algorithms.length === 0) throw new ConfigError('A4C_OIDC_ALGORITHMS', 'must name at least one algorithm');
+  for (const a of algorithms) {
+    if (!OIDC_ALGORITHMS.includes(a)) {
+      const why = /^(none|HS\d+)$/i.test(a) ? 'unsigned and shared-secret tokens are never accepted' : 'it is not an asymmetric JWS algorithm';
+      throw new ConfigError('A4C_OIDC_ALGORITHMS', `must be a comma-separated list of ${OIDC_ALGORITHMS.join(', ')}; ${JSON.stringify(a)} is refused: ${why}`);
+    }
+  }
+  const clockToleranceSeconds = envInt(env, 'A4C_OIDC_CLOCK_TOLERANCE_SECONDS', 30, 0, 300);
+  const jwksCooldownSeconds = envInt(env, 'A4C_OIDC_JWKS_COOLDOWN_SECONDS', 30, 0, 3600);
+
+  const issuer = envOptional(env, 'A4C_OIDC_ISSUER');
+  const audience = envOptional(env, 'A4C_OIDC_AUDIENCE');
+  const jwksUrl = envOptional(env, 'A4C_OIDC_JWKS_URL');
+  if (!issuer && !audience && !jwksUrl) return undefined;
+  const together = 'A4C_OIDC_ISSUER, A4C_OIDC_AUDIENCE and A4C_OIDC_JWKS_URL are set together or not at all';
+  if (!issuer) throw new ConfigError('A4C_OIDC_ISSUER', `is unset: ${together}`);
+  if (!audience) throw new ConfigError('A4C_OIDC_AUDIENCE', `is unset: ${together} (the audience is the client id A4C has at the identity provider)`);
+  if (!jwksUrl) throw new ConfigError('A4C_OIDC_JWKS_URL', `is unset: ${together} (it is the "jwks_uri" of ${issuer.replace(/\/$/, '')}/.well-known/openid-configuration)`);
+  if (audience.length > 256 || /\s/.test(audience)) throw new ConfigError('A4C_OIDC_AUDIENCE', `must be one audience value without spaces, got ${JSON.stringify(audience)}`);
+  return {
+    issuer: secureUrl('A4C_OIDC_ISSUER', issuer),
+    audience,
+    jwksUrl: secureUrl('A4C_OIDC_JWKS_URL', jwksUrl),
+    userClaim,
+    algorithms,
+    clockToleranceSeconds,
+    jwksCooldownSeconds,
   };
 }
 
@@ -151,4 +229,11 @@ export const CONFIG_HELP = `Environment:
   A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: A4C_DATA_DIR/ca, created once
   A4C_CA_KEY                PEM file of that CA's private key (RSA)
   A4C_GRPC_INSECURE         true: plaintext gRPC without client certificates (tests only; default false)
+  A4C_OIDC_ISSUER           single sign-on: accept JWTs whose iss is exactly this (with A4C_OIDC_AUDIENCE and A4C_OIDC_JWKS_URL); unset: off
+  A4C_OIDC_AUDIENCE         the aud those JWTs must carry (A4C's client id at the identity provider)
+  A4C_OIDC_JWKS_URL         the issuer's public keys (jwks_uri of <issuer>/.well-known/openid-configuration); https
+  A4C_OIDC_USER_CLAIM       claim holding the A4C user id (default sub)
+  A4C_OIDC_ALGORITHMS       accepted signature algorithms, comma-separated, asymmetric only (default RS256,ES256)
+  A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
+  A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

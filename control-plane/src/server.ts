@@ -7,6 +7,7 @@ import { AgentServiceService } from '@a4c/proto';
 import { AgentSessions } from './agents/sessions.js';
 import { adminPkiRoutes, enrollRoutes } from './api/enroll-routes.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
+import { OidcVerifier } from './auth/oidc.js';
 import { Policy } from './auth/principals.js';
 import { probeRoutes, v1Routes } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
@@ -96,7 +97,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   app.use(probes.routes());
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   app.use(enrollRoutes(pki).routes()); // no bearer token: the join token in the body is the credential
-  app.use(requireToken(db, adminToken));
+  app.use(requireToken(db, adminToken, config.oidc && new OidcVerifier(config.oidc, db, log)));
   app.use(adminPkiRoutes(pki).routes());
   const v1 = v1Routes({ db, workspaces, builds, quotas, policy: new Policy(db), maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
   app.use(v1.routes());

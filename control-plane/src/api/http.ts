@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import { A4cError, type Logger } from '@a4c/common';
+import { authenticateJwt, looksLikeJwt, type OidcVerifier } from '../auth/oidc.js';
 import { authenticate, type Principal } from '../auth/principals.js';
 import type { Db } from '../store/db.js';
 
@@ -49,14 +50,18 @@ function toA4cError(e: unknown): A4cError {
   return new A4cError('INTERNAL', 'internal error; the request id identifies it in the control plane logs');
 }
 
-/** Every /v1 call carries `Authorization: Bearer <token>`: the admin token or a user's API token. */
-export function requireToken(db: Db, adminToken: string): Koa.Middleware<State> {
+/**
+ * Every /v1 call carries `Authorization: Bearer <token>`: the admin token, a user's API
+ * token, or (single sign-on) a JWT from the OIDC issuer, refused with its reason.
+ */
+export function requireToken(db: Db, adminToken: string, sso?: OidcVerifier): Koa.Middleware<State> {
   return async (ctx, next) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
     if (!m) {
       throw new A4cError('UNAUTHENTICATED', 'missing bearer token', { suggestion: 'send "Authorization: Bearer <token>" (the CLI reads A4C_TOKEN)' });
     }
-    const principal = await authenticate(db, adminToken, m[1] as string);
+    const token = m[1] as string;
+    const principal = (await authenticate(db, adminToken, token)) ?? (looksLikeJwt(token) ? await authenticateJwt(sso, token) : undefined);
     if (!principal) {
       throw new A4cError('UNAUTHENTICATED', 'invalid, expired or revoked token', { suggestion: 'check A4C_TOKEN, or ask an admin for a new token' });
     }
