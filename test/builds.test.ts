@@ -120,7 +120,7 @@ describe('image builds', function () {
     expect((r.body as unknown as { field: string }).field).to.equal('imageName');
     const q = await t.api.call<{ field: string }>('GET', '/v1/image-schedules?status=DONE');
     expect(q.status).to.equal(400);
-    expect(q.body.field).to.equal('query.status');
+    expect(q.body.field).to.equal('status');
     expect((await t.api.call('GET', '/v1/image-schedules/6f1c3b8e-1b2a-4c3d-8e9f-0a1b2c3d4e5f')).status).to.equal(404);
   });
 });

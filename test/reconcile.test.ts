@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import type { Workspace } from '@a4c/common';
-import { containersOfHost, docker, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+import { commitImage, containersOfHost, docker, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { waitFor } from './support/net.js';
 
 /** Each scenario measures its time to converge and asserts a bound generous enough not to flake. */
@@ -16,12 +16,7 @@ async function events(databaseUrl: string, workspaceId: string): Promise<{ kind:
 }
 
 /** An image from the base image with another command, made with docker commit (no build, no registry). */
-async function imageWithCmd(ref: string, cmd: string[]): Promise<void> {
-  const c = await docker().createContainer({ Image: 'a4c-base:latest', Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
-  const [repo, tag] = ref.split(':');
-  await c.commit({ repo, tag, changes: [`CMD ${JSON.stringify(cmd)}`] });
-  await c.remove({ force: true });
-}
+const imageWithCmd = (ref: string, cmd: string[]) => commitImage(ref, [`CMD ${JSON.stringify(cmd)}`]);
 
 describe('the agent keeps its host right', function () {
   this.timeout(180_000);

@@ -1,15 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '@a4c/common';
 import { AgentServiceService } from '@a4c/proto';
 import { AgentSessions } from './agents/sessions.js';
-import { adminPkiRoutes, enrollRoutes } from './api/enroll-routes.js';
+import { adminPkiOperations, enrollOperations } from './api/enroll-routes.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { Policy } from './auth/principals.js';
-import { probeRoutes, v1Routes } from './api/routes.js';
+import { openApiDocument } from './api/openapi.js';
+import { mountOperations } from './api/operation.js';
+import { probeOperations, v1Operations } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
 import type { ControlPlaneConfig } from './config.js';
 import { ChangeFeed } from './events/notify.js';
@@ -21,6 +24,9 @@ import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+
+/** Reported in the OpenAPI document's info.version. */
+export const CONTROL_PLANE_VERSION = '0.1.0';
 
 export interface ControlPlane {
   httpPort: number;
@@ -93,13 +99,22 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Outermost, so it records the status the error handler settled on.
   app.use(audit(db, log));
   app.use(errors(log));
-  const probes = probeRoutes(db);
-  app.use(probes.routes());
+  // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
-  app.use(enrollRoutes(pki).routes()); // no bearer token: the join token in the body is the credential
+  const policy = new Policy(db);
+  const authed = [
+    ...v1Operations({ db, workspaces, builds, quotas, policy, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } }),
+    ...adminPkiOperations(pki),
+  ];
+  let document: unknown;
+  const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
+  document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
+  const publicRouter = new Router<State>();
+  mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
+  app.use(publicRouter.routes());
   app.use(requireToken(db, adminToken, config.oidc && new OidcVerifier(config.oidc, db, log)));
-  app.use(adminPkiRoutes(pki).routes());
-  const v1 = v1Routes({ db, workspaces, builds, quotas, policy: new Policy(db), maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } });
+  const v1 = new Router<State>();
+  mountOperations(v1, authed, policy);
   app.use(v1.routes());
   app.use(v1.allowedMethods({ throw: true }));
   const httpServer = http.createServer(app.callback());

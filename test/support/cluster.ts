@@ -27,6 +27,14 @@ export function docker(): Docker {
   return new Docker({ socketPath: dockerHost().replace(/^unix:\/\//, '') });
 }
 
+/** A local image made from the base image with Dockerfile-style changes, e.g. `CMD ["/bin/false"]`. */
+export async function commitImage(ref: string, changes: string[]): Promise<void> {
+  const c = await docker().createContainer({ Image: 'a4c-base:latest', Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
+  const [repo, tag] = ref.split(':');
+  await c.commit({ repo, tag, changes });
+  await c.remove({ force: true });
+}
+
 export function uniqueId(prefix: string): string {
   return `${prefix}-${randomBytes(3).toString('hex')}`;
 }

@@ -462,7 +462,7 @@ const pct = (n: number) => (Number.isFinite(n) ? Math.min(100, Math.max(0, Math.
 
 function statsJson(s: HostStats | undefined): string | null {
   if (!s) return null;
-  const stats: HostStatsJson & Record<string, unknown> = {
+  const stats: HostStatsJson = {
     diskPercent: pct(s.diskPercent),
     memoryPercent: pct(s.memoryPercent),
     cpuPercent: pct(s.cpuPercent),

@@ -1,11 +1,10 @@
-import Router from '@koa/router';
 import { z } from 'zod';
-import { A4cError, ID_PATTERN, ID_RULE } from '@a4c/common';
+import { ID_PATTERN, ID_RULE, notFound } from '@a4c/common';
 import type { CertificateAuthority } from '../pki/ca.js';
 import { createJoinToken, enroll, JOIN_TOKEN_DEFAULT_TTL_SECONDS, JOIN_TOKEN_MAX_TTL_SECONDS, removeHost } from '../pki/enrollment.js';
 import type { Db } from '../store/db.js';
-import { readJson, type Ctx, type State } from './http.js';
-import { parse } from './validate.js';
+import { op, type Operation } from './operation.js';
+import { params } from './schemas.js';
 
 export interface EnrollDeps {
   db: Db;
@@ -14,58 +13,82 @@ export interface EnrollDeps {
   disconnectHost(hostId: string, reason: string): void;
 }
 
+const TAG = 'Agents';
 const hostId = z.string().regex(ID_PATTERN, `a host id must ${ID_RULE}`);
 const enrollBody = z.strictObject({
   joinToken: z.string().min(1).max(200),
   hostId,
-  csr: z.string().min(1).max(16_384),
+  csr: z.string().min(1).max(16_384).meta({ description: 'PKCS#10 certificate signing request, PEM' }),
 });
 const joinTokenBody = z.strictObject({
-  hostId: hostId.optional(),
+  hostId: hostId.optional().meta({ description: 'only this host may enroll with the token' }),
   ttlSeconds: z.number().int('ttlSeconds must be a whole number').min(1).max(JOIN_TOKEN_MAX_TTL_SECONDS).optional(),
 });
+const enrolled = z
+  .strictObject({ certificate: z.string(), ca: z.string(), serial: z.string(), expiresAt: z.iso.datetime({ offset: true }) })
+  .meta({ id: 'AgentCertificate' });
+const joinToken = z.strictObject({ token: z.string(), expiresAt: z.iso.datetime({ offset: true }), hostId: z.string().nullable() }).meta({ id: 'JoinToken' });
+const removed = z.strictObject({ hostId: z.string(), removed: z.literal(true), revokedSerials: z.array(z.string()) });
 
 /** POST /v1/agents/enroll: no bearer token; the join token in the body is the credential. */
-export function enrollRoutes(d: EnrollDeps): Router<State> {
-  const r = new Router<State>({ prefix: '/v1' });
-  r.post('/agents/enroll', async (ctx) => {
-    const body = parse(enrollBody, await readJson(ctx));
-    const out = await enroll(d.db, d.ca, body);
-    ctx.status = 201;
-    ctx.body = { certificate: out.certificate, ca: out.ca, serial: out.serial, expiresAt: out.expiresAt };
-  });
-  return r;
+export function enrollOperations(d: EnrollDeps): Operation[] {
+  return [
+    op({
+      method: 'post',
+      path: '/v1/agents/enroll',
+      operationId: 'enrollAgent',
+      summary: "Enroll an agent: a join token and a CSR buy a certificate bound to the host id",
+      description: 'The join token in the body is the credential; it is single use. Earlier certificates of the host are revoked.',
+      tag: TAG,
+      access: 'public',
+      body: enrollBody,
+      responses: { 201: { description: "The agent's certificate and the CA", schema: enrolled } },
+      errors: [401, 403],
+      handle: async (ctx, { body }) => {
+        const out = await enroll(d.db, d.ca, body);
+        ctx.status = 201;
+        ctx.body = { certificate: out.certificate, ca: out.ca, serial: out.serial, expiresAt: out.expiresAt };
+      },
+    }),
+  ];
 }
 
-/**
- * Join tokens and host removal: admin only. Mounted behind the bearer-token check;
- * the actor check below keeps them admin-only once other principals exist.
- */
-export function adminPkiRoutes(d: EnrollDeps): Router<State> {
-  const r = new Router<State>({ prefix: '/v1' });
-  // The principal's role where the bearer check resolves one (user tokens); the admin
-  // token alone otherwise.
-  const admin = (ctx: Ctx) => {
-    const principal = (ctx.state as { principal?: { role?: string } }).principal;
-    if (principal ? principal.role !== 'admin' : ctx.state.actor !== 'admin') {
-      throw new A4cError('PERMISSION_DENIED', 'only an admin may create join tokens or remove hosts');
-    }
-  };
-  r.post('/join-tokens', async (ctx) => {
-    admin(ctx);
-    const body = parse(joinTokenBody, await readJson(ctx));
-    const t = await createJoinToken(d.db, { hostId: body.hostId, ttlSeconds: body.ttlSeconds ?? JOIN_TOKEN_DEFAULT_TTL_SECONDS, actor: ctx.state.actor });
-    ctx.status = 201;
-    ctx.set('cache-control', 'no-store');
-    ctx.body = t;
-  });
-  r.delete('/hosts/:id', async (ctx) => {
-    admin(ctx);
-    const id = parse(hostId, ctx.params.id, 'hostId');
-    const out = await removeHost(d.db, id, ctx.state.actor);
-    if (!out) throw new A4cError('NOT_FOUND', `host ${id} not found`, { suggestion: 'list hosts with `a4c hosts`' });
-    d.disconnectHost(id, `host ${id} was removed by ${ctx.state.actor}; its certificate is revoked`);
-    ctx.body = { hostId: id, removed: true, revokedSerials: out.revokedSerials };
-  });
-  return r;
+/** Join tokens and host removal: admin only. */
+export function adminPkiOperations(d: EnrollDeps): Operation[] {
+  return [
+    op({
+      method: 'post',
+      path: '/v1/join-tokens',
+      operationId: 'createJoinToken',
+      summary: 'Create a join token for enrolling an agent',
+      tag: TAG,
+      access: 'admin',
+      body: joinTokenBody,
+      responses: { 201: { description: 'The token: shown once', schema: joinToken } },
+      errors: [403],
+      handle: async (ctx, { body }) => {
+        const t = await createJoinToken(d.db, { hostId: body.hostId, ttlSeconds: body.ttlSeconds ?? JOIN_TOKEN_DEFAULT_TTL_SECONDS, actor: ctx.state.actor });
+        ctx.status = 201;
+        ctx.set('cache-control', 'no-store');
+        ctx.body = t;
+      },
+    }),
+    op({
+      method: 'delete',
+      path: '/v1/hosts/{id}',
+      operationId: 'removeHost',
+      summary: "Remove a host and revoke its agent's certificates",
+      tag: 'Hosts',
+      access: 'admin',
+      params: params.hostId,
+      responses: { 200: { description: 'Removed', schema: removed } },
+      errors: [403, 404],
+      handle: async (ctx, { params: p }) => {
+        const out = await removeHost(d.db, p.id, ctx.state.actor);
+        if (!out) throw notFound('host', p.id, 'list hosts with `a4c hosts`');
+        d.disconnectHost(p.id, `host ${p.id} was removed by ${ctx.state.actor}; its certificate is revoked`);
+        ctx.body = { hostId: p.id, removed: true, revokedSerials: out.revokedSerials };
+      },
+    }),
+  ];
 }

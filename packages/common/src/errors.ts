@@ -20,6 +20,7 @@ export const HTTP_STATUS = {
 } as const;
 
 export type ErrorCode = keyof typeof HTTP_STATUS;
+export const ERROR_CODES = Object.keys(HTTP_STATUS) as [ErrorCode, ...ErrorCode[]];
 
 /** The JSON body of every error response. */
 export interface ErrorBody {

@@ -62,6 +62,10 @@ export interface HostStatsView {
   workspaceContainers: number;
   engineContainers: number;
   dockerReady: boolean;
+  diskUsedBytes: number;
+  diskTotalBytes: number;
+  memoryUsedBytes: number;
+  memoryTotalBytes: number;
 }
 
 export interface Resources {

@@ -1,0 +1,289 @@
+/**
+ * Every shape the REST API accepts or returns, as zod schemas. Requests are parsed with
+ * them (api/operation.ts) and the OpenAPI document is generated from them
+ * (api/openapi.ts), so the document cannot drift from what the server does. The
+ * response schemas are checked against the TypeScript model types at compile time (the
+ * `z.ZodType<T>` annotations) and against real responses in test/openapi.test.ts.
+ */
+import { z } from 'zod';
+import {
+  ARCHES,
+  BUILD_STATUSES,
+  ERROR_CODES,
+  ID_PATTERN,
+  ID_RULE,
+  WORKSPACE_STATUSES,
+  type Build,
+  type BuildLogLine,
+  type ErrorBody,
+  type HostView,
+  type Workspace,
+} from '@a4c/common';
+import type { TokenView } from '../auth/principals.js';
+import type { UserQuotaView } from '../quotas/quotas.js';
+
+// ---------------------------------------------------------------- building blocks
+
+const id = (what: string) => z.string().regex(ID_PATTERN, `${what} must ${ID_RULE}`);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const uuid = (what: string, hint: string) => z.string().regex(UUID, `must be ${what} id (a lowercase UUID); ${hint}`);
+const arch = z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` });
+const time = z.iso.datetime({ offset: true });
+const changeNumber = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a change number is 1-64 letters, digits, ".", "_" or "-"');
+
+/** Docker image reference: [registry/]repository[:tag][@digest], conservatively. */
+const IMAGE_REF = /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+
+/** A whole number in a query string, from min to max. */
+export function intQuery(name: string, min: number, max: number) {
+  const rule = `${name} must be a whole number from ${min} to ${max}`;
+  return z
+    .string()
+    .regex(/^\d{1,10}$/, rule)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, rule)
+    .meta({ description: rule });
+}
+
+const boolQuery = (description: string) =>
+  z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .transform((v) => v === 'true')
+    .meta({ description });
+
+const limit = (what: string, int: boolean) =>
+  (int ? z.number().int(`${what} must be a whole number`) : z.number()).min(0, `${what} cannot be negative`).max(1e9).nullable().optional();
+
+const role = z.enum(['user', 'lead', 'admin']);
+/** A user id that may name a users row: "admin" is what the audit log calls the admin token. */
+const newUserId = id('a user id').refine((v) => v !== 'admin', 'admin is reserved for the admin token; choose another id');
+
+// ---------------------------------------------------------------- path parameters
+
+export const params = {
+  userId: z.strictObject({ userId: id('a user id') }),
+  /** Where a users row may be written. */
+  newUserId: z.strictObject({ userId: newUserId }),
+  teamId: z.strictObject({ teamId: id('a team id') }),
+  hostId: z.strictObject({ id: id('a host id') }),
+  workspace: z.strictObject({ id: uuid('a workspace', 'list workspaces with `a4c ws list`') }),
+  userWorkspace: z.strictObject({ userId: id('a user id'), id: uuid('a workspace', 'list workspaces with `a4c ws list`') }),
+  build: z.strictObject({ id: uuid('an image build', 'list builds with `a4c build list`') }),
+  userToken: z.strictObject({ userId: id('a user id'), tokenId: uuid('a token', 'list tokens with `a4c tokens list <user>`') }),
+};
+
+/** ?wait=S on operations that change a workspace: answer once it settles or S seconds pass. */
+export const waitQuery = (maxWaitSeconds: number) =>
+  z.strictObject({
+    wait: intQuery('wait', 0, maxWaitSeconds)
+      .meta({ description: `Answer once the workspace is settled or this many seconds (0-${maxWaitSeconds}) have passed, whichever is first.` })
+      .optional(),
+  });
+
+// ---------------------------------------------------------------- request bodies and queries
+
+export const requests = {
+  createWorkspace: z.strictObject({
+    projectName: id('a project name'),
+    arch,
+    tier: z.string().min(1).max(32).meta({ description: 'standard, large, xl, or a tier from A4C_TIERS' }),
+    name: id('a workspace name').optional().meta({ description: "unique among the user's live workspaces; default <project>-<6 hex>" }),
+    changeNumber: changeNumber.optional(),
+    image: z
+      .string()
+      .max(255)
+      .regex(IMAGE_REF, 'must be a Docker image reference such as a4c-base:latest')
+      .optional()
+      .meta({ description: 'default: the newest image built for project + arch, else A4C_DEFAULT_IMAGE' }),
+  }),
+  listWorkspaces: z.strictObject({ includeDeleted: boolQuery('also list deleted workspaces').optional() }),
+  reject: z.strictObject({ reason: z.string().max(500).optional() }),
+  scheduleBuild: z.strictObject({
+    imageName: z
+      .string()
+      .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, 'an image name is lowercase letters, digits and . _ - / separators')
+      .max(128),
+    project: id('a project name'),
+    arch,
+    changeNumber,
+  }),
+  buildFilter: z.strictObject({
+    status: z.enum(BUILD_STATUSES).optional(),
+    project: id('a project name').optional(),
+    arch: z.enum(ARCHES).optional(),
+    userId: id('a user id').optional(),
+    limit: intQuery('limit', 1, 1000).optional(),
+  }),
+  logQuery: z.strictObject({
+    after: intQuery('after', 0, 2 ** 31 - 1).meta({ description: 'only lines after this sequence number' }).optional(),
+    limit: intQuery('limit', 1, 5000).optional(),
+  }),
+  quota: z.strictObject({
+    maxWorkspaces: limit('maxWorkspaces', true),
+    maxDiskGb: limit('maxDiskGb', false),
+    maxConcurrentBuilds: limit('maxConcurrentBuilds', true),
+  }),
+  user: z.strictObject({ teamId: id('a team id').nullable().optional(), role: role.optional() }),
+  newUser: z.strictObject({ id: newUserId, teamId: id('a team id').nullable().optional(), role: role.optional() }),
+  newToken: z.strictObject({
+    name: z.string().min(1).max(100),
+    ttlSeconds: z.number().int().min(60, 'a token lives at least 60 s').max(10 * 365 * 86400).optional(),
+  }),
+  auditQuery: z.strictObject({
+    actor: z.string().min(1).max(100).optional(),
+    after: intQuery('after', 0, Number.MAX_SAFE_INTEGER).meta({ description: 'only entries with a larger id' }).optional(),
+    limit: intQuery('limit', 1, 1000).optional(),
+  }),
+};
+
+// ---------------------------------------------------------------- responses
+
+export const errorBody: z.ZodType<ErrorBody> = z
+  .looseObject({
+    error: z.enum(ERROR_CODES),
+    message: z.string(),
+    field: z.string().optional().meta({ description: 'the request field the error is about (INVALID_ARGUMENT)' }),
+    suggestion: z.string().optional().meta({ description: 'what to do next' }),
+    requestId: z.string().optional(),
+  })
+  .meta({ id: 'Error' });
+
+export const workspace: z.ZodType<Workspace> = z
+  .strictObject({
+    id: z.string(),
+    userId: z.string(),
+    name: z.string(),
+    projectName: z.string(),
+    arch,
+    tier: z.string(),
+    image: z.string(),
+    status: z.enum(WORKSPACE_STATUSES),
+    hostId: z.string().nullable(),
+    hostLost: z.boolean().meta({ description: "the host stopped heartbeating: the status is the last one known" }),
+    containerId: z.string().nullable(),
+    hostname: z.string().nullable(),
+    sshCommand: z.string().nullable(),
+    failedStep: z.string().nullable(),
+    error: z.string().nullable(),
+    attempt: z.number().int(),
+    createdAt: time,
+    updatedAt: time,
+  })
+  .meta({ id: 'Workspace' });
+
+const resources = z.strictObject({ memoryBytes: z.number(), cpus: z.number(), diskBytes: z.number() });
+
+export const host: z.ZodType<HostView> = z
+  .strictObject({
+    id: z.string(),
+    arch,
+    status: z.enum(['healthy', 'unhealthy', 'draining']),
+    connected: z.boolean(),
+    agentVersion: z.string(),
+    sessionId: z.string().nullable(),
+    capacity: resources,
+    allocatable: resources,
+    reserved: resources,
+    stats: z
+      .strictObject({
+        diskPercent: z.number(),
+        memoryPercent: z.number(),
+        cpuPercent: z.number(),
+        workspaceContainers: z.number().int(),
+        engineContainers: z.number().int(),
+        dockerReady: z.boolean(),
+        diskUsedBytes: z.number(),
+        diskTotalBytes: z.number(),
+        memoryUsedBytes: z.number(),
+        memoryTotalBytes: z.number(),
+      })
+      .nullable(),
+    workspaceCount: z.number().int(),
+    revision: z.number().int(),
+    appliedRevision: z.number().int(),
+    images: z.array(z.string()),
+    lastHeartbeatAt: time.nullable(),
+    connectedAt: time.nullable(),
+  })
+  .meta({ id: 'Host' });
+
+export const build: z.ZodType<Build> = z
+  .strictObject({
+    id: z.string(),
+    userId: z.string(),
+    imageName: z.string(),
+    project: z.string(),
+    arch,
+    changeNumber: z.string(),
+    status: z.enum(BUILD_STATUSES),
+    worker: z.string().nullable(),
+    attempts: z.number().int(),
+    retryCount: z.number().int(),
+    progress: z.number(),
+    imageTag: z.string(),
+    imageId: z.string().nullable(),
+    error: z.string().nullable(),
+    createdAt: time,
+    claimedAt: time.nullable(),
+    heartbeatAt: time.nullable(),
+    finishedAt: time.nullable(),
+    updatedAt: time,
+    logTail: z.array(z.string()),
+  })
+  .meta({ id: 'ImageBuild' });
+
+const logLine: z.ZodType<BuildLogLine> = z.strictObject({ seq: z.number().int(), at: time, line: z.string() });
+export const buildLogs = z.strictObject({ status: z.enum(BUILD_STATUSES), lines: z.array(logLine) }).meta({ id: 'ImageBuildLogs' });
+
+export const user = z.strictObject({ id: z.string(), teamId: z.string().nullable(), role }).meta({ id: 'User' });
+
+export const token: z.ZodType<TokenView> = z
+  .strictObject({
+    id: z.string(),
+    userId: z.string(),
+    name: z.string(),
+    prefix: z.string().meta({ description: 'the first characters of the token, to recognise it' }),
+    createdAt: time,
+    expiresAt: time.nullable(),
+    revokedAt: time.nullable(),
+    lastUsedAt: time.nullable(),
+  })
+  .meta({ id: 'ApiToken' });
+
+export const issuedToken = z
+  .strictObject({ ...(token as unknown as z.ZodObject<z.ZodRawShape>).shape, token: z.string().meta({ description: 'the secret: shown once, never again' }) })
+  .meta({ id: 'IssuedApiToken' });
+
+const quotaLimits = z.strictObject({ maxWorkspaces: z.number(), maxDiskGb: z.number(), maxConcurrentBuilds: z.number() });
+const quotaOverride = z.strictObject({ maxWorkspaces: z.number().nullable(), maxDiskGb: z.number().nullable(), maxConcurrentBuilds: z.number().nullable() });
+const quotaSource = z.enum(['user', 'team', 'default']);
+
+export const userQuota: z.ZodType<UserQuotaView> = z
+  .strictObject({
+    userId: z.string(),
+    teamId: z.string().nullable(),
+    limits: quotaLimits,
+    source: z.strictObject({ maxWorkspaces: quotaSource, maxDiskGb: quotaSource, maxConcurrentBuilds: quotaSource }),
+    overrides: quotaOverride,
+    usage: z.strictObject({ workspaces: z.number().int(), diskGb: z.number(), concurrentBuilds: z.number().int() }),
+  })
+  .meta({ id: 'UserQuota' });
+
+export const teamQuota = z
+  .strictObject({ teamId: z.string(), limits: quotaLimits, overrides: quotaOverride, members: z.number().int() })
+  .meta({ id: 'TeamQuota' });
+
+export const auditEntry = z
+  .strictObject({
+    id: z.number().int(),
+    at: time,
+    requestId: z.string(),
+    actor: z.string(),
+    action: z.string().meta({ description: 'method and route template, e.g. POST /v1/workspaces/:id/stop' }),
+    target: z.string().meta({ description: 'the request path' }),
+    outcome: z.number().int().meta({ description: 'the HTTP status answered' }),
+    error: z.string().nullable(),
+  })
+  .meta({ id: 'AuditEntry' });
+
+export const list = <K extends string>(key: K, item: z.ZodType) => z.strictObject({ [key]: z.array(item) } as Record<K, z.ZodArray<z.ZodType>>);
