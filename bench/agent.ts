@@ -52,6 +52,14 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
  * plaintext gRPC (benchmarks measure the agent plane, not TLS enrollment), and the
  * given settings on top.
  */
+/** Benchmarks measure the system, not its limits: one token sends everything. */
+export const NO_LIMITS = {
+  A4C_RATE_LIMIT_RPS: '0',
+  A4C_CREATE_RATE_PER_MINUTE: '0',
+  A4C_SHED_DB_WAITERS: '0',
+  A4C_SHED_EVENT_LOOP_LAG_MS: '0',
+};
+
 export async function startBenchControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
   return startControlPlane(
     loadConfig({
@@ -60,6 +68,7 @@ export async function startBenchControlPlane(env: Record<string, string> = {}): 
       A4C_GRPC_PORT: '0',
       A4C_GRPC_INSECURE: 'true',
       A4C_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)),
+      ...NO_LIMITS,
       ...env,
     }),
     createLogger('bench', { A4C_LOG_LEVEL: 'warn' }),

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { NO_LIMITS } from './agent.js';
 import { machine, percentile } from './lib.js';
 import { SimFleet } from './sim-agents.js';
 
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
       A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC
+      ...NO_LIMITS,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -47,6 +47,12 @@ export interface ControlPlaneConfig {
   };
   /** Quotas for users with no user or team override. */
   defaultQuota: QuotaLimits;
+  /** Per-credential request rate (per replica); perSecond 0: off. */
+  requestRate: { perSecond: number; burst: number };
+  /** Per-user workspace creations (across replicas, in PostgreSQL); perMinute 0: off. */
+  createRate: { perMinute: number; burst: number };
+  /** Fast 503s when saturated; 0 turns a bound off. */
+  shedding: { maxDbWaiters: number; maxEventLoopLagMs: number };
   /** The agent plane's TLS: the CA (supplied, or kept in dataDir/ca) and the server certificate's extra names. */
   grpcTls: {
     /** A4C_GRPC_INSECURE=true: plaintext gRPC, no client certificates (tests, local experiments). */
@@ -103,6 +109,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
   for (const san of sans) {
     if (!/^[A-Za-z0-9.:-]{1,253}$/.test(san)) throw new ConfigError('A4C_GRPC_TLS_SANS', `must be comma-separated DNS names or IP addresses, got ${JSON.stringify(san)}`);
   }
+  const dbPoolSize = envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000);
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -120,12 +127,24 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
     buildLeaseMs: envInt(env, 'A4C_BUILD_LEASE_MS', 300_000, 500, 86_400_000),
     buildMaxRetries: envInt(env, 'A4C_BUILD_MAX_RETRIES', 3, 0, 100),
-    dbPoolSize: envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000),
+    dbPoolSize,
     dbAgentPoolSize: envInt(env, 'A4C_DB_AGENT_POOL_SIZE', 10, 2, 1000),
     placement: {
       headroom: envNumber(env, 'A4C_HEADROOM_PERCENT', 20, 0, 90) / 100,
       maxDiskPercent: envNumber(env, 'A4C_MAX_DISK_PERCENT', 80, 1, 100),
       maxMemoryPercent: envNumber(env, 'A4C_MAX_MEMORY_PERCENT', 90, 1, 100),
+    },
+    requestRate: {
+      perSecond: envNumber(env, 'A4C_RATE_LIMIT_RPS', 20, 0, 1e6),
+      burst: envInt(env, 'A4C_RATE_LIMIT_BURST', 40, 1, 1e6),
+    },
+    createRate: {
+      perMinute: envNumber(env, 'A4C_CREATE_RATE_PER_MINUTE', 1, 0, 1e6),
+      burst: envInt(env, 'A4C_CREATE_RATE_BURST', 3, 1, 1e6),
+    },
+    shedding: {
+      maxDbWaiters: envInt(env, 'A4C_SHED_DB_WAITERS', dbPoolSize, 0, 1e6),
+      maxEventLoopLagMs: envInt(env, 'A4C_SHED_EVENT_LOOP_LAG_MS', 1000, 0, 600_000),
     },
     defaultQuota: {
       maxWorkspaces: envInt(env, 'A4C_QUOTA_MAX_WORKSPACES', 5, 0, 100_000),
@@ -225,6 +244,12 @@ export const CONFIG_HELP = `Environment:
   A4C_QUOTA_MAX_WORKSPACES  default per-user workspace limit (default 5)
   A4C_QUOTA_MAX_DISK_GB     default per-user disk limit across workspaces (default 500)
   A4C_QUOTA_MAX_BUILDS      default per-user concurrent image builds (default 2)
+  A4C_RATE_LIMIT_RPS        requests per second per token, per replica; 0: off (default 20)
+  A4C_RATE_LIMIT_BURST      requests a token may send at once (default 40)
+  A4C_CREATE_RATE_PER_MINUTE  workspace creations per user per minute, across replicas; 0: off (default 1)
+  A4C_CREATE_RATE_BURST     creations a user may make at once before the rate applies (default 3)
+  A4C_SHED_DB_WAITERS       answer 503 at once when this many requests wait for a database connection; 0: never (default A4C_DB_POOL_SIZE)
+  A4C_SHED_EVENT_LOOP_LAG_MS  answer 503 at once while the event loop lags more than this; 0: never (default 1000)
   A4C_GRPC_TLS_SANS         extra names/IPs of the gRPC server certificate, comma-separated (127.0.0.1 and localhost always)
   A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: A4C_DATA_DIR/ca, created once
   A4C_CA_KEY                PEM file of that CA's private key (RSA)

@@ -8,6 +8,7 @@ import { AgentServiceService } from '@a4c/proto';
 import { AgentSessions } from './agents/sessions.js';
 import { adminPkiOperations, enrollOperations } from './api/enroll-routes.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
+import { LoadShedder, rateLimit } from './api/limits.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { Policy } from './auth/principals.js';
 import { openApiDocument } from './api/openapi.js';
@@ -54,7 +55,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await feed.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
-  const quotas = new Quotas(db, config.defaultQuota);
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
   let sessions: AgentSessions | undefined;
   const workspaces = new WorkspaceService(
     db,
@@ -99,6 +100,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Outermost, so it records the status the error handler settled on.
   app.use(audit(db, log));
   app.use(errors(log));
+  const shedder = new LoadShedder(config.shedding, db, log);
+  shedder.start();
+  app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
@@ -113,6 +117,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
   app.use(publicRouter.routes());
   app.use(requireToken(db, adminToken, config.oidc && new OidcVerifier(config.oidc, db, log)));
+  app.use(rateLimit(config.requestRate));
   const v1 = new Router<State>();
   mountOperations(v1, authed, policy);
   app.use(v1.routes());
@@ -159,6 +164,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        shedder.stop();
         clearInterval(leaseSweep);
         httpServer.close();
         httpServer.closeIdleConnections();

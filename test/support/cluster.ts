@@ -17,6 +17,18 @@ export const TINY_TIERS = JSON.stringify({
 });
 export const HEARTBEAT_MS = 500;
 
+/**
+ * Rate limits and load shedding off: suites create many workspaces quickly with one
+ * token, and a loaded 2-core CI machine must not shed their requests. test/limits.test.ts
+ * turns each on where it tests it.
+ */
+export const NO_LIMITS = {
+  A4C_RATE_LIMIT_RPS: '0',
+  A4C_CREATE_RATE_PER_MINUTE: '0',
+  A4C_SHED_DB_WAITERS: '0',
+  A4C_SHED_EVENT_LOOP_LAG_MS: '0',
+};
+
 export function dockerHost(): string {
   const h = process.env.A4C_TEST_DOCKER_HOST;
   if (!h) throw new Error('A4C_TEST_DOCKER_HOST is not set: run the suite with `npm test`');
@@ -132,6 +144,7 @@ export async function startTestControlPlane(env: Record<string, string> = {}): P
     A4C_ADMIN_TOKEN: `test-admin-token-${randomBytes(8).toString('hex')}`,
     // Plaintext agent plane unless a test asks for TLS (A4C_GRPC_INSECURE: 'false'): see agent-tls.test.ts.
     A4C_GRPC_INSECURE: 'true',
+    ...NO_LIMITS,
     ...env,
   });
   const cp = await startControlPlane(config, createLogger('test-control-plane', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' }));
@@ -248,6 +261,7 @@ export async function spawnControlPlane(env: Record<string, string> = {}): Promi
     A4C_ADMIN_TOKEN: token,
     A4C_LOG_LEVEL: 'warn',
     A4C_GRPC_INSECURE: 'true',
+    ...NO_LIMITS,
     ...env,
   };
   const api = new Api(`http://127.0.0.1:${httpPort}`, token);

@@ -10,6 +10,8 @@ export interface State {
   /** The principal's id, for the activity log. */
   actor: string;
   principal: Principal;
+  /** Set for refusals that must not cost a database write each (rate limits, shedding). */
+  unaudited?: boolean;
 }
 export type Ctx = Koa.ParameterizedContext<State>;
 
@@ -32,6 +34,8 @@ export function errors(log: Logger): Koa.Middleware<State> {
       if (err.code === 'INTERNAL') log.error({ err: e, requestId, path: ctx.path }, 'request failed');
       ctx.status = err.status;
       ctx.body = { ...err.toBody(), requestId };
+      const retry = err.details.retryAfterSeconds;
+      if (typeof retry === 'number') ctx.set('retry-after', String(retry));
     }
     log.debug({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
   };
@@ -81,7 +85,7 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
     try {
       await next();
     } finally {
-      if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/')) {
+      if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/') && !ctx.state.unaudited) {
         const body = ctx.body as { error?: string; message?: string } | undefined;
         const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
         db.query('INSERT INTO audit_log (request_id, actor, action, target, outcome, error) VALUES ($1, $2, $3, $4, $5, $6)', [

@@ -50,6 +50,7 @@ export class Quotas {
   constructor(
     private readonly db: Db,
     private readonly defaults: QuotaLimits,
+    private readonly createRate: { perMinute: number; burst: number } = { perMinute: 0, burst: 1 },
   ) {}
 
   /** Makes sure the user exists and locks their row: quota checks of one user take turns. */
@@ -105,6 +106,37 @@ export class Quotas {
     if (q.usage.diskGb + diskGb > q.limits.maxDiskGb) {
       throw exceeded(userId, 'maxDiskGb', q.usage.diskGb, q.limits.maxDiskGb, 'GB of workspace disk', `choose a smaller tier or delete a workspace; this one needs ${diskGb} GB`);
     }
+  }
+
+  /**
+   * The per-user creation rate, as a generic cell rate algorithm: creations are spaced
+   * 60/perMinute seconds apart on average, and a user who has been quiet may make
+   * `burst` at once. Call after lockUser, in the creating transaction: the state lives
+   * on the user's row, so the limit holds across replicas, and a creation that is
+   * refused later (no capacity) rolls back and costs nothing.
+   */
+  async takeCreation(tx: Tx, userId: string): Promise<void> {
+    const { perMinute, burst } = this.createRate;
+    if (perMinute <= 0) return;
+    const interval = 60 / perMinute;
+    const tolerance = (burst - 1) * interval;
+    const { rows } = await tx.query<{ ahead: number }>(
+      'SELECT EXTRACT(EPOCH FROM GREATEST(COALESCE(create_tat, clock_timestamp()), clock_timestamp()) - clock_timestamp())::float8 AS ahead FROM users WHERE id = $1',
+      [userId],
+    );
+    const ahead = rows[0]?.ahead ?? 0;
+    if (ahead > tolerance + 1e-3) {
+      const wait = Math.ceil(ahead - tolerance);
+      throw new A4cError('RATE_LIMITED', `user ${userId} creates workspaces too fast: at most ${perMinute} per minute after a burst of ${burst}`, {
+        limit: 'workspaceCreatesPerMinute',
+        retryAfterSeconds: wait,
+        suggestion: `try again in ${wait} s, or reuse a stopped workspace (a4c ws start ID)`,
+      });
+    }
+    await tx.query(
+      'UPDATE users SET create_tat = GREATEST(COALESCE(create_tat, clock_timestamp()), clock_timestamp()) + make_interval(secs => $2) WHERE id = $1',
+      [userId, interval],
+    );
   }
 
   async setUser(userId: string, o: Partial<QuotaOverride>): Promise<UserQuotaView> {

@@ -65,6 +65,7 @@ export class WorkspaceService {
     const row = await inTx(this.db, async (tx) => {
       await this.quotas.lockUser(tx, input.userId);
       await this.quotas.checkWorkspace(tx, input.userId, tier.diskGb);
+      await this.quotas.takeCreation(tx, input.userId);
       const image = input.image ?? (await this.newestProjectImage(tx, input.projectName, input.arch)) ?? this.opts.defaultImage;
       // A tier that needs approval waits, unplaced and reserving nothing, for an admin.
       const placed = tier.requiresApproval
