@@ -99,7 +99,10 @@ describe('who may do what (users, leads, admins)', function () {
 
   it('a revoked token stops working at once; an expired one is refused; tokens are stored hashed', async () => {
     const tok = await t.api.call<{ id: string; token: string }>('POST', `/v1/users/${ids.dave}/tokens`, { name: 'short-lived' }, as('dave'));
+    expect(tok.body).to.include({ lastUsedAt: null });
     expect((await t.api.call('GET', `/v1/users/${ids.dave}`, undefined, { token: tok.body.token })).status).to.equal(200);
+    const listed = await t.api.call<{ tokens: { id: string; lastUsedAt: string | null }[] }>('GET', `/v1/users/${ids.dave}/tokens`, undefined, as('dave'));
+    expect(listed.body.tokens.find((x) => x.id === tok.body.id)?.lastUsedAt, 'its use is recorded').to.be.a('string');
     const rev = await t.api.call('DELETE', `/v1/users/${ids.dave}/tokens/${tok.body.id}`, undefined, as('dave'));
     expect(rev.status).to.equal(200);
     const after = await t.api.call<{ error: string }>('GET', `/v1/users/${ids.dave}`, undefined, { token: tok.body.token });
