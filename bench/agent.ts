@@ -25,8 +25,12 @@ export async function spawnBenchAgent(o: { hostId: string; controlPlane: string;
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+  // A benchmark that fails exits at once: its agent must not outlive it.
+  const orphaned = () => proc.kill('SIGKILL');
+  process.once('exit', orphaned);
   return {
     stop: async () => {
+      process.off('exit', orphaned);
       proc.kill('SIGTERM');
       await new Promise((r) => proc.once('exit', r));
     },
@@ -52,8 +56,14 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
  * plaintext gRPC (benchmarks measure the agent plane, not TLS enrollment), and the
  * given settings on top.
  */
-/** Benchmarks measure the system, not its limits: one token sends everything. */
+/**
+ * Benchmarks measure the system, not its limits: one token and one user send
+ * everything, so quotas, rate limits and load shedding are off.
+ */
 export const NO_LIMITS = {
+  A4C_QUOTA_MAX_WORKSPACES: '100000',
+  A4C_QUOTA_MAX_DISK_GB: '1e9',
+  A4C_QUOTA_MAX_BUILDS: '10000',
   A4C_RATE_LIMIT_RPS: '0',
   A4C_CREATE_RATE_PER_MINUTE: '0',
   A4C_SHED_DB_WAITERS: '0',

@@ -61,8 +61,6 @@ async function main(): Promise<void> {
       A4C_HTTP_PORT: String(httpPort),
       A4C_GRPC_PORT: String(grpcPort),
       A4C_EMBEDDED_PG_PORT: String(httpPort + 2),
-      A4C_QUOTA_MAX_WORKSPACES: '100000',
-      A4C_QUOTA_MAX_DISK_GB: '1e9',
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
       A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC

@@ -21,7 +21,7 @@ if (!dockerHost) throw new Error('set A4C_BENCH_DOCKER_HOST (npm run bench does)
 const docker = new Docker({ socketPath: dockerHost.replace(/^unix:\/\//, '') });
 
 async function main(): Promise<void> {
-  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER, A4C_QUOTA_MAX_WORKSPACES: '100' });
+  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER });
   const hostId = `bench-reconcile-${process.pid}`;
   const agent = await spawnBenchAgent({ hostId, controlPlane: `127.0.0.1:${cp.grpcPort}`, dockerHost: dockerHost as string });
   const api = `http://127.0.0.1:${cp.httpPort}`;
