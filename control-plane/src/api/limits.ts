@@ -57,9 +57,10 @@ export function rateLimit(limit: RequestRateLimit): Koa.Middleware<State> {
     const wait = buckets.take(credential);
     if (wait !== undefined) {
       ctx.state.unaudited = true; // a flood must not turn into a flood of audit rows
+      const seconds = Math.max(1, Math.ceil(wait));
       throw new A4cError('RATE_LIMITED', `too many requests with this token: at most ${limit.perSecond} per second (bursts of ${limit.burst})`, {
-        retryAfterSeconds: Math.max(1, Math.ceil(wait)),
-        suggestion: 'wait Retry-After seconds and send again; for automation that needs more, the operator can raise A4C_RATE_LIMIT_RPS',
+        retryAfterSeconds: seconds,
+        suggestion: `send again in ${seconds} s (Retry-After); for automation that needs more, the operator can raise A4C_RATE_LIMIT_RPS`,
       });
     }
     await next();
@@ -145,7 +146,7 @@ export class LoadShedder {
           if (this.shed++ % 100 === 0) this.log.warn({ why, shedSoFar: this.shed }, 'shedding load: answering 503');
           throw new A4cError('UNAVAILABLE', `overloaded, request not started: ${why}; nothing was changed`, {
             retryAfterSeconds: 1,
-            suggestion: 'retry after the Retry-After seconds, with backoff',
+            suggestion: 'retry in 1 s (Retry-After), backing off if it happens again',
           });
         }
       }
