@@ -1,19 +1,29 @@
+import { createRequire } from 'node:module';
 import net from 'node:net';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { expect } from 'chai';
 import pg from 'pg';
 import type { Workspace } from '@a4c/common';
 import { docker, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 
 /*
- * Thousands of malformed requests, generated deterministically (a seeded PRNG, no
- * dependency), against a control plane with a connected real agent, so that anything
- * that slipped through validation could really create, stop or delete something.
+ * Thousands of malformed requests, generated deterministically (a seeded PRNG), against
+ * a control plane with a connected real agent, so that anything that slipped through
+ * validation could really create, stop or delete something.
+ *
+ * The operations come from the server's own OpenAPI document (GET /v1/openapi.json),
+ * which is generated from the zod schemas that validate every request: each operation's
+ * path parameters, query parameters and body schema drive the malformed variants, so an
+ * operation added later is fuzzed without touching this file (and the test fails if any
+ * operation in the document got no case at all). The raw-HTTP tricks that no schema
+ * describes (content types, chunked and huge bodies, bad JSON, nesting, wrong methods,
+ * header tricks) run on every operation too.
  *
  * Every response must be < 500 (the one legitimate 5xx, 503 CAPACITY_EXHAUSTED, is
- * allowed but not expected: no fuzz request is valid enough to reach placement), every
- * error must be the JSON envelope, no mutating request may succeed unless the case says
- * it may (and then only on ids that exist for that purpose), and the tables must show
- * no change that a 2xx does not explain.
+ * allowed but not expected), every error must be the JSON envelope, no mutating request
+ * may succeed unless the case says it may (and then only on ids that exist for that
+ * purpose), a share of the cases goes out as a plain user who must never get a 2xx for
+ * what is not theirs, and the tables must show no change that a 2xx does not explain.
  */
 
 // ---------------------------------------------------------------- raw HTTP client
@@ -178,79 +188,314 @@ const SEGMENT_TRICKS = [
   'x%0D%0ASet-Cookie:%20a=b', '%3F', '%23', '%3B', ';', '..;', '*', '~', '$', '@', '!', "'", '(', ')', '%60', '%22', '%3C%3E',
   ...[...SQL, ...SHELL, ...UNICODE.filter(isWellFormed)].map(enc),
 ];
+/** How many of SEGMENT_TRICKS are structural (the rest: encoded SQL, shell and unicode). */
+const SEGMENT_STRUCTURAL = SEGMENT_TRICKS.length - [...SQL, ...SHELL, ...UNICODE.filter(isWellFormed)].length;
 
-// ---------------------------------------------------------------- routes (docs/api.md)
 
-type BodyKind = 'create' | 'reject' | 'user' | 'quota';
-interface Route {
+// ---------------------------------------------------------------- the operations, from the OpenAPI document
+
+type JsonSchema = {
+  [k: string]: unknown;
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  enum?: unknown[];
+  pattern?: string;
+  anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  additionalProperties?: unknown;
+  description?: string;
+};
+interface DocParameter {
+  name: string;
+  in: string;
+  required?: boolean;
+  description?: string;
+  schema: JsonSchema;
+}
+interface DocOperation {
+  operationId: string;
+  description?: string;
+  security?: unknown[];
+  /** Who may call it: the server's own access rule (api/operation.ts). */
+  'x-a4c-access'?: string;
+  parameters?: DocParameter[];
+  requestBody?: { content?: Record<string, { schema: JsonSchema }> };
+}
+interface OpenApiDoc {
+  paths: Record<string, Record<string, DocOperation>>;
+  components?: { schemas?: Record<string, JsonSchema> };
+}
+
+/** Who may call an operation, read from the document's "**Who:**" line (api/operation.ts ACCESS_TEXT). */
+type Access = 'public' | 'anyone' | 'admin' | 'self' | 'self-or-lead' | 'owner' | 'unknown';
+
+interface Param {
+  name: string;
+  in: 'path' | 'query';
+  required: boolean;
+  schema: JsonSchema;
+  /** The schema, compiled; values as the router hands them over (decoded strings). */
+  ok: (v: unknown) => boolean;
+  /** "a whole number from A to B" in the description: a range the pattern does not express. */
+  range?: [number, number];
+}
+
+interface Op {
+  id: string;
   method: string;
   path: string;
-  body?: BodyKind;
-  wait?: boolean;
+  access: Access;
   mutates: boolean;
+  pathParams: Param[];
+  queryParams: Param[];
+  body?: JsonSchema;
+  bodyOk: (v: unknown) => boolean;
+  /** The body's properties, in schema order, and which are required. */
+  props: [string, JsonSchema][];
+  required: string[];
+  /** A smallest body the schema accepts (required properties only), when one could be made. */
+  base: Record<string, unknown>;
+  baseOk: boolean;
 }
-const ROUTES: Route[] = [
-  { method: 'POST', path: '/v1/users/{u}/workspaces', body: 'create', wait: true, mutates: true },
-  { method: 'GET', path: '/v1/users/{u}/workspaces', mutates: false },
-  { method: 'GET', path: '/v1/users/{u}/workspaces/{ws}', mutates: false },
-  { method: 'GET', path: '/v1/workspaces/{ws}', mutates: false },
-  { method: 'POST', path: '/v1/workspaces/{ws}/stop', wait: true, mutates: true },
-  { method: 'POST', path: '/v1/workspaces/{ws}/start', wait: true, mutates: true },
-  { method: 'DELETE', path: '/v1/workspaces/{ws}', wait: true, mutates: true },
-  { method: 'DELETE', path: '/v1/users/{u}/workspaces/{ws}', wait: true, mutates: true },
-  { method: 'POST', path: '/v1/workspaces/{ws}/retry', wait: true, mutates: true },
-  { method: 'POST', path: '/v1/workspaces/{ws}/approve', wait: true, mutates: true },
-  { method: 'POST', path: '/v1/workspaces/{ws}/reject', body: 'reject', mutates: true },
-  { method: 'GET', path: '/v1/users/{u}', mutates: false },
-  { method: 'PUT', path: '/v1/users/{u}', body: 'user', mutates: true },
-  { method: 'GET', path: '/v1/users/{u}/quota', mutates: false },
-  { method: 'PUT', path: '/v1/users/{u}/quota', body: 'quota', mutates: true },
-  { method: 'GET', path: '/v1/teams/{t}/quota', mutates: false },
-  { method: 'PUT', path: '/v1/teams/{t}/quota', body: 'quota', mutates: true },
-  { method: 'GET', path: '/v1/hosts', mutates: false },
-  { method: 'GET', path: '/v1/hosts/{h}', mutates: false },
-  { method: 'POST', path: '/v1/hosts/{h}/drain', mutates: true },
-  { method: 'POST', path: '/v1/hosts/{h}/activate', mutates: true },
-  { method: 'GET', path: '/healthz', mutates: false },
-  { method: 'GET', path: '/readyz', mutates: false },
-];
-const FIELDS: Record<BodyKind, string[]> = {
-  create: ['projectName', 'arch', 'tier', 'name', 'changeNumber', 'image'],
-  reject: ['reason'],
-  user: ['teamId'],
-  quota: ['maxWorkspaces', 'maxDiskGb', 'maxConcurrentBuilds'],
-};
-const MUTATING = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
-const KNOWN_TIERS = ['tiny', 'small', 'standard', 'large', 'xl'];
-const ARCH = ['linux-x64', 'linux-arm64', 'darwin-arm64'];
-const ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
-/** Conservative: true if the body might pass the create schema (then the case must fail for another reason). */
-function maybeValidCreate(text: string | Buffer | undefined): boolean {
-  if (text === undefined) return false;
-  let b: unknown;
-  try {
-    const s = typeof text === 'string' ? text : text.toString('utf8');
-    b = s.trim() === '' ? {} : JSON.parse(s);
-  } catch {
-    return false;
+const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch'];
+
+const ACCESS_RULES = ['public', 'anyone', 'admin', 'self', 'self-or-lead', 'owner'] as const;
+
+function accessOf(o: DocOperation): Access {
+  const rule = o['x-a4c-access'];
+  return (ACCESS_RULES as readonly string[]).includes(rule ?? '') ? (rule as Access) : 'unknown'; // unknown: treated as strictly as possible
+}
+
+/** Inlines `#/components/schemas/X` references (request schemas are not recursive). */
+function deref(s: unknown, components: Record<string, JsonSchema>, depth = 0): unknown {
+  if (depth > 32) throw new Error('schema nests too deep (recursive $ref?)');
+  if (Array.isArray(s)) return s.map((x) => deref(x, components, depth + 1));
+  if (!s || typeof s !== 'object') return s;
+  const o = s as Record<string, unknown>;
+  if (typeof o.$ref === 'string') return deref(components[o.$ref.replace('#/components/schemas/', '')], components, depth + 1);
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, deref(v, components, depth + 1)]));
+}
+
+function rangeOf(...texts: (string | undefined)[]): [number, number] | undefined {
+  for (const t of texts) {
+    const m = /from (\d+) to (\d+)/.exec(t ?? '') ?? /\((\d+)-(\d+)\)/.exec(t ?? '');
+    if (m) return [Number(m[1]), Number(m[2])];
   }
-  if (!b || typeof b !== 'object' || Array.isArray(b)) return false;
-  const o = b as Record<string, unknown>;
-  if (Object.keys(o).some((k) => !FIELDS.create.includes(k))) return false;
-  const id = (v: unknown) => typeof v === 'string' && ID.test(v);
-  if (!id(o.projectName) || !ARCH.includes(o.arch as string) || !KNOWN_TIERS.includes(o.tier as string)) return false;
-  if ('name' in o && !id(o.name)) return false;
-  if ('changeNumber' in o && !(typeof o.changeNumber === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(o.changeNumber))) return false;
-  if ('image' in o && !(typeof o.image === 'string' && o.image.length <= 255 && /^[a-z0-9][A-Za-z0-9._\-/:@]*$/.test(o.image))) return false;
+  return undefined;
+}
+
+const STRING_EXAMPLES = ['tiny', 'fz', 'fz-1', 'a4c-base', 'x', 'C-1', '1', 'fz.example'];
+
+/** Values a schema accepts, best first (enum members, a few plain strings and numbers). */
+function exampleOf(s: JsonSchema, ok: (v: unknown) => boolean): unknown {
+  const candidates: unknown[] = [];
+  const collect = (b: JsonSchema) => {
+    if (b.enum) candidates.push(...b.enum);
+    if (b.const !== undefined) candidates.push(b.const);
+    for (const x of [...(b.anyOf ?? []), ...(b.oneOf ?? [])]) collect(x);
+    const types = Array.isArray(b.type) ? b.type : [b.type];
+    if (types.includes('string')) candidates.push(...STRING_EXAMPLES, 'a'.repeat(Math.max(1, b.minLength ?? 1)));
+    if (types.includes('integer') || types.includes('number')) candidates.push(b.minimum, 60, 1, 0, 3600, b.maximum);
+    if (types.includes('boolean')) candidates.push(true);
+    if (types.includes('null')) candidates.push(null);
+  };
+  collect(s);
+  return candidates.find((c) => c !== undefined && ok(c));
+}
+
+function operationsOf(doc: OpenApiDoc, ajv: Ajv2020): Op[] {
+  const components = doc.components?.schemas ?? {};
+  const compile = (s: JsonSchema) => {
+    const v = ajv.compile(s);
+    return (x: unknown) => v(x) as boolean;
+  };
+  const ops: Op[] = [];
+  for (const [path, methods] of Object.entries(doc.paths)) {
+    for (const [m, o] of Object.entries(methods)) {
+      if (!HTTP_METHODS.includes(m)) continue;
+      const params = (o.parameters ?? []).map((p): Param => {
+        const schema = deref(p.schema, components) as JsonSchema;
+        return {
+          name: p.name,
+          in: p.in === 'path' ? 'path' : 'query',
+          required: p.in === 'path' || Boolean(p.required),
+          schema,
+          ok: compile(schema),
+          range: rangeOf(p.description, schema.description),
+        };
+      });
+      const body = o.requestBody?.content?.['application/json']?.schema;
+      const bodySchema = body ? (deref(body, components) as JsonSchema) : undefined;
+      const bodyOk = bodySchema ? compile(bodySchema) : () => true;
+      const props = Object.entries(bodySchema?.properties ?? {});
+      const required = bodySchema?.required ?? [];
+      const base: Record<string, unknown> = {};
+      for (const [name, s] of props) {
+        if (!required.includes(name)) continue;
+        const ex = exampleOf(s, compile(s));
+        if (ex !== undefined) base[name] = ex;
+      }
+      ops.push({
+        id: o.operationId,
+        method: m.toUpperCase(),
+        path,
+        access: accessOf(o),
+        mutates: m !== 'get',
+        pathParams: params.filter((p) => p.in === 'path'),
+        queryParams: params.filter((p) => p.in === 'query'),
+        ...(bodySchema ? { body: bodySchema } : {}),
+        bodyOk,
+        props,
+        required,
+        base,
+        baseOk: bodyOk(base),
+      });
+    }
+  }
+  return ops;
+}
+
+// ---------------------------------------------------------------- what the server will make of a request
+
+const MAX_BODY_BYTES = 64 * 1024;
+const MAX_DEPTH = 16;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Koa's own content-type check (ctx.is), so "is this JSON" is decided exactly as the server does. */
+const typeis = createRequire(import.meta.url)('type-is') as { is(value: string, types: string[]): string | false | null };
+
+const safeDecode = (s: string) => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s; // what @koa/router hands over when a segment does not decode
+  }
+};
+
+/** As api/http.ts checkText: no NUL, no lone surrogate, at most 16 levels. */
+function textOk(root: unknown): boolean {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v === 'string') {
+      if (v.includes('\u0000') || LONE_SURROGATE.test(v)) return false;
+      continue;
+    }
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_DEPTH) return false;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push([x, depth + 1]);
+      continue;
+    }
+    for (const [k, x] of Object.entries(v)) stack.push([k, depth + 1], [x, depth + 1]);
+  }
   return true;
 }
 
+/**
+ * The body as readJson and the operation's schema will see it. 'valid' is generous on
+ * purpose: JSON Schema cannot express zod's refinements, so a 'valid' body may still be
+ * refused, but an 'invalid' one is certainly refused (and a 'valid' one may succeed).
+ */
+type BodyState = 'none' | 'ignored' | 'valid' | 'tooBig' | 'badCT' | 'badJSON' | 'invalid';
+function bodyState(op: Op, body: string | Buffer | undefined, contentType: string | null | undefined): BodyState {
+  if (!op.body) return body === undefined ? 'none' : 'ignored';
+  const buf = body === undefined ? Buffer.alloc(0) : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  if (buf.length > MAX_BODY_BYTES) return 'tooBig';
+  const text = buf.toString('utf8');
+  let value: unknown = {};
+  if (text.trim() !== '') {
+    const ct = contentType === undefined ? 'application/json' : contentType;
+    if (ct === null || !typeis.is(ct, ['application/json'])) return 'badCT';
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return 'badJSON';
+    }
+    if (!textOk(value)) return 'invalid';
+  }
+  return op.bodyOk(value) ? 'valid' : 'invalid';
+}
+
+/** The query string as Koa parses it (URLSearchParams), against the operation's strict query schema. */
+function queryState(op: Op, qs: string): { ok: boolean; field?: string } {
+  const sp = new URLSearchParams(qs);
+  const bad: string[] = [];
+  for (const key of new Set(sp.keys())) {
+    const p = op.queryParams.find((x) => x.name === key);
+    const vals = sp.getAll(key);
+    const v = vals[0] as string;
+    if (!p || vals.length > 1 || !p.ok(v) || (p.range && (!/^\d+$/.test(v) || Number(v) < p.range[0] || Number(v) > p.range[1]))) bad.push(key);
+  }
+  for (const p of op.queryParams) if (p.required && !sp.has(p.name)) bad.push(p.name);
+  if (!bad.length) return { ok: true };
+  const only = bad.length === 1 && /^\w+$/.test(bad[0] as string) ? bad[0] : undefined;
+  return { ok: false, ...(only ? { field: only } : {}) };
+}
+
+// ---------------------------------------------------------------- malformed values from a schema
+
+const uniqueValues = (vs: unknown[]): unknown[] => {
+  const seen = new Set<string>();
+  return vs.filter((v) => {
+    const k = `${typeof v}:${JSON.stringify(v)}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+};
+
+/** Values aimed at one property's schema: its range, its pattern, its enum, its length. */
+function schemaBad(s: JsonSchema, ok: (v: unknown) => boolean): unknown[] {
+  const out: unknown[] = [];
+  const branches = [s, ...(s.anyOf ?? []), ...(s.oneOf ?? [])];
+  for (const b of branches) {
+    const types = Array.isArray(b.type) ? b.type : [b.type];
+    if (types.includes('string')) {
+      const ex = String(exampleOf(b, ok) ?? 'fz');
+      for (const e of (b.enum ?? []) as string[]) out.push(e.toUpperCase(), ` ${e}`, `${e} `, `${e}\u0000`, e.slice(0, -1), `${e}x`, [e], { value: e }, `${e}\u200b`);
+      out.push(`-${ex}`, `.${ex}`, `${ex}/`, `${ex}/../..`, `${ex}\n`, `\n${ex}`, ex.toUpperCase(), `${ex}$(id)`, `${ex}';--`, `${ex} `, `${ex}\u0000`, `${ex}\u202e`, `${ex}\ud800`, `\udfff${ex}`, `${ex}\u{1F600}`, `${ex}%00`, `${ex}%2F..`);
+      if (b.maxLength !== undefined) out.push('a'.repeat(b.maxLength + 1), '\u{1F600}'.repeat(Math.ceil((b.maxLength + 1) / 2)), 'é'.repeat(b.maxLength + 1));
+      if (b.minLength) out.push('a'.repeat(b.minLength - 1));
+      if (b.pattern) out.push(ex.repeat(70).slice(0, 300));
+      out.push(Number.isFinite(Number(ex)) ? Number(ex) : 1, [ex], { [ex]: ex }, true);
+    }
+    if (types.includes('integer') || types.includes('number')) {
+      const min = b.minimum ?? 0;
+      const max = b.maximum ?? 2 ** 31;
+      out.push(min - 1, max + 1, min - 0.5, max + 0.5, min + 0.5, min - 1e-9, String(min), `${max}`, 2 ** 31, -(2 ** 31) - 1, 2 ** 63, Number.MAX_SAFE_INTEGER + 2, 1e308, -1e308, 5e-324, [min], { n: min });
+    }
+    if (types.includes('boolean')) out.push('true', 1, 0);
+  }
+  return out;
+}
+
+/** Query values aimed at one parameter's schema. */
+function queryBad(p: Param): string[] {
+  const out = [...WAIT_BAD, '%2B1', '%', '%zz', '9'.repeat(11), 'true%00', 'TRUE', 'x'.repeat(200)];
+  for (const e of (p.schema.enum ?? []) as string[]) out.push(encodeURIComponent(e.toUpperCase()), `${encodeURIComponent(e)}%20`, `${encodeURIComponent(e)}%00`, `${encodeURIComponent(e)}x`);
+  if (p.range) out.push(String(p.range[0] - 1 < 0 ? '-1' : p.range[0] - 1), String(p.range[1] + 1), String(p.range[1] * 10 + 7));
+  if (p.schema.maxLength !== undefined) out.push('a'.repeat(p.schema.maxLength + 1));
+  return out;
+}
+
+// ---------------------------------------------------------------- cases
+
+type Who = 'admin' | 'plain';
+
 interface Case {
   what: string;
+  /** The operation this case is aimed at (undefined: a path with a method it does not have). */
+  opId?: string;
+  who: Who;
   method: string;
   target: string;
-  /** Authorization header value; undefined: the valid token; null: none. */
+  /** Authorization header value; undefined: the admin token; null: none. */
   auth?: string | null;
   /** Content-Type; undefined: application/json when there is a body; null: none. */
   contentType?: string | null;
@@ -262,126 +507,297 @@ interface Case {
   field?: string;
   /** A 2xx is allowed, and may change only these rows. */
   mayMutate?: { users?: string[]; teams?: string[]; workspaces?: string[] };
+  /** A 2xx would be a non-admin reaching what is not theirs. */
+  noSuccess?: boolean;
 }
 
 interface Fixture {
-  user: string; // owner of the running and the pending workspace
+  user: string; // owner of the running and the pending workspace, and of the build
   running: string; // a RUNNING workspace
   pending: string; // a PENDING_APPROVAL workspace
-  host: string; // the connected host
-  fakeWs: string; // a uuid that does not exist
-  sacUsers: string[]; // users fuzz PUTs may change
+  build: string; // a SCHEDULED image build (no agent takes builds here)
+  host: string; // the connected host: never removed, never drained
+  sacUsers: string[]; // users fuzz PUTs (and token issues) may change
+  zeroUser: string; // a user whose quotas are all 0: creations the quota governs are refused for them
   sacTeams: string[];
   /** Users no fuzz request may change. */
   protectedUsers: string[];
-  token: string;
+  token: string; // the admin token
+  plain: { id: string; token: string; tokenId: string }; // the non-admin the fuzz also sends as
+  victim: { id: string; tokenId: string }; // another plain user, whose token the non-admin tries to revoke
 }
 
-function generate(f: Fixture): Case[] {
+/** Resources that do not exist: a request naming them cannot change anything. */
+const FAKE_UUID = '6f1c3b8e-1b2a-4c3d-8e9f-0a1b2c3d4e5f';
+const NO_SUCH_HOST = 'no-such-host-';
+const isMissing = (v: string | undefined) => v === FAKE_UUID || Boolean(v?.startsWith(NO_SUCH_HOST));
+
+/**
+ * Creations the quota governs (a workspace, an image build): sent, schema-valid or not,
+ * for the zero-quota user, so that even a valid one must be refused (429 QUOTA_EXCEEDED).
+ */
+const QUOTA_GATED = /^\/v1\/users\/\{userId\}\/(workspaces|image-schedules)$/;
+
+/** Share of the schema-derived and random cases that also go out as the non-admin. */
+const PLAIN_SHARE = 0.25;
+
+interface Spec {
+  what: string;
+  op: Op;
+  /** read: parameters name real resources; write: they name nothing real (or sacrificial ids). */
+  mode?: 'read' | 'write';
+  /** Raw (already encoded) values for some path parameters. */
+  params?: Record<string, string>;
+  /** Raw query string, without '?'. */
+  query?: string;
+  /** Rewrites the whole target: the router may then not match the operation at all. */
+  variant?: (target: string) => string;
+  body?: string | Buffer;
+  /** The field a 400 about the body must name. */
+  field?: string;
+  expect?: number[];
+  contentType?: string | null;
+  auth?: string | null;
+  extraHeaders?: [string, string][];
+  noSuccess?: boolean;
+}
+
+interface Generated {
+  cases: Case[];
+  /** Cases not sent, by reason (valid enough to really act, or aimed at the live host or the fuzz's own token). */
+  withheld: Map<string, number>;
+}
+
+function generate(f: Fixture, ops: Op[]): Generated {
   const rnd = prng(0xa4c);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)] as T;
   const cases: Case[] = [];
-  const validCreate = { projectName: 'fz', arch: 'linux-x64', tier: 'tiny' };
-  const json = (v: unknown) => JSON.stringify(v);
-
-  /** Fills a route's parameters so that the request cannot be a valid mutation by itself. */
-  const fill = (r: Route, overrides: Partial<Record<'u' | 'ws' | 't' | 'h', string>> = {}): string => {
-    const u = overrides.u ?? (r.body === 'user' || r.body === 'quota' ? pick(f.sacUsers) : f.user);
-    const ws = overrides.ws ?? (r.mutates ? (r.body === 'reject' ? pick([f.fakeWs, f.running]) : f.fakeWs) : pick([f.running, f.pending, f.fakeWs]));
-    const t = overrides.t ?? pick(f.sacTeams);
-    const h = overrides.h ?? (r.mutates ? `no-such-host-${Math.floor(rnd() * 1e6)}` : f.host);
-    return r.path.replace('{u}', u).replace('{ws}', ws).replace('{t}', t).replace('{h}', h);
-  };
-  /** A PUT on a user or team the fuzz owns (any but the fixtures' users) may succeed and change that row. */
-  const touches = (r: Route, target: string): Case['mayMutate'] => {
-    if (r.body === 'user' || r.body === 'quota') {
-      const m = /^\/v1\/(users|teams)\/([^/?#;]+)/.exec(target);
-      let id = m?.[2] ?? '';
-      try {
-        id = decodeURIComponent(id);
-      } catch {
-        // left as sent, the way the router leaves it
-      }
-      if (m?.[1] === 'users' && !f.protectedUsers.includes(id)) return { users: [id] };
-      if (m?.[1] === 'teams') return { teams: [id] };
-    }
+  const withheld = new Map<string, number>();
+  const withhold = (why: string) => {
+    withheld.set(why, (withheld.get(why) ?? 0) + 1);
     return undefined;
   };
-  /** An invalid body for a body route (so path tricks on it never mutate). */
-  const invalidBody = (k: BodyKind) => json(k === 'create' ? { ...validCreate, tier: 42 } : k === 'reject' ? { reason: 7 } : k === 'user' ? { teamId: 7 } : { maxWorkspaces: 'x' });
+  const json = (v: unknown) => JSON.stringify(v);
+  let hostSeq = 0;
 
-  // 1. Every field of every body: wrong types, metacharacters, unicode, huge strings.
-  for (const r of ROUTES.filter((x) => x.body)) {
-    const k = r.body as BodyKind;
-    for (const field of FIELDS[k]) {
-      for (const v of BAD_VALUES) {
-        const base: Record<string, unknown> = k === 'create' ? { ...validCreate } : {};
-        base[field] = v;
-        const body = json(base);
-        const target = fill(r);
-        if (k === 'create' && maybeValidCreate(body)) continue;
-        const tooBig = Buffer.byteLength(body) > 64 * 1024;
-        cases.push({
-          what: `field ${field} of ${r.method} ${r.path}`,
-          method: r.method,
-          target,
-          body,
-          ...(k === 'create' ? { expect: [tooBig ? 413 : 400], ...(tooBig ? {} : { field }) } : {}),
-          mayMutate: touches(r, target),
-        });
-      }
-      // The field as an unknown neighbour, in other cases, and twice.
-      for (const alias of [field.toUpperCase(), `${field} `, `${field}\u0000`, `\u200b${field}`]) {
-        cases.push({ what: `alias ${JSON.stringify(alias)} of ${field}`, method: r.method, target: fill(r), body: json({ ...(k === 'create' ? validCreate : {}), [alias]: 'x' }), expect: [400] });
+  /** Path parameter values by name and place, from the fixture. */
+  const fill = (op: Op, mode: 'read' | 'write', who: Who): Record<string, string> => {
+    const v: Record<string, string> = {};
+    const tokenPath = op.pathParams.some((p) => p.name === 'tokenId');
+    for (const p of op.pathParams) {
+      const seg = new RegExp(`/([^/{}]+)/\\{${p.name}\\}`).exec(op.path)?.[1];
+      const uuid = typeof p.schema.pattern === 'string' && p.schema.pattern.includes('[0-9a-f]{8}');
+      if (uuid) {
+        if (mode === 'write') v[p.name] = FAKE_UUID;
+        else if (seg === 'workspaces') v[p.name] = pick([f.running, f.pending, FAKE_UUID]);
+        else if (seg === 'image-schedules') v[p.name] = pick([f.build, FAKE_UUID]);
+        else if (seg === 'tokens') v[p.name] = f.victim.tokenId;
+        else v[p.name] = FAKE_UUID;
+      } else if (seg === 'hosts') v[p.name] = mode === 'write' ? `${NO_SUCH_HOST}${hostSeq++}` : f.host;
+      else if (p.name === 'userId') {
+        if (mode === 'read' && tokenPath) v[p.name] = f.victim.id;
+        else if (mode === 'write' && who === 'admin' && op.method === 'POST' && QUOTA_GATED.test(op.path)) v[p.name] = f.zeroUser;
+        else if (who === 'plain') v[p.name] = pick(mode === 'read' ? [f.plain.id, f.plain.id, f.user, f.victim.id] : [f.plain.id, ...f.sacUsers, f.user]);
+        else v[p.name] = mode === 'read' ? f.user : pick(f.sacUsers);
+      } else if (p.name === 'teamId') v[p.name] = pick(f.sacTeams);
+      else v[p.name] = String(exampleOf(p.schema, p.ok) ?? 'fz'); // a parameter this file has never heard of
+    }
+    return v;
+  };
+
+  /** A schema-valid request that may legitimately succeed: allowed only on sacrificial ids, and accounted for. */
+  const allowValid = (op: Op, values: Record<string, string>): Case['mayMutate'] => {
+    const u = values.userId;
+    const t = values.teamId;
+    // PUT creates or replaces what the path names; issuing a token only adds a row to api_tokens.
+    if (u !== undefined && f.sacUsers.includes(u) && (op.method === 'PUT' || /\/tokens$/.test(op.path))) return { users: [u] };
+    if (t !== undefined && f.sacTeams.includes(t) && op.method === 'PUT') return { teams: [t] };
+    return undefined;
+  };
+
+  /**
+   * Never sent, whatever the case: removing the live host (even with a request that
+   * must be refused), anything naming the fuzz's own token; and, when the request might
+   * be valid, the admin revoking the victim's token (the non-admin's target).
+   */
+  const forbidden = (method: string, target: string, who: Who, mightBeValid: boolean): string | undefined => {
+    const t = `${target} ${safeDecode(target)}`.toLowerCase();
+    if (t.includes(f.plain.tokenId)) return "names the non-admin's own token";
+    if (method === 'DELETE' && t.includes('/hosts/') && t.includes(f.host.toLowerCase())) return 'DELETE on the live host';
+    if (method === 'DELETE' && who === 'admin' && mightBeValid && t.includes(f.victim.tokenId)) return "an admin revoking the victim's token";
+    return undefined;
+  };
+
+  const make = (s: Spec, who: Who): Case | undefined => {
+    const op = s.op;
+    const mode = s.mode ?? (op.mutates ? 'write' : 'read');
+    const raw = { ...fill(op, mode, who), ...s.params };
+    const values: Record<string, string> = {};
+    let paramsOk = true;
+    let paramField: string | undefined;
+    for (const p of op.pathParams) {
+      values[p.name] = safeDecode(raw[p.name] as string);
+      if (paramsOk && !p.ok(values[p.name])) {
+        paramsOk = false;
+        paramField = p.name;
       }
     }
-    // Unknown fields asking for more than the API offers.
-    for (const extra of ['privileged', 'binds', 'devices', 'networkMode', 'capAdd', 'userId', 'hostId', 'status', 'id', 'attempt', 'constructor', '__proto__']) {
-      // Otherwise valid bodies, so the unknown field is the only problem.
-      const valid = k === 'create' ? '"projectName":"fz","arch":"linux-x64","tier":"tiny",' : k === 'user' ? '"teamId":null,' : '';
-      const body = `{${valid}${json(extra)}:true}`;
-      cases.push({ what: `unknown field ${extra}`, method: r.method, target: fill(r), body, expect: [400], field: extra });
+    const q = s.query ?? '';
+    const query = queryState(op, q);
+    let target = op.path.replace(/\{(\w+)\}/g, (_, n: string) => raw[n] as string) + (q ? `?${q}` : '');
+    if (s.variant) target = s.variant(target);
+    if (!target.startsWith('/') && !target.startsWith('http://')) return undefined; // not a request target at all
+    // A raw "/" (or "?", "#") in a parameter may make the router see another path.
+    const routeUnsure = Boolean(s.variant) || Object.values(s.params ?? {}).some((v) => /[/?#]/.test(v));
+    const authOk = s.auth === undefined || op.access === 'public';
+    const body = bodyState(op, s.body, s.contentType);
+    const potentiallyValid = authOk && paramsOk && query.ok && (body === 'none' || body === 'ignored' || body === 'valid');
+    // Ids that name nothing (and the victim's token under anyone but the victim): nothing to act on.
+    const missing = op.pathParams.some((p) => isMissing(values[p.name])) || (values.tokenId === f.victim.tokenId && values.userId !== f.victim.id);
+    const own = values.userId === f.plain.id;
+
+    const why = forbidden(op.method, target, who, potentiallyValid);
+    if (why) return withhold(why);
+    let mayMutate: Case['mayMutate'];
+    // A request that might be valid enough to act is sent only where it cannot act (or
+    // acts on a sacrificial id): a public operation carries its own credential in the
+    // body (a join token), and the fuzz holds none; a quota-governed creation goes to
+    // the zero-quota user; the non-admin is refused what is not its own.
+    if (op.mutates && potentiallyValid && !missing && op.access !== 'public') {
+      if (who === 'admin') {
+        mayMutate = allowValid(op, values);
+        if (!mayMutate && !(QUOTA_GATED.test(op.path) && values.userId === f.zeroUser)) return withhold(`schema-valid ${op.id} (would really act)`);
+      } else if (!(op.access === 'admin' || ((op.access === 'self' || op.access === 'self-or-lead' || op.access === 'owner') && !own))) {
+        return withhold(`schema-valid ${op.id} as the non-admin on its own resources (would really act)`);
+      }
+    }
+
+    // What the server must answer, in the order it checks: token, path parameters,
+    // query, access, then the body (size, content type, JSON, schema).
+    let exp = who === 'admin' ? s.expect : undefined;
+    let field = who === 'admin' ? s.field : undefined;
+    let noSuccess = s.noSuccess ?? false;
+    if (!exp && !routeUnsure && authOk) {
+      field = undefined;
+      if (!paramsOk) [exp, field] = [[400], paramField];
+      else if (!query.ok) [exp, field] = [[400], query.field];
+      // zod refinements the document cannot express may still refuse a query it allows, before access is checked.
+      else if (who === 'plain' && op.access === 'admin') exp = q ? [400, 403] : [403];
+      else if (who === 'plain' && (op.access === 'self' || op.access === 'self-or-lead') && !own) exp = q ? [400, 404] : [404];
+      else if (body === 'tooBig') exp = [413];
+      else if (body === 'badCT') exp = [415];
+      else if (body === 'badJSON') exp = [400];
+      else if (body === 'invalid') [exp, field] = [[400], s.field];
+    }
+    if (who === 'plain') {
+      const others = Object.entries(values).some(([k, v]) => k === 'userId' && v !== f.plain.id) || new URLSearchParams(q).getAll('userId').some((v) => v !== f.plain.id);
+      if (op.access === 'owner' || op.access === 'unknown' || op.access === 'admin' || (others && op.access !== 'public')) noSuccess = true;
+    }
+    const c: Case = { what: s.what, opId: op.id, who, method: op.method, target, ...(mayMutate ? { mayMutate } : {}), ...(noSuccess ? { noSuccess } : {}) };
+    if (exp) c.expect = exp;
+    if (field !== undefined) c.field = field;
+    if (s.body !== undefined) c.body = s.body;
+    if (s.contentType !== undefined) c.contentType = s.contentType;
+    if (who === 'plain') c.auth = `Bearer ${f.plain.token}`;
+    else if (s.auth !== undefined) c.auth = s.auth;
+    if (s.extraHeaders) c.extraHeaders = s.extraHeaders;
+    return c;
+  };
+  /** Adds the case as the admin and, for a seeded share, as the non-admin too. */
+  const add = (s: Spec, plainShare = 0) => {
+    const c = make(s, 'admin');
+    if (c) cases.push(c);
+    if (plainShare && rnd() < plainShare) {
+      const p = make(s, 'plain');
+      if (p) cases.push(p);
+    }
+  };
+
+  /** A body the schema certainly refuses (so the other parts of the case are what is tested). */
+  const invalidBody = (op: Op): string => {
+    for (const [name] of op.props) {
+      const bad = [42, 'x'.repeat(600), [], { a: 1 }].find((v) => bodyState(op, json({ ...op.base, [name]: v }), undefined) === 'invalid');
+      if (bad !== undefined) return json({ ...op.base, [name]: bad });
+    }
+    return op.body?.additionalProperties === false ? json({ ...op.base, fz_unknown_field: 1 }) : '[]';
+  };
+  /** The base body's members, ready to have one more appended: `{${inner}"k":v}`. */
+  const inner = (op: Op) => {
+    const s = json(op.base);
+    return s === '{}' ? '' : `${s.slice(1, -1)},`;
+  };
+  const withBody = (op: Op) => op.body !== undefined;
+  const bodyOps = ops.filter(withBody);
+
+  // 1. Every property of every body: wrong types, metacharacters, unicode, huge strings,
+  //    and values aimed at its schema (range, pattern, enum, length); missing required
+  //    properties; unknown properties, which must be refused by name.
+  for (const op of bodyOps) {
+    const named = (name: string) => (op.baseOk ? name : undefined);
+    for (const [name, schema] of op.props) {
+      const ok = (v: unknown) => op.bodyOk({ ...op.base, [name]: v });
+      for (const v of uniqueValues([...BAD_VALUES, ...schemaBad(schema, ok)])) {
+        const b: Record<string, unknown> = { ...op.base };
+        b[name] = v;
+        const field = named(name);
+        add({ what: `property ${name}`, op, body: json(b), ...(field ? { field } : {}) }, PLAIN_SHARE);
+      }
+      // The property as an unknown neighbour, in other cases, and with invisible characters.
+      for (const alias of [name.toUpperCase(), `${name} `, `${name}\u0000`, `\u200b${name}`, `${name}[]`, `${name}.x`]) {
+        if (alias === name) continue;
+        const field = named(alias);
+        add({ what: `alias ${JSON.stringify(alias)} of ${name}`, op, body: `{${inner(op)}${json(alias)}:"x"}`, ...(field ? { field } : {}) }, PLAIN_SHARE);
+      }
+      // A schema-valid value: only sent where it cannot act, or on a sacrificial id.
+      const ex = exampleOf(schema, ok);
+      if (ex !== undefined) add({ what: `valid ${name}`, op, body: json({ ...op.base, [name]: ex }) }, PLAIN_SHARE);
+    }
+    for (const r of op.required) {
+      const b = { ...op.base };
+      delete b[r];
+      const field = named(r);
+      add({ what: `without ${r}`, op, body: json(b), ...(field ? { field } : {}) }, PLAIN_SHARE);
+    }
+    if (op.required.length > 1) {
+      const field = named(op.required[0] as string);
+      add({ what: 'without any required property', op, body: '{}', ...(field ? { field } : {}) });
+    }
+    for (const extra of ['privileged', 'binds', 'devices', 'networkMode', 'capAdd', 'userId', 'hostId', 'status', 'id', 'role', 'attempt', 'constructor', '__proto__', 'prototype', 'admin']) {
+      if (op.props.some(([n]) => n === extra)) continue;
+      const field = named(extra);
+      add({ what: `unknown property ${extra}`, op, body: `{${inner(op)}${json(extra)}:true}`, ...(field ? { field } : {}) }, PLAIN_SHARE);
     }
   }
 
-  // 2. Missing fields and bodies of the wrong shape.
-  const req = ['projectName', 'arch', 'tier'];
-  for (let mask = 1; mask < 8; mask++) {
-    const b: Record<string, unknown> = { ...validCreate, name: 'n1', changeNumber: 'C-1' };
-    req.forEach((fld, i) => {
-      if (mask & (1 << i)) delete b[fld];
-    });
-    const first = req.find((_, i) => mask & (1 << i)) as string;
-    cases.push({ what: `create without ${first}…`, method: 'POST', target: `/v1/users/${f.user}/workspaces`, body: json(b), expect: [400], field: first });
-  }
-  const SHAPES = ['{}', '', ' ', 'null', '[]', '[{}]', '"x"', '0', '-1', 'true', '{"":""}', '{"projectName":"fz","arch":"linux-x64","tier":"tiny","tier":5}', '{', '}', '{"a":', '{"a":1,}', "{'a':1}", '{"a":NaN}', '{"a":Infinity}', '{"a":undefined}', '{"a":1}{"b":2}', '// comment\n{}', '\ufeff{}', '{"reason":"a"\u0000}', '{"\\u0000":1}', '\u0000'];
-  for (const r of ROUTES.filter((x) => x.body)) {
-    for (const s of SHAPES) {
-      const target = fill(r);
-      cases.push({ what: `body shape ${JSON.stringify(s).slice(0, 40)}`, method: r.method, target, body: s, ...(r.body === 'create' ? { expect: [400] } : {}), mayMutate: touches(r, target) });
-    }
+  // 2. Bodies of the wrong shape.
+  const SHAPES = ['{}', '', ' ', 'null', '[]', '[{}]', '"x"', '0', '-1', 'true', '{"":""}', '{', '}', '{"a":', '{"a":1,}', "{'a':1}", '{"a":NaN}', '{"a":Infinity}', '{"a":undefined}', '{"a":1}{"b":2}', '// comment\n{}', '\ufeff{}', '\ufeff', '{"reason":"a"\u0000}', '{"\\u0000":1}', '\u0000', '{"__proto__":{"admin":true}}', '{"constructor":{"prototype":{"admin":true}}}'];
+  for (const op of bodyOps) {
+    for (const s of SHAPES) add({ what: `body shape ${JSON.stringify(s).slice(0, 40)}`, op, body: s }, PLAIN_SHARE);
+    const first = op.props[0]?.[0];
+    if (first) add({ what: 'duplicate key, the last one wrong', op, body: `{${inner(op)}${json(first)}:${json(exampleOf(op.props[0]?.[1] as JsonSchema, () => true) ?? 'x')},${json(first)}:{"$ne":null}}` });
   }
 
   // 3. Huge bodies (over 64 KiB, with valid content: size alone must refuse them) and deep nesting.
   const pad = (s: string, n: number) => s + ' '.repeat(Math.max(0, n - Buffer.byteLength(s)));
-  for (const r of ROUTES.filter((x) => x.body)) {
-    const valid = r.body === 'create' ? json(validCreate) : '{}';
-    const target = fill(r, r.body === 'create' ? {} : {});
-    cases.push({ what: 'valid body padded to 64 KiB + 1', method: r.method, target, body: pad(valid, 64 * 1024 + 1), expect: [413] });
-    cases.push({ what: 'valid body padded to 1 MiB', method: r.method, target: fill(r), body: pad(valid, 1024 * 1024), expect: [413] });
-    cases.push({ what: 'huge string field', method: r.method, target: fill(r), body: json({ [FIELDS[r.body as BodyKind][0] as string]: 'x'.repeat(70_000) }), expect: [413] });
-    cases.push({ what: 'huge array', method: r.method, target: fill(r), body: json(Array.from({ length: 20_000 }, (_, i) => i)), expect: [413] });
-    cases.push({ what: 'deep nesting over 64 KiB', method: r.method, target: fill(r), body: '['.repeat(40_000) + ']'.repeat(40_000), expect: [413] });
-    cases.push({ what: 'deep array nesting under 64 KiB', method: r.method, target: fill(r), body: '['.repeat(32_000) + ']'.repeat(32_000), expect: [400] });
-    cases.push({ what: 'deep object nesting under 64 KiB', method: r.method, target: fill(r), body: '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000), expect: [400] });
-    cases.push({ what: 'deep nesting inside a field', method: r.method, target: fill(r), body: `{${json(FIELDS[r.body as BodyKind][0])}:${'['.repeat(30_000)}${']'.repeat(30_000)}}`, expect: [400] });
-    cases.push({ what: 'unclosed deep nesting', method: r.method, target: fill(r), body: '['.repeat(60_000), expect: [400] });
-    cases.push({ what: 'chunked 200 KiB without length', method: r.method, target: fill(r), body: chunked(pad(valid, 200 * 1024)), extraHeaders: [['Transfer-Encoding', 'chunked']], expect: [413] });
-    const exact = pad(invalidBody(r.body as BodyKind), 64 * 1024);
-    cases.push({ what: 'invalid body of exactly 64 KiB', method: r.method, target: fill(r), body: exact, expect: [400] });
+  for (const op of bodyOps) {
+    const valid = json(op.base);
+    const first = op.props[0]?.[0] ?? 'x';
+    add({ what: 'valid body padded to 64 KiB + 1', op, body: pad(valid, MAX_BODY_BYTES + 1), expect: [413] });
+    add({ what: 'valid body padded to 1 MiB', op, body: pad(valid, 1024 * 1024), expect: [413] });
+    add({ what: 'huge string property', op, body: json({ ...op.base, [first]: 'x'.repeat(70_000) }), expect: [413] });
+    add({ what: 'huge array', op, body: json(Array.from({ length: 20_000 }, (_, i) => i)), expect: [413] });
+    add({ what: 'deep nesting over 64 KiB', op, body: '['.repeat(40_000) + ']'.repeat(40_000), expect: [413] });
+    add({ what: 'deep array nesting under 64 KiB', op, body: '['.repeat(32_000) + ']'.repeat(32_000), expect: [400] });
+    add({ what: 'deep object nesting under 64 KiB', op, body: '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000), expect: [400] });
+    add({ what: 'deep nesting inside a property', op, body: `{${json(first)}:${'['.repeat(30_000)}${']'.repeat(30_000)}}`, expect: [400] });
+    add({ what: 'nesting one level too deep inside a property', op, body: json({ ...op.base, [first]: nested(MAX_DEPTH) }), expect: [400] });
+    add({ what: 'unclosed deep nesting', op, body: '['.repeat(60_000), expect: [400] });
+    add({ what: 'chunked 200 KiB without length', op, body: chunked(pad(valid, 200 * 1024)), extraHeaders: [['Transfer-Encoding', 'chunked']], expect: [413] });
+    add({ what: 'invalid body of exactly 64 KiB', op, body: pad(invalidBody(op), MAX_BODY_BYTES), expect: [400] });
+    add({ what: 'invalid body, chunked', op, body: chunked(invalidBody(op)), extraHeaders: [['Transfer-Encoding', 'chunked']], expect: [400] });
   }
 
-  // 4. Raw bytes: invalid UTF-8, lone surrogate escapes, other encodings.
+  // 4. Raw bytes in every string property: invalid UTF-8, lone surrogate escapes, other encodings.
   const RAW: Buffer[] = [
     Buffer.from([0xff, 0xfe, 0xfd]),
     Buffer.from([0xc3, 0x28]),
@@ -394,127 +810,146 @@ function generate(f: Fixture): Case[] {
     Buffer.from('\\u0000', 'latin1'),
     Buffer.from('a\\u202eb', 'latin1'),
   ];
-  for (const r of ROUTES.filter((x) => x.body)) {
-    for (const field of FIELDS[r.body as BodyKind]) {
-      for (const raw of RAW) {
-        const prefix = r.body === 'create' ? '{"arch":"linux-x64","tier":"tiny","projectName":"fz",' : '{';
-        const body = Buffer.concat([Buffer.from(`${prefix}"${field}":"`), raw, Buffer.from('"}')]);
-        const target = fill(r);
-        if (r.body === 'create' && maybeValidCreate(body)) continue;
-        cases.push({ what: `raw bytes ${raw.toString('hex')} in ${field}`, method: r.method, target, body, mayMutate: touches(r, target) });
-      }
+  const takesString = (s: JsonSchema): boolean => s.type === 'string' || (Array.isArray(s.type) && s.type.includes('string')) || [...(s.anyOf ?? []), ...(s.oneOf ?? [])].some(takesString);
+  for (const op of bodyOps) {
+    for (const [name] of op.props.filter(([, s]) => takesString(s))) {
+      const rest = { ...op.base };
+      delete rest[name];
+      const prefix = json(rest) === '{}' ? '{' : `${json(rest).slice(0, -1)},`;
+      for (const raw of RAW) add({ what: `raw bytes ${raw.toString('hex')} in ${name}`, op, body: Buffer.concat([Buffer.from(`${prefix}${json(name)}:"`), raw, Buffer.from('"}')]) }, PLAIN_SHARE);
     }
-    const utf16 = Buffer.from(r.body === 'create' ? json(validCreate) : '{}', 'utf16le');
-    cases.push({ what: 'UTF-16 body', method: r.method, target: fill(r), body: utf16, contentType: 'application/json; charset=utf-16', expect: [400] });
-    cases.push({ what: 'UTF-16 body with BOM', method: r.method, target: fill(r), body: Buffer.concat([Buffer.from([0xff, 0xfe]), utf16]), expect: [400] });
+    const utf16 = Buffer.from(json(op.base), 'utf16le');
+    add({ what: 'UTF-16 body', op, body: utf16, contentType: 'application/json; charset=utf-16', expect: [400] });
+    add({ what: 'UTF-16 body with BOM', op, body: Buffer.concat([Buffer.from([0xff, 0xfe]), utf16]), expect: [400] });
   }
 
-  // 5. Path tricks in every parameter of every route, and around whole paths.
-  for (const r of ROUTES) {
-    for (const p of ['u', 'ws', 't', 'h'] as const) {
-      if (!r.path.includes(`{${p}}`)) continue;
-      for (const trick of SEGMENT_TRICKS) {
-        const target = fill(r, { [p]: trick });
-        cases.push({ what: `path trick in {${p}} of ${r.method} ${r.path}`, method: r.method, target, ...(r.body ? { body: invalidBody(r.body) } : {}) });
+  // 5. Path tricks in every parameter of every operation, and around whole paths.
+  for (const op of ops) {
+    const body = withBody(op) ? invalidBody(op) : undefined;
+    for (const p of op.pathParams) {
+      // Every structural trick; a seeded third of the encoded metacharacters (each still reaches every parameter kind).
+      for (const trick of SEGMENT_TRICKS.filter((x, i) => i < SEGMENT_STRUCTURAL || rnd() < 0.35)) {
+        add({ what: `path trick in {${p.name}}`, op, params: { [p.name]: trick }, ...(body !== undefined ? { body } : {}) }, PLAIN_SHARE);
       }
-      // Tricks around a real id: only reads, or with a wait that must be refused first.
-      const real = p === 'u' ? f.user : p === 'ws' ? f.running : p === 'h' ? f.host : (f.sacTeams[0] as string);
-      for (const around of [`${real}%00`, `%00${real}`, `${real}%2F`, `${real}%2F..`, real.toUpperCase(), `${real}%20`, `%20${real}`, `${real}.`, `${real}%2e%2e`, `${real}%252F`, `${real}/`, `${real}//`, `${real}%0A`]) {
-        const target = fill(r, { [p]: around });
-        if (!r.mutates) cases.push({ what: `trick around a real {${p}} of ${r.method} ${r.path}`, method: r.method, target });
-        else if (r.wait) cases.push({ what: `trick around a real {${p}} with a bad wait of ${r.method} ${r.path}`, method: r.method, target: `${target}?wait=x`, ...(r.body ? { body: invalidBody(r.body) } : {}), expect: [400, 404] });
-        else cases.push({ what: `trick around a real {${p}}, invalid body, of ${r.method} ${r.path}`, method: r.method, target, ...(r.body ? { body: invalidBody(r.body) } : {}), expect: [400, 404, 405, 409] });
+      // Tricks around a real id: reads as they are; changes with an unknown query
+      // parameter, which must be refused before anything happens.
+      const real = fill(op, 'read', 'admin')[p.name] as string;
+      for (const around of [`${real}%00`, `%00${real}`, `${real}%2F`, `${real}%2F..`, real.toUpperCase(), `${real}%20`, `%20${real}`, `${real}.`, `${real}%2e%2e`, `${real}%252F`, `${real}/`, `${real}//`, `${real}%0A`, `${real}%E2%80%8B`, `${real};`, `${real}%3B`]) {
+        add({ what: `trick around a real {${p.name}}`, op, mode: 'read', params: { [p.name]: around }, ...(op.mutates ? { query: 'fz_probe=1' } : {}), ...(body !== undefined ? { body } : {}) });
       }
     }
-    // Whole-path variants with safe parameters.
-    const base = fill(r);
-    for (const v of [`${base}/`, `${base}//`, `/${base}`, base.replace('/v1/', '/v1//'), base.replace('/v1/', '/v1/./'), base.replace('/v1/', '/v1/x/../'), `${base}/.`, `${base}/..`, base.toUpperCase(), base.replace('/v1/', '/V1/'), base.replace('/v1/', '/v1%2F'), base.replace(/^\/v1/, '/%76%31'), `${base}%2F`, `${base};x=1`, `${base}?`, `${base}#frag`, `${base}?x=${enc(SQL[0] as string)}`, `${base}?__proto__=1&constructor=2`, `${base}?${'q='.repeat(2000)}`, base.replace(/\//g, '%2F'), `http://evil.example${base}`]) {
-      if (!v.startsWith('/') && !v.startsWith('http')) continue;
-      cases.push({ what: `path variant of ${r.method} ${r.path}`, method: r.method, target: v, ...(r.body ? { body: invalidBody(r.body) } : {}), mayMutate: touches(r, base) });
+    // Whole-path variants: the router may or may not take them for the operation.
+    const variants: ((t: string) => string)[] = [
+      (t) => `${t}/`, (t) => `${t}//`, (t) => `/${t}`, (t) => t.replace(/^\/v1\//, '/v1//'), (t) => t.replace(/^\/v1\//, '/v1/./'), (t) => t.replace(/^\/v1\//, '/v1/x/../'),
+      (t) => `${t}/.`, (t) => `${t}/..`, (t) => t.toUpperCase(), (t) => t.replace(/^\/v1\//, '/V1/'), (t) => t.replace(/^\/v1\//, '/v1%2F'), (t) => t.replace(/^\/v1/, '/%76%31'),
+      (t) => `${t}%2F`, (t) => `${t};x=1`, (t) => `${t}?`, (t) => `${t}#frag`, (t) => `${t}?x=${enc(SQL[0] as string)}`, (t) => `${t}?__proto__=1&constructor=2`,
+      (t) => `${t}?${'q='.repeat(2000)}`, (t) => t.replace(/\//g, '%2F'), (t) => `http://evil.example${t}`, (t) => `${t}%00`, (t) => `${t}%20`, (t) => t.replace(/\//g, '\\'),
+    ];
+    for (const v of variants) add({ what: 'path variant', op, variant: v, ...(body !== undefined ? { body } : {}) });
+  }
+
+  // 6. Query parameters have schemas too: junk in a known one, an unknown one, a repeated
+  //    one: a 400 naming it, before anything happens (so real targets are safe here).
+  //
+  //    A NUL in a query value (GET /v1/audit?actor=%00) was a 500 until path and query
+  //    parameters went through the same NUL/surrogate check as bodies: a 400 naming it.
+  for (const op of ops) {
+    const body = withBody(op) ? json(op.base) : undefined;
+    for (const p of op.queryParams) {
+      for (const v of uniqueValues([...queryBad(p), ...[...SQL, ...SHELL, ...UNICODE.filter(isWellFormed)].map(enc)]) as string[]) {
+        const q = `${encodeURIComponent(p.name)}=${v}`;
+        const refused = !queryState(op, q).ok;
+        add({ what: `query ${p.name} junk`, op, mode: refused ? 'read' : 'write', query: q, ...(body !== undefined ? { body } : {}) }, PLAIN_SHARE);
+      }
+      const ex = exampleOf(p.schema, p.ok);
+      if (ex !== undefined) {
+        const v = encodeURIComponent(String(ex));
+        add({ what: `query ${p.name} valid`, op, query: `${p.name}=${v}`, ...(body !== undefined ? { body: invalidBody(op) } : {}) }, PLAIN_SHARE);
+        add({ what: `query ${p.name} repeated`, op, query: `${p.name}=${v}&${p.name}=${v}`, ...(body !== undefined ? { body } : {}) }, PLAIN_SHARE);
+        add({ what: `query ${p.name} as an array`, op, query: `${p.name}[]=${v}`, ...(body !== undefined ? { body } : {}) });
+        add({ what: `query ${p.name} uppercased`, op, query: `${p.name.toUpperCase()}=${v}`, ...(body !== undefined ? { body } : {}) });
+      }
+    }
+    for (const q of ['fz_unknown=1', '__proto__=1', 'constructor=x', 'toString=1', 'hasOwnProperty=1', `${enc(SQL[0] as string)}=1`, 'a[b]=1', '=1', '%00=1', 'wait=1&fz=2', `${'k'.repeat(300)}=1`]) {
+      add({ what: `unknown query ${q.slice(0, 30)}`, op, query: q, ...(body !== undefined ? { body } : {}) }, PLAIN_SHARE);
     }
   }
 
-  // 6. ?wait= (and other query parameters) on real targets: refused before anything happens.
-  for (const r of ROUTES.filter((x) => x.wait)) {
-    for (const w of WAIT_BAD) {
-      const target = fill(r, { ws: r.path.includes('approve') ? f.pending : f.running });
-      const body = r.body === 'create' ? json(validCreate) : undefined;
-      cases.push({ what: `bad wait ${JSON.stringify(w)} on ${r.method} ${r.path}`, method: r.method, target: `${target}?wait=${w}`, ...(body ? { body } : {}), expect: [400], field: 'wait' });
-    }
-  }
-  for (const v of [...SQL, ...SHELL, ...UNICODE.filter(isWellFormed)].map(enc)) {
-    // Query parameters have schemas too: junk in a known one, or an unknown one, is a 400 naming it.
-    cases.push({ what: 'includeDeleted junk', method: 'GET', target: `/v1/users/${f.user}/workspaces?includeDeleted=${v}`, expect: [400], field: 'includeDeleted' });
-    cases.push({ what: 'query junk on a read', method: 'GET', target: `/v1/hosts?limit=${v}&${v}=1`, expect: [400] });
-  }
-
-  // 7. Wrong methods on every path.
-  const allowed = new Map<string, Set<string>>();
-  for (const r of ROUTES) {
-    const s = allowed.get(r.path) ?? new Set<string>();
-    s.add(r.method);
-    allowed.set(r.path, s);
-  }
-  for (const [p, ok] of allowed) {
-    const r = ROUTES.find((x) => x.path === p) as Route;
+  // 7. Wrong methods on every path of the document.
+  const byPath = new Map<string, Op[]>();
+  for (const op of ops) byPath.set(op.path, [...(byPath.get(op.path) ?? []), op]);
+  for (const [path, pathOps] of byPath) {
+    const has = new Set(pathOps.map((o) => o.method));
+    const first = pathOps[0] as Op;
+    const publicOnly = pathOps.every((o) => o.access === 'public');
     for (const m of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'PROPFIND', 'PURGE', 'LOCK', 'MKCOL', 'TRACE', 'SEARCH']) {
-      if (ok.has(m) || (m === 'HEAD' && ok.has('GET'))) continue;
-      // DELETE /v1/hosts/{h} exists (an admin removes a host, revoking its certificate):
-      // not a wrong method, and far too destructive to fire at the fixture host.
-      if (m === 'DELETE' && p === '/v1/hosts/{h}') continue;
-      const target = p.replace('{u}', f.user).replace('{ws}', f.running).replace('{t}', f.sacTeams[0] as string).replace('{h}', f.host);
-      const body = r.body === 'create' ? json(validCreate) : m === 'GET' || m === 'HEAD' || m === 'TRACE' ? undefined : '{}';
-      cases.push({ what: `method ${m} on ${p}`, method: m, target, ...(body ? { body } : {}), expect: m === 'OPTIONS' ? [200, 204] : p.startsWith('/v1') ? [405] : [404, 405] });
+      if (has.has(m) || (m === 'HEAD' && has.has('GET'))) continue;
+      const values = fill(first, m === 'GET' || m === 'HEAD' || m === 'OPTIONS' ? 'read' : 'write', 'admin');
+      const target = path.replace(/\{(\w+)\}/g, (_, n: string) => values[n] as string);
+      if (forbidden(m, target, 'admin', false)) continue;
+      const body = m === 'GET' || m === 'HEAD' || m === 'TRACE' ? undefined : json(first.base);
+      cases.push({ what: `method ${m} on ${path}`, who: 'admin', method: m, target, ...(body ? { body } : {}), expect: m === 'OPTIONS' ? [200, 204, 404] : publicOnly || !path.startsWith('/v1') ? [404, 405] : [405] });
     }
   }
 
-  // 8. Content types: valid bodies that are not declared JSON are refused.
-  const REAL_MUTATIONS: { method: string; target: string; body?: string }[] = [
-    { method: 'POST', target: `/v1/users/${f.user}/workspaces`, body: json(validCreate) },
-    { method: 'POST', target: `/v1/users/${f.user}/workspaces?wait=5`, body: json({ ...validCreate, name: 'valid-name' }) },
-    { method: 'PUT', target: `/v1/users/${f.user}/quota`, body: json({ maxWorkspaces: 0 }) },
-    { method: 'PUT', target: `/v1/users/${f.user}`, body: json({ teamId: 'other-team' }) },
-    { method: 'PUT', target: `/v1/teams/${f.sacTeams[0]}/quota`, body: json({ maxDiskGb: 0 }) },
-    { method: 'POST', target: `/v1/workspaces/${f.pending}/reject`, body: json({ reason: 'x' }) },
-  ];
+  // 8. Content types: valid bodies on real targets that are not declared JSON are refused.
   const WRONG_CT = [null, 'text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=----x', 'application/xml', 'text/html', 'application/octet-stream', 'image/png', 'text/json', 'application/jsonp', 'application/json5', 'json/application', '*/*', 'application/*'];
-  for (const m of REAL_MUTATIONS.filter((x) => x.body)) {
-    for (const ct of WRONG_CT) cases.push({ what: `content type ${ct}`, method: m.method, target: m.target, body: m.body, contentType: ct, expect: [415] });
-  }
   const ODD_CT = ['application/json; charset=latin1', 'application/json; charset=utf-16', 'application/json, text/plain', 'application/json;;', 'application/vnd.api+json', 'application/merge-patch+json', 'application/json\u00ff', ';', ' ', 'application/json; boundary=' + 'x'.repeat(4000)];
-  for (const r of ROUTES.filter((x) => x.body)) {
-    for (const ct of ODD_CT) cases.push({ what: `odd content type ${ct.slice(0, 40)} with an invalid body`, method: r.method, target: fill(r), body: invalidBody(r.body as BodyKind), contentType: ct, expect: [400, 415] });
+  for (const op of bodyOps) {
+    const valid = json({ ...op.base, ...Object.fromEntries(op.props.map(([n, s]) => [n, exampleOf(s, () => true)]).filter(([, v]) => v !== undefined)) });
+    const body = op.bodyOk(JSON.parse(valid)) ? valid : json(op.base);
+    for (const ct of WRONG_CT) add({ what: `content type ${ct}`, op, mode: 'read', body, contentType: ct, expect: [415] });
+    for (const ct of ODD_CT) add({ what: `odd content type ${ct.slice(0, 40)} with an invalid body`, op, body: invalidBody(op), contentType: ct, expect: [400, 415] });
   }
 
-  // 9. Authorization: real, valid mutations with absent or garbage tokens.
+  // 9. Authorization: real, valid requests with absent or garbage tokens.
   const T = f.token;
   const BAD_AUTH: (string | null)[] = [
     null, '', 'Bearer', 'Bearer ', 'Basic YWRtaW46YWRtaW4=', 'Bearer null', 'Bearer undefined', `Bearer ${T}x`, `Bearer ${T.slice(0, -1)}`,
     `Bearer ${T} extra`, `Token ${T}`, T, `Bearer${T}`, "Bearer ' OR 1=1 --", 'Bearer $(reboot)', `Bearer ${'A'.repeat(8000)}`, 'Bearer \u00ff\u00fe',
     `Bearer ${T.toUpperCase()}`, `Bearer "${T}"`, `Bearer ${T},${T}`, 'Bearer *', 'Bearer %00', `Bearer ${T}%00`,
+    `Bearer ${f.plain.token}x`, `Bearer ${f.plain.token.slice(0, 12)}`, 'Bearer a4c_u_', 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.',
   ];
-  const MUTATIONS = [
-    ...REAL_MUTATIONS,
-    { method: 'DELETE', target: `/v1/workspaces/${f.running}` },
-    { method: 'DELETE', target: `/v1/users/${f.user}/workspaces/${f.running}?wait=5` },
-    { method: 'POST', target: `/v1/workspaces/${f.running}/stop` },
-    { method: 'POST', target: `/v1/workspaces/${f.pending}/approve` },
-    { method: 'POST', target: `/v1/hosts/${f.host}/drain` },
-    { method: 'GET', target: '/v1/hosts' },
-    { method: 'GET', target: `/v1/workspaces/${f.running}` },
-  ];
-  for (const m of MUTATIONS) {
-    for (const a of BAD_AUTH) cases.push({ what: `authorization ${JSON.stringify(a)?.slice(0, 30)}`, method: m.method, target: m.target, ...(m.body ? { body: m.body } : {}), auth: a, expect: [401] });
+  for (const op of ops.filter((o) => o.access !== 'public')) {
+    const body = withBody(op) ? json(op.base) : undefined;
+    const mode = forbidden(op.method, op.path.replace(/\{(\w+)\}/g, (_, n: string) => fill(op, 'read', 'admin')[n] as string), 'admin', false) ? 'write' : 'read';
+    // A seeded half per operation: every value still reaches a dozen or more operations.
+    for (const a of BAD_AUTH.filter((_, i) => i < 4 || rnd() < 0.5)) add({ what: `authorization ${JSON.stringify(a)?.slice(0, 30)}`, op, mode, ...(body !== undefined ? { body } : {}), auth: a, expect: [401] });
     // A second Authorization header after a bad first one does not help.
-    cases.push({ what: 'two authorization headers', method: m.method, target: m.target, ...(m.body ? { body: m.body } : {}), auth: 'Bearer wrong', extraHeaders: [['Authorization', `Bearer ${T}`]], expect: [401] });
+    add({ what: 'two authorization headers', op, mode, ...(body !== undefined ? { body } : {}), auth: 'Bearer wrong', extraHeaders: [['Authorization', `Bearer ${T}`]], expect: [401] });
   }
   // Headers the API reflects or might trust.
+  const getWorkspace = ops.find((o) => o.method === 'GET' && o.path === '/v1/workspaces/{id}');
+  const listHosts = ops.find((o) => o.method === 'GET' && o.path === '/v1/hosts');
   for (const v of [...SQL, 'x'.repeat(5000), '\u00ff\u00fe', '<script>', '../..']) {
-    cases.push({ what: 'x-request-id junk', method: 'GET', target: `/v1/workspaces/${f.fakeWs}`, extraHeaders: [['X-Request-Id', v]], expect: [404] });
-    cases.push({ what: 'x-forwarded junk', method: 'GET', target: '/v1/hosts', extraHeaders: [['X-Forwarded-For', v], ['X-Forwarded-Host', v], ['X-Original-URL', `/v1/hosts/${f.host}/drain`]], expect: [200] });
+    if (getWorkspace) add({ what: 'x-request-id junk', op: getWorkspace, params: { id: FAKE_UUID }, extraHeaders: [['X-Request-Id', v]], expect: [404] });
+    if (listHosts) add({ what: 'x-forwarded junk', op: listHosts, extraHeaders: [['X-Forwarded-For', v], ['X-Forwarded-Host', v], ['X-Original-URL', `/v1/hosts/${f.host}/drain`], ['X-HTTP-Method-Override', 'DELETE']], expect: [200] });
   }
 
-  // 10. Random combinations from the seeded PRNG.
+  // 10. The non-admin reaching for what is not theirs with valid requests on real
+  //     targets: admin-only operations 403, others' resources 404, never a 2xx. The
+  //     victim's token must survive its revocation attempts.
+  for (const op of ops.filter((o) => o.access !== 'public')) {
+    const bodies = new Set<string | undefined>();
+    if (!withBody(op)) bodies.add(undefined);
+    else {
+      bodies.add(json(op.base));
+      for (const [name, s] of op.props) for (const e of (s.enum ?? [...(s.anyOf ?? [])].flatMap((b) => b.enum ?? [])) as unknown[]) bodies.add(json({ ...op.base, [name]: e }));
+    }
+    for (const body of bodies) {
+      const probe = (params: Record<string, string> | undefined, what: string, noSuccess = false) => {
+        const c = make({ what, op, mode: 'read', ...(params ? { params } : {}), ...(body !== undefined ? { body } : {}), ...(noSuccess ? { noSuccess } : {}) }, 'plain');
+        if (c) cases.push(c);
+      };
+      const tokenPath = /\{tokenId\}/.test(op.path);
+      const others = op.pathParams.some((p) => p.name === 'userId') && !tokenPath ? { userId: f.user } : undefined;
+      probe(others, 'non-admin on real targets');
+      // Its own user id: admin-only operations stay admin-only; the victim's token is not its token.
+      if (op.pathParams.some((p) => p.name === 'userId') && (op.access === 'admin' || tokenPath)) probe({ userId: f.plain.id }, 'non-admin on itself', true);
+    }
+  }
+
+  // 11. Random combinations from the seeded PRNG.
   const rndString = () => {
     const n = Math.floor(rnd() * 40);
     let s = '';
@@ -524,6 +959,7 @@ function generate(f: Fixture): Case[] {
     }
     return rnd() < 0.3 ? pick(STRINGS.filter((x) => x.length < 1000)) : s;
   };
+  const allProps = [...new Set(ops.flatMap((o) => o.props.map(([n]) => n)))];
   const rndValue = (depth: number): unknown => {
     const k = rnd();
     if (depth > 3 || k < 0.4) return rndString();
@@ -531,41 +967,38 @@ function generate(f: Fixture): Case[] {
     if (k < 0.62) return pick([true, false, null]);
     if (k < 0.8) return Array.from({ length: Math.floor(rnd() * 4) }, () => rndValue(depth + 1));
     const o: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-    for (let i = Math.floor(rnd() * 4); i > 0; i--) o[rnd() < 0.5 ? pick([...FIELDS.create, 'reason', 'teamId', 'maxWorkspaces', '__proto__', 'constructor']) : rndString()] = rndValue(depth + 1);
+    for (let i = Math.floor(rnd() * 4); i > 0; i--) o[rnd() < 0.5 ? pick([...allProps, '__proto__', 'constructor']) : rndString()] = rndValue(depth + 1);
     return o;
   };
   let made = 0;
-  while (made < 700) {
-    const r = pick(ROUTES);
-    let target = fill(r);
-    if (rnd() < 0.3) {
-      const ps = (['u', 'ws', 't', 'h'] as const).filter((p) => r.path.includes(`{${p}}`));
-      if (ps.length) target = fill(r, { [pick(ps)]: rnd() < 0.5 ? pick(SEGMENT_TRICKS) : enc(rndString()) || '%00' });
+  while (made < 800) {
+    const op = pick(ops);
+    const s: Spec = { what: 'random', op };
+    if (rnd() < 0.3 && op.pathParams.length) s.params = { [pick(op.pathParams).name]: rnd() < 0.5 ? pick(SEGMENT_TRICKS) : enc(rndString()) || '%00' };
+    if (rnd() < 0.25) {
+      const p = op.queryParams.length && rnd() < 0.7 ? pick(op.queryParams).name : enc(rndString()) || 'x';
+      s.query = `${p}=${rnd() < 0.5 ? enc(rndString()) : pick(queryBad(op.queryParams[0] ?? ({ schema: {} } as Param)))}`;
     }
-    if (r.wait && rnd() < 0.2) target += `?wait=${pick(WAIT_BAD)}`;
-    let body: string | undefined;
-    if (r.body || rnd() < 0.1) {
-      if (r.body === 'create' && rnd() < 0.7) {
-        const b: Record<string, unknown> = { ...validCreate, ...(rnd() < 0.3 ? { name: 'n', image: 'a4c-base:latest' } : {}) };
+    if (withBody(op) || rnd() < 0.1) {
+      if (withBody(op) && rnd() < 0.7) {
+        const b: Record<string, unknown> = { ...op.base };
         for (let i = 1 + Math.floor(rnd() * 3); i > 0; i--) {
-          const fld = pick([...FIELDS.create, 'privileged', rndString()]);
+          const fld = pick([...op.props.map(([n]) => n), 'privileged', rndString()]);
           if (rnd() < 0.2) delete b[fld];
           else b[fld] = rndValue(0);
         }
-        body = json(b);
-      } else body = json(rndValue(0));
+        s.body = json(b);
+      } else s.body = json(rndValue(0));
     }
-    if (r.body === 'create' && maybeValidCreate(body ?? '')) continue;
-    const c: Case = { what: `random ${r.method} ${r.path}`, method: r.method, target, mayMutate: touches(r, target) };
-    if (body !== undefined) c.body = body;
     const k = rnd();
-    if (k < 0.1) c.auth = pick(BAD_AUTH);
-    else if (k < 0.2 && body !== undefined) c.contentType = pick([...WRONG_CT, ...ODD_CT]);
-    if (rnd() < 0.1) c.extraHeaders = [['X-Request-Id', rndString().replace(/[^\x20-\x7e]/g, '?')]];
-    cases.push(c);
-    made++;
+    if (k < 0.1) s.auth = pick(BAD_AUTH);
+    else if (k < 0.2 && s.body !== undefined) s.contentType = pick([...WRONG_CT, ...ODD_CT]);
+    if (rnd() < 0.1) s.extraHeaders = [['X-Request-Id', rndString().replace(/[^\x20-\x7e]/g, '?')]];
+    const before = cases.length;
+    add(s, s.auth === undefined ? PLAIN_SHARE : 0);
+    if (cases.length > before) made++;
   }
-  return cases;
+  return { cases, withheld };
 }
 
 function chunked(s: string): Buffer {
@@ -583,6 +1016,7 @@ function chunked(s: string): Buffer {
 
 type Snapshot = Map<string, string>;
 
+/** What the fuzz may not change: every table a route of the API writes (migrations 001-009). */
 async function snapshot(databaseUrl: string): Promise<Snapshot> {
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
@@ -593,11 +1027,19 @@ async function snapshot(databaseUrl: string): Promise<Snapshot> {
       for (const r of rows as Record<string, unknown>[]) s.set(`${table}:${String(r[key])}`, JSON.stringify(r));
     };
     await take('workspaces', 'id', 'SELECT * FROM workspaces ORDER BY id');
-    // Reservations and what placement depends on; capacity and heartbeats move by themselves.
-    await take('hosts', 'id', 'SELECT id, arch, draining, revision, reserved_memory_mb, reserved_millicpus, reserved_disk_mb, reserved_workspaces FROM hosts ORDER BY id');
+    // Reservations, removal and what placement depends on; capacity and heartbeats move by themselves.
+    await take('hosts', 'id', 'SELECT id, arch, draining, removed_at, revision, reserved_memory_mb, reserved_millicpus, reserved_disk_mb, reserved_workspaces FROM hosts ORDER BY id');
     await take('users', 'id', 'SELECT * FROM users ORDER BY id');
     await take('user_quotas', 'user_id', 'SELECT * FROM user_quotas ORDER BY user_id');
     await take('team_quotas', 'team_id', 'SELECT * FROM team_quotas ORDER BY team_id');
+    // last_used_at moves with every request a token authenticates.
+    await take('api_tokens', 'id', 'SELECT id, user_id, name, token_hash, prefix, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id');
+    await take('join_tokens', 'token_sha256', 'SELECT * FROM join_tokens ORDER BY token_sha256');
+    await take('image_builds', 'id', 'SELECT * FROM image_builds ORDER BY id');
+    await take('build_logs', 'k', "SELECT build_id || ':' || seq AS k, * FROM build_logs ORDER BY build_id, seq");
+    await take('registry_images', 'ref', 'SELECT * FROM registry_images ORDER BY ref');
+    await take('agent_certificates', 'serial', 'SELECT * FROM agent_certificates ORDER BY serial');
+    await take('revoked_certificates', 'serial', 'SELECT * FROM revoked_certificates ORDER BY serial');
     await take('events', 'id', "SELECT id, kind, actor, workspace_id, host_id, data FROM events WHERE actor NOT LIKE 'agent:%' ORDER BY id");
     return s;
   } finally {
@@ -617,7 +1059,7 @@ interface Failure {
 
 function describeCase(c: Case): string {
   const body = c.body === undefined ? '' : ` body(${c.body.length} bytes)=${JSON.stringify((typeof c.body === 'string' ? c.body : c.body.toString('latin1')).slice(0, 160))}`;
-  const auth = c.auth === undefined ? '' : ` auth=${JSON.stringify(c.auth)?.slice(0, 60)}`;
+  const auth = c.auth === undefined ? '' : c.who === 'plain' ? ' as the non-admin' : ` auth=${JSON.stringify(c.auth)?.slice(0, 60)}`;
   const ct = c.contentType === undefined ? '' : ` content-type=${JSON.stringify(c.contentType)?.slice(0, 60)}`;
   return `[${c.what}] ${c.method} ${c.target.length > 200 ? `${c.target.slice(0, 200)}…(${c.target.length})` : c.target}${auth}${ct}${body}`;
 }
@@ -628,21 +1070,40 @@ describe('REST API fuzz', () => {
   const hostId = uniqueId('fuzz');
   const user = uniqueId('fzu');
   const rejUser = uniqueId('fzrej');
+  const plainUser = uniqueId('fzplain');
+  const victimUser = uniqueId('fzvictim');
+  const zeroUser = uniqueId('fzzero');
+  let victimToken: string;
   let fx: Fixture;
+  let ops: Op[];
   let baseline: Snapshot;
   let port: number;
   const rejectProbes: { ws: string; reason: string | Buffer }[] = [];
 
   before(async function () {
-    this.timeout(60_000);
+    this.timeout(90_000);
     t = await startTestControlPlane();
     port = Number(new URL(t.api.baseUrl).port);
-    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress });
+    // No build slots: the fixture build stays SCHEDULED, so image_builds only changes if a request changes it.
+    agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress, env: { A4C_BUILD_SLOTS: '0' } });
     await t.api.waitHostConnected(hostId);
     const running = await t.api.createWorkspace(user, { projectName: 'fz', arch: 'linux-x64', tier: 'tiny', name: 'running' });
     expect(running.status).to.equal('RUNNING');
     const pending = await t.api.createWorkspace(user, { projectName: 'fz', arch: 'linux-x64', tier: 'xl', name: 'pending' }, 0);
     expect(pending.status).to.equal('PENDING_APPROVAL');
+    const build = await t.api.call<{ id: string }>('POST', `/v1/users/${user}/image-schedules`, { imageName: 'fz-img', project: 'fz', arch: 'linux-x64', changeNumber: 'C-1' });
+    expect(build.status, JSON.stringify(build.body)).to.equal(202);
+    // The non-admin the fuzz also sends as, and a second user whose token it tries to revoke.
+    const tokens: Record<string, { token: string; id: string }> = {};
+    for (const u of [plainUser, victimUser]) {
+      expect((await t.api.call('POST', '/v1/users', { id: u })).status).to.equal(201);
+      const tok = await t.api.call<{ token: string; id: string }>('POST', `/v1/users/${u}/tokens`, { name: 'fuzz' });
+      expect(tok.status, JSON.stringify(tok.body)).to.equal(201);
+      tokens[u] = tok.body;
+    }
+    victimToken = (tokens[victimUser] as { token: string }).token;
+    // Quota-governed creations are fuzzed for a user allowed none, so that even a valid one must be refused.
+    expect((await t.api.call('PUT', `/v1/users/${zeroUser}/quota`, { maxWorkspaces: 0, maxDiskGb: 0, maxConcurrentBuilds: 0 })).status).to.equal(200);
     // Workspaces waiting for approval, one per reject reason probed below.
     expect((await t.api.call('PUT', `/v1/users/${rejUser}/quota`, { maxWorkspaces: 1000, maxDiskGb: 1e9 })).status).to.equal(200);
     const reasons: (string | Buffer)[] = [
@@ -657,13 +1118,21 @@ describe('REST API fuzz', () => {
       user,
       running: running.id,
       pending: pending.id,
+      build: build.body.id,
       host: hostId,
-      fakeWs: '6f1c3b8e-1b2a-4c3d-8e9f-0a1b2c3d4e5f',
       sacUsers: ['fz-sac-0', 'fz-sac-1', 'fz-sac-2'],
       sacTeams: ['fz-team-0', 'fz-team-1'],
-      protectedUsers: [user, rejUser],
+      zeroUser,
+      protectedUsers: [user, rejUser, plainUser, victimUser, zeroUser],
       token: t.cp.adminToken,
+      plain: { id: plainUser, token: (tokens[plainUser] as { token: string }).token, tokenId: (tokens[plainUser] as { id: string }).id },
+      victim: { id: victimUser, tokenId: (tokens[victimUser] as { id: string }).id },
     };
+    // The operations to fuzz: the server's own description of itself.
+    const doc = await t.api.call<OpenApiDoc>('GET', '/v1/openapi.json', undefined, { token: null });
+    expect(doc.status).to.equal(200);
+    ops = operationsOf(doc.body, new Ajv2020({ strict: false, validateFormats: false, allErrors: false }));
+    expect(ops.length, 'operations in /v1/openapi.json').to.be.at.least(30);
     baseline = await snapshot(t.databaseUrl);
   });
 
@@ -676,10 +1145,19 @@ describe('REST API fuzz', () => {
   const touched = { users: new Set<string>(), teams: new Set<string>(), workspaces: new Set<string>() };
   let okMutations = 0;
 
-  it('answers thousands of malformed requests with a 4xx JSON error, never a 5xx, and lets none of them mutate', async function () {
-    this.timeout(120_000);
-    const cases = generate(fx);
+  it('answers thousands of malformed requests to every operation of /v1/openapi.json with a 4xx JSON error, never a 5xx, and lets none of them mutate', async function () {
+    this.timeout(180_000);
+    const { cases, withheld } = generate(fx, ops);
     expect(cases.length).to.be.at.least(2000);
+    // Every operation in the document is fuzzed, whatever was added since this was written.
+    const perOp = new Map<string, number>(ops.map((o) => [o.id, 0]));
+    for (const c of cases) if (c.opId) perOp.set(c.opId, (perOp.get(c.opId) ?? 0) + 1);
+    const unfuzzed = [...perOp.entries()].filter(([, n]) => n === 0).map(([id]) => id);
+    expect(unfuzzed, 'operations in /v1/openapi.json without a single fuzz case').to.deep.equal([]);
+    for (const op of ops.filter((o) => o.access !== 'public')) {
+      expect(cases.some((c) => c.opId === op.id && c.who === 'plain'), `${op.id} got no case as the non-admin`).to.equal(true);
+    }
+
     const failures: Failure[] = [];
     const statuses = new Map<number, number>();
     let next = 0;
@@ -706,13 +1184,17 @@ describe('REST API fuzz', () => {
         const fail = (why: string) => failures.push({ c, status: res.status, body: res.text.slice(0, 500), why });
         const err = res.json as { error?: unknown; message?: unknown; field?: unknown; requestId?: unknown } | undefined;
         if (res.status >= 500 && !(res.status === 503 && err?.error === 'CAPACITY_EXHAUSTED')) fail('5xx');
+        // Request rate limits are off in tests (test/support/cluster.ts): one here means they are not.
+        if (err?.error === 'RATE_LIMITED') fail('429 RATE_LIMITED: rate limiting is on in the test control plane');
         if (res.status >= 400 && c.method !== 'HEAD') {
           if (!err || typeof err !== 'object' || typeof err.error !== 'string' || typeof err.message !== 'string' || !err.message) fail('error body is not {error, message} JSON');
           else if (typeof err.requestId !== 'string') fail('error body without requestId');
         }
         if (c.expect && !c.expect.includes(res.status)) fail(`expected ${c.expect.join(' or ')}`);
-        if (c.field && res.status === 400 && err?.field !== c.field) fail(`expected the error to name ${c.field}`);
-        if (res.status >= 200 && res.status < 300 && MUTATING.has(c.method)) {
+        if (c.field !== undefined && res.status === 400 && err?.field !== c.field) fail(`expected the error to name ${JSON.stringify(c.field)}`);
+        const ok = res.status >= 200 && res.status < 300;
+        if (ok && c.noSuccess) fail('the non-admin got a 2xx for what is not theirs');
+        if (ok && c.method !== 'GET' && c.method !== 'HEAD' && c.method !== 'OPTIONS') {
           if (!c.mayMutate) fail('a malformed mutating request succeeded');
           else {
             okMutations++;
@@ -727,13 +1209,20 @@ describe('REST API fuzz', () => {
     await Promise.all(Array.from({ length: 12 }, () => worker()));
     const ms = Date.now() - started;
     const summary = [...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}×${n}`).join(' ');
+    const asPlain = cases.filter((c) => c.who === 'plain').length;
+    const exact = cases.filter((c) => c.expect).length;
+    const named = cases.filter((c) => c.field !== undefined).length;
+    const held = [...withheld.values()].reduce((a, b) => a + b, 0);
     // Visible in the mocha output: how much was sent and what came back.
-    console.log(`      ${cases.length} requests in ${ms} ms: ${summary}; ${okMutations} allowed 2xx mutations on fuzz-owned ids`);
-    // Grouped by rule and route, with a few examples of each, so one defect reads as one.
+    console.log(
+      `      ${cases.length} requests (${asPlain} as the non-admin) over ${ops.length - unfuzzed.length} of ${ops.length} operations in ${ms} ms: ${summary}; ${exact} with the status they must get, ${named} with the field a 400 must name; ` +
+        `${okMutations} allowed 2xx mutations on fuzz-owned ids; ${held} schema-valid or protected cases withheld ` +
+        `(${[...withheld.entries()].map(([why, n]) => `${why}: ${n}`).join('; ')})`,
+    );
+    // Grouped by rule and operation, with a few examples of each, so one defect reads as one.
     const groups = new Map<string, Failure[]>();
     for (const f of failures) {
-      const route = f.c.what.replace(/^.* of (?=[A-Z]+ \/)/, '');
-      const key = `${f.why} — ${f.c.method} ${route.startsWith(f.c.method) ? route.slice(f.c.method.length + 1) : f.c.target.split('?')[0]?.replace(/[0-9a-f-]{36}/g, '{id}')}`;
+      const key = `${f.why} — ${f.c.opId ?? `${f.c.method} ${f.c.target.split('?')[0]}`}${f.c.who === 'plain' ? ' (as the non-admin)' : ''}`;
       groups.set(key, [...(groups.get(key) ?? []), f]);
     }
     const shown = [...groups.entries()].map(
@@ -762,7 +1251,7 @@ describe('REST API fuzz', () => {
     expect(failures.length, `${failures.join('\n')}\n`).to.equal(0);
   });
 
-  it('changed no row that a successful request does not explain (workspaces, hosts and reservations, users, quotas, events)', async () => {
+  it('changed no row that a successful request does not explain (workspaces, hosts, users, tokens, join tokens, builds, quotas, certificates, events)', async () => {
     const after = await snapshot(t.databaseUrl);
     const unexplained: string[] = [];
     for (const key of new Set([...baseline.keys(), ...after.keys()])) {
@@ -771,28 +1260,36 @@ describe('REST API fuzz', () => {
       if (a === b) continue;
       const [table, ...rest] = key.split(':');
       const id = rest.join(':');
-      const row = JSON.parse((b ?? a) as string) as { workspace_id?: string; data?: { userId?: string } };
+      const row = JSON.parse((b ?? a) as string) as { workspace_id?: string; user_id?: string; data?: { userId?: string } };
       const explained =
         (table === 'workspaces' && touched.workspaces.has(id)) ||
         ((table === 'users' || table === 'user_quotas') && touched.users.has(id)) ||
         (table === 'team_quotas' && touched.teams.has(id)) ||
+        // Tokens issued to sacrificial users (allowed, see allowValid); never a change to an existing token.
+        (table === 'api_tokens' && a === undefined && row.user_id !== undefined && touched.users.has(row.user_id)) ||
         (table === 'events' && a === undefined && ((row.workspace_id && touched.workspaces.has(row.workspace_id)) || (row.data?.userId && touched.users.has(row.data.userId))));
       if (!explained) unexplained.push(`${key}\n    before: ${a ?? '(none)'}\n    after:  ${b ?? '(none)'}`);
     }
     expect(unexplained.length, `${unexplained.slice(0, 20).join('\n')}\n`).to.equal(0);
     // The fixtures in particular: byte for byte.
-    for (const key of [`workspaces:${fx.running}`, `workspaces:${fx.pending}`, `hosts:${hostId}`, `users:${user}`]) {
+    const tokenKeys = [...baseline.keys()].filter((k) => k.startsWith('api_tokens:'));
+    for (const key of [`workspaces:${fx.running}`, `workspaces:${fx.pending}`, `hosts:${hostId}`, ...fx.protectedUsers.map((u) => `users:${u}`), `user_quotas:${zeroUser}`, `image_builds:${fx.build}`, ...tokenKeys]) {
       expect(after.get(key), key).to.equal(baseline.get(key));
     }
     expect(after.has(`user_quotas:${user}`)).to.equal(false);
   });
 
-  it('still serves normally afterwards: the host is connected, the running workspace runs, and a valid create becomes RUNNING', async () => {
+  it('still serves normally afterwards: the host is connected, the running workspace runs, both user tokens work, and a valid create becomes RUNNING', async () => {
     const h = await t.api.waitHostConnected(hostId, 10_000);
     expect(h.status).to.equal('healthy');
     const w = await t.api.workspace(fx.running);
     expect(w.status).to.equal('RUNNING');
     expect((await docker().getContainer(w.containerId as string).inspect()).State.Running).to.equal(true);
+    for (const [u, token] of [[plainUser, fx.plain.token], [victimUser, victimToken]] as const) {
+      const me = await t.api.call<{ id: string; role: string }>('GET', `/v1/users/${u}`, undefined, { token });
+      expect(me.status, `${u}'s token`).to.equal(200);
+      expect(me.body.role).to.equal('user');
+    }
     const fresh: Workspace = await t.api.createWorkspace(uniqueId('fzok'), { projectName: 'fz', arch: 'linux-x64', tier: 'tiny' });
     expect(fresh.status, JSON.stringify(fresh)).to.equal('RUNNING');
     const ready = await t.api.call('GET', '/readyz', undefined, { token: null });

@@ -134,11 +134,12 @@ const MAX_DEPTH = 16;
 /**
  * PostgreSQL text and jsonb cannot hold NUL, and jsonb refuses unpaired UTF-16
  * surrogates: such strings are refused here, naming the field, for every route at
- * once, instead of failing deep in a query. No request of this API nests deeper than
+ * once (bodies here; path and query parameters in api/operation.ts), instead of
+ * failing deep in a query. No request of this API nests deeper than
  * a few levels, so deeper bodies are refused too. Iterative: a hostile body must not
  * be able to exhaust the stack.
  */
-function checkText(root: unknown, rootAt: string): void {
+export function checkText(root: unknown, rootAt: string): void {
   // The error names the request's own field; the message says where inside it.
   const refuse = (at: string, reason: string): never => {
     const field = at.split(/[.[]/)[0] || 'body';

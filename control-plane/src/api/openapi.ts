@@ -83,6 +83,7 @@ export function openApiDocument(ops: readonly Operation[], info: { version: stri
       summary: o.summary,
       description: [o.description, `**Who:** ${ACCESS_TEXT[o.access]}`].filter(Boolean).join('\n\n'),
       tags: [o.tag],
+      'x-a4c-access': o.access,
       ...(o.access === 'public' ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
       ...(o.body ? { requestBody: { required: true, content: { 'application/json': { schema: convert(o.body, 'input') } } } } : {}),

@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import type { RouterContext } from '@koa/router';
 import { z } from 'zod';
 import type { Policy } from '../auth/principals.js';
-import { readJson, type State } from './http.js';
+import { checkText, readJson, type State } from './http.js';
 import { parse } from './validate.js';
 
 export type Ctx = RouterContext<State>;
@@ -79,7 +79,10 @@ export function mountOperations(router: Router<State>, ops: readonly Operation[]
   for (const o of ops) {
     const koaPath = o.path.replace(/\{(\w+)\}/g, ':$1');
     router[o.method](koaPath, async (ctx: Ctx) => {
+      // NUL and lone surrogates cannot reach PostgreSQL, whatever a schema allows.
+      checkText({ ...ctx.params }, '');
       const params = o.params ? parse(o.params, { ...ctx.params }, '') : {};
+      checkText({ ...ctx.query }, '');
       const query = parse(o.query ?? NO_QUERY, { ...ctx.query }, '', 'query parameter');
       await authorize(o, ctx, params as Record<string, unknown>, policy);
       const body = o.body ? parse(o.body, await readJson(ctx)) : undefined;
