@@ -1,15 +1,13 @@
-import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import type Docker from 'dockerode';
 import type { Workspace } from '@a4c/common';
+import { DockerRuntime, type ImageConfig } from '@a4c/agent';
 import { loadConfig } from '@a4c/control-plane';
 import {
   docker,
   dockerHost,
   removeHostContainers,
-  ROOT,
   spawnAgent,
   startTestControlPlane,
   TINY_TIERS,
@@ -64,30 +62,16 @@ async function exec(containerId: string, cmd: string[], user: string | null = 'r
   return { exitCode: info.ExitCode ?? -1, stdout, stderr };
 }
 
-interface RuntimeLike {
-  create(spec: {
-    workspaceId: string;
-    attempt: number;
-    userId: string;
-    image: string;
-    hostname: string;
-    memoryBytes: number;
-    cpus: number;
-    pidsLimit: number;
-    volume: string;
-    readOnlyRootFs?: boolean;
-    user?: string;
-    runAsNonRoot?: boolean;
-  }): Promise<string>;
-  remove(id: string): Promise<void>;
+/** What the agent's image step hands to create: the image's labels and USER. */
+async function imageOf(rt: DockerRuntime, ref: string): Promise<ImageConfig> {
+  const config = await rt.inspectImage(ref);
+  if (!config) throw new Error(`image ${ref} is not on the test engine`);
+  return config;
 }
 
-/** The agent's own DockerRuntime (built, not exported by @a4c/agent), on the test engine. */
-async function runtime(hostId: string, networkMode: string): Promise<RuntimeLike> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'agent/dist/runtime/docker.js')).href)) as {
-    DockerRuntime: new (o: { dockerHost: string; hostId: string; networkMode: string; stopTimeoutSeconds: number }) => RuntimeLike;
-  };
-  return new mod.DockerRuntime({ dockerHost: dockerHost(), hostId, networkMode, stopTimeoutSeconds: 1 });
+/** The agent's own DockerRuntime on the test engine. */
+function runtime(hostId: string, networkMode: string): DockerRuntime {
+  return new DockerRuntime({ dockerHost: dockerHost(), hostId, networkMode, stopTimeoutSeconds: 1 });
 }
 
 describe('workspace containers are confined', () => {
@@ -223,18 +207,20 @@ describe('workspace containers are confined', () => {
   });
 
   it('the runtime never creates an unlimited or host-network container, whatever the spec or setting says', async () => {
+    const rt = runtime(runtimeHostId, 'none');
+    const imageConfig = await imageOf(rt, 'a4c-base:latest');
     const spec = (n: string) => ({
       workspaceId: `00000000-0000-4000-8000-${n.padStart(12, '0')}`,
       attempt: 0,
       userId: user,
       image: 'a4c-base:latest',
+      imageConfig,
       hostname: 'rt',
       memoryBytes: 64 * 1024 * 1024,
       cpus: 0.25,
       pidsLimit: 256,
       volume: `a4c-home-${user}`,
     });
-    const rt = await runtime(runtimeHostId, 'none');
     // pidsLimit 0 (a spec without resources) would be unlimited: a safe default instead.
     const id = await rt.create({ ...spec('1'), pidsLimit: 0 });
     try {
@@ -248,7 +234,7 @@ describe('workspace containers are confined', () => {
     await expectRefused(rt.create({ ...spec('2'), memoryBytes: 0 }), /memory limit/);
     await expectRefused(rt.create({ ...spec('3'), cpus: 0 }), /CPU limit/);
     for (const mode of ['host', ' HOST ', 'container:abc']) {
-      await expectRefused((await runtime(runtimeHostId, mode)).create(spec('4')), /host network|network namespace/);
+      await expectRefused(runtime(runtimeHostId, mode).create(spec('4')), /host network|network namespace/);
     }
     const left = await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${runtimeHostId}`] } });
     expect(left.map((c) => c.Names)).to.deep.equal([]);
@@ -430,26 +416,27 @@ describe('workspace containers confined further by tier or image: read-only root
   });
 
   it('the runtime refuses an image label it cannot read, and a malformed user, and creates nothing', async () => {
-    const rt = await runtime(runtimeHostId, 'none');
-    const spec = (n: string, image: string) => ({
+    const rt = runtime(runtimeHostId, 'none');
+    const spec = async (n: string, image: string) => ({
       workspaceId: `00000000-0000-4000-8000-${n.padStart(12, '0')}`,
       attempt: 0,
       userId: 'rt',
       image,
+      imageConfig: await imageOf(rt, image),
       hostname: 'rt',
       memoryBytes: 64 * MiB,
       cpus: 0.25,
       pidsLimit: 256,
       volume: 'a4c-home-rt',
     });
-    await expectRefused(rt.create(spec('11', BAD_RO_LABEL)), /a4c\.workspace\.read-only.*true or false/);
-    await expectRefused(rt.create(spec('12', BAD_USER_LABEL)), /a4c\.workspace\.user/);
-    await expectRefused(rt.create({ ...spec('13', 'a4c-base:latest'), user: '0 --privileged' }), /user/);
-    await expectRefused(rt.create({ ...spec('14', 'a4c-base:latest'), user: 'dev', runAsNonRoot: true }), /non-root/);
+    await expectRefused(rt.create(await spec('11', BAD_RO_LABEL)), /a4c\.workspace\.read-only.*true or false/);
+    await expectRefused(rt.create(await spec('12', BAD_USER_LABEL)), /a4c\.workspace\.user/);
+    await expectRefused(rt.create({ ...(await spec('13', 'a4c-base:latest')), user: '0 --privileged' }), /user/);
+    await expectRefused(rt.create({ ...(await spec('14', 'a4c-base:latest')), user: 'dev', runAsNonRoot: true }), /non-root/);
     const left = await docker().listContainers({ all: true, filters: { label: [`a4c.host.id=${runtimeHostId}`] } });
     expect(left.map((c) => c.Names)).to.deep.equal([]);
     // A minimal memory limit still gets scratch space of at least 1 MiB each, within the limit.
-    const id = await rt.create({ ...spec('15', 'a4c-base:latest'), memoryBytes: 6 * MiB, readOnlyRootFs: true });
+    const id = await rt.create({ ...(await spec('15', 'a4c-base:latest')), memoryBytes: 6 * MiB, readOnlyRootFs: true });
     try {
       const c = await docker().getContainer(id).inspect();
       const sizes = Object.values(tmpfsOf(c)).map((o) => Number(option(o, 'size')));

@@ -336,7 +336,8 @@ export class Reconciler {
     const id = spec.workspaceId;
     const at = { specRevision: spec.specRevision };
     this.emit(id, { phase: 'CREATING', step: 'image', ...at }, revision);
-    if (!(await this.runtime.hasImage(spec.image))) {
+    let imageConfig = await this.runtime.inspectImage(spec.image);
+    if (!imageConfig) {
       if (!spec.pullFrom) {
         this.fail(id, 'image', `image ${spec.image} is not on host ${this.opts.hostId}; build or pull it there first`, spec, revision);
         return;
@@ -344,8 +345,13 @@ export class Reconciler {
       try {
         await this.runtime.pullAs(spec.pullFrom, spec.image);
         this.hostEvent('image_pulled', id, '', `pulled ${spec.pullFrom} as ${spec.image}`);
+        imageConfig = await this.runtime.inspectImage(spec.image);
       } catch (e) {
         this.fail(id, 'image', `could not pull ${spec.pullFrom}: ${(e as Error).message}`, spec, revision);
+        return;
+      }
+      if (!imageConfig) {
+        this.fail(id, 'image', `image ${spec.image} is still not on host ${this.opts.hostId} after pulling ${spec.pullFrom}`, spec, revision);
         return;
       }
     }
@@ -357,6 +363,7 @@ export class Reconciler {
         attempt: spec.attempt,
         userId: spec.userId,
         image: spec.image,
+        imageConfig,
         hostname: spec.hostname,
         memoryBytes: spec.resources?.memoryBytes ?? 0,
         cpus: spec.resources?.cpus ?? 0,

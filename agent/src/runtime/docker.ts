@@ -7,7 +7,7 @@ import {
   LABEL_WORKSPACE_ID,
   containerName,
 } from '@a4c/common';
-import { scratchTmpfs, workspaceConfinement } from './confinement.js';
+import { scratchTmpfs, workspaceConfinement, type ImageConfig } from './confinement.js';
 import type { ContainerDetails, ContainerRuntime, CreateSpec, EngineInfo, ImageSummary, OwnedContainer } from './runtime.js';
 
 export interface DockerRuntimeOptions {
@@ -94,12 +94,12 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async hasImage(ref: string): Promise<boolean> {
+  async inspectImage(ref: string): Promise<ImageConfig | undefined> {
     try {
-      await this.docker.getImage(ref).inspect();
-      return true;
+      const image = (await this.docker.getImage(ref).inspect()) as { Config?: { Labels?: Record<string, string> | null; User?: string } };
+      return { labels: image.Config?.Labels ?? {}, user: image.Config?.User ?? '' };
     } catch (e) {
-      if (statusOf(e) === 404) return false;
+      if (statusOf(e) === 404) return undefined;
       throw e;
     }
   }
@@ -163,12 +163,11 @@ export class DockerRuntime implements ContainerRuntime {
       'SYS_CHROOT', // sshd's privilege-separated pre-auth child chroots (the sshCommand path)
       'AUDIT_WRITE', // sshd, login, su and sudo write PAM audit records; without it PAM logins can fail
     ];
-    // The image may ask for more confinement than the tier (labels); read at creation,
+    // The image may ask for more confinement than the tier (labels); applied at creation,
     // so a container is never recreated because its image or tier changed later.
-    const image = (await this.docker.getImage(spec.image).inspect()) as { Config?: { Labels?: Record<string, string> | null; User?: string } };
     const confined = workspaceConfinement(
       { readOnlyRootFs: spec.readOnlyRootFs === true, user: spec.user ?? '', runAsNonRoot: spec.runAsNonRoot === true },
-      { labels: image.Config?.Labels ?? {}, user: image.Config?.User ?? '' },
+      spec.imageConfig,
     );
     if (!confined.ok) throw new Error(`refusing to create the workspace container: ${confined.error}`);
     const { readOnlyRootFs, user } = confined.confinement;

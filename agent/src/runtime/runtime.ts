@@ -1,3 +1,5 @@
+import type { ImageConfig } from './confinement.js';
+
 /**
  * The one seam between the agent and the container engine. The Docker implementation
  * is in docker.ts; the reconciler knows nothing of dockerode.
@@ -30,6 +32,8 @@ export interface CreateSpec {
   cpus: number;
   pidsLimit: number;
   volume: string;
+  /** The image as inspectImage found it (the reconciler's image step): its labels may ask for confinement. */
+  imageConfig: ImageConfig;
   /**
    * The tier's confinement (WorkspaceSpec.confinement); absent: none from the tier.
    * The runtime combines it with the image's labels (confinement.ts).
@@ -58,7 +62,8 @@ export interface ContainerRuntime {
   /** Containers labelled as A4C workspaces of this host; never anyone else's. */
   listOwned(): Promise<OwnedContainer[]>;
   inspect(id: string): Promise<ContainerDetails | undefined>;
-  hasImage(ref: string): Promise<boolean>;
+  /** The image's labels and USER; undefined when the image is not on this host. */
+  inspectImage(ref: string): Promise<ImageConfig | undefined>;
   /** Pulls `from` (a registry reference) and tags it `as`. */
   pullAs(from: string, as: string): Promise<void>;
   listImages(): Promise<ImageSummary[]>;
