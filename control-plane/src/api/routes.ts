@@ -44,14 +44,15 @@ export function v1Operations(d: RouteDeps): Operation[] {
     await can.read(ctx.state.principal, w.userId, 'workspace', w.id);
     return w;
   };
-  /** The workspace, if the caller may change it; 404 if they may not even read it, 403 if only read. */
-  const writable = async (ctx: Ctx, id: string) => {
-    const w = await readable(ctx, id);
+  /** 403 unless the caller may change a workspace they can read (its owner or an admin; a lead only reads). */
+  const mayChange = (ctx: Ctx, w: Workspace) => {
     if (ctx.state.principal.role !== 'admin' && ctx.state.principal.id !== w.userId) {
       throw new A4cError('PERMISSION_DENIED', `only ${w.userId} or an admin may change this workspace`);
     }
     return w;
   };
+  /** The workspace, if the caller may change it; 404 if they may not even read it, 403 if only read. */
+  const writable = async (ctx: Ctx, id: string) => mayChange(ctx, await readable(ctx, id));
   /** Acts, then answers with the workspace: as it is, or once settled if ?wait asked. */
   const settle = async (ctx: Ctx, status: number, waitSeconds: number | undefined, act: () => Promise<Workspace>) => {
     const after = await act();
@@ -216,9 +217,9 @@ export function v1Operations(d: RouteDeps): Operation[] {
       errors: [403, 404],
       handle: async (ctx, { params, query }) => {
         // The path names the owner: another user's workspace does not exist under it.
-        const r = await readable(ctx, params.id);
-        if (r.userId !== params.userId) throw notFound('workspace', r.id, 'list your workspaces with `a4c ws list`');
-        const w = await writable(ctx, params.id);
+        const w = await readable(ctx, params.id);
+        if (w.userId !== params.userId) throw notFound('workspace', w.id, 'list your workspaces with `a4c ws list`');
+        mayChange(ctx, w);
         await settle(ctx, 202, query.wait, () => ws.delete(w.id, ctx.state.actor));
       },
     }),
