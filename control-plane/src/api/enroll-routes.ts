@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { ID_PATTERN, ID_RULE, notFound } from '@a4c/common';
+import { notFound } from '@a4c/common';
 import type { CertificateAuthority } from '../pki/ca.js';
 import { createJoinToken, enroll, JOIN_TOKEN_DEFAULT_TTL_SECONDS, JOIN_TOKEN_MAX_TTL_SECONDS, removeHost } from '../pki/enrollment.js';
 import type { Db } from '../store/db.js';
 import { op, type Operation } from './operation.js';
-import { params } from './schemas.js';
+import { id, params, time } from './schemas.js';
 
 export interface EnrollDeps {
   db: Db;
@@ -14,7 +14,7 @@ export interface EnrollDeps {
 }
 
 const TAG = 'Agents';
-const hostId = z.string().regex(ID_PATTERN, `a host id must ${ID_RULE}`);
+const hostId = id('a host id');
 const enrollBody = z.strictObject({
   joinToken: z.string().min(1).max(200),
   hostId,
@@ -25,9 +25,9 @@ const joinTokenBody = z.strictObject({
   ttlSeconds: z.number().int('ttlSeconds must be a whole number').min(1).max(JOIN_TOKEN_MAX_TTL_SECONDS).optional(),
 });
 const enrolled = z
-  .strictObject({ certificate: z.string(), ca: z.string(), serial: z.string(), expiresAt: z.iso.datetime({ offset: true }) })
+  .strictObject({ certificate: z.string(), ca: z.string(), serial: z.string(), expiresAt: time })
   .meta({ id: 'AgentCertificate' });
-const joinToken = z.strictObject({ token: z.string(), expiresAt: z.iso.datetime({ offset: true }), hostId: z.string().nullable() }).meta({ id: 'JoinToken' });
+const joinToken = z.strictObject({ token: z.string(), expiresAt: time, hostId: z.string().nullable() }).meta({ id: 'JoinToken' });
 const removed = z.strictObject({ hostId: z.string(), removed: z.literal(true), revokedSerials: z.array(z.string()) });
 
 /** POST /v1/agents/enroll: no bearer token; the join token in the body is the credential. */

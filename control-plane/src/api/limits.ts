@@ -33,12 +33,12 @@ export class TokenBuckets {
     const b = this.buckets.get(key) ?? { tokens: burst, at: now };
     b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
     b.at = now;
+    if (!this.buckets.has(key) && this.buckets.size >= 100_000) this.sweep(now);
     this.buckets.set(key, b);
     if (b.tokens >= 1) {
       b.tokens -= 1;
       return undefined;
     }
-    if (this.buckets.size > 100_000) this.sweep(now);
     return (1 - b.tokens) / perSecond;
   }
 

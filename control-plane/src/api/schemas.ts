@@ -24,11 +24,11 @@ import type { UserQuotaView } from '../quotas/quotas.js';
 
 // ---------------------------------------------------------------- building blocks
 
-const id = (what: string) => z.string().regex(ID_PATTERN, `${what} must ${ID_RULE}`);
+export const id = (what: string) => z.string().regex(ID_PATTERN, `${what} must ${ID_RULE}`);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const uuid = (what: string, hint: string) => z.string().regex(UUID, `must be ${what} id (a lowercase UUID); ${hint}`);
 const arch = z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` });
-const time = z.iso.datetime({ offset: true });
+export const time = z.iso.datetime({ offset: true });
 const changeNumber = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a change number is 1-64 letters, digits, ".", "_" or "-"');
 
 /** Docker image reference: [registry/]repository[:tag][@digest], conservatively. */
@@ -237,21 +237,20 @@ export const buildLogs = z.strictObject({ status: z.enum(BUILD_STATUSES), lines:
 
 export const user = z.strictObject({ id: z.string(), teamId: z.string().nullable(), role }).meta({ id: 'User' });
 
-export const token: z.ZodType<TokenView> = z
-  .strictObject({
-    id: z.string(),
-    userId: z.string(),
-    name: z.string(),
-    prefix: z.string().meta({ description: 'the first characters of the token, to recognise it' }),
-    createdAt: time,
-    expiresAt: time.nullable(),
-    revokedAt: time.nullable(),
-    lastUsedAt: time.nullable(),
-  })
-  .meta({ id: 'ApiToken' });
+const tokenObject = z.strictObject({
+  id: z.string(),
+  userId: z.string(),
+  name: z.string(),
+  prefix: z.string().meta({ description: 'the first characters of the token, to recognise it' }),
+  createdAt: time,
+  expiresAt: time.nullable(),
+  revokedAt: time.nullable(),
+  lastUsedAt: time.nullable(),
+});
+export const token: z.ZodType<TokenView> = tokenObject.meta({ id: 'ApiToken' });
 
-export const issuedToken = z
-  .strictObject({ ...(token as unknown as z.ZodObject<z.ZodRawShape>).shape, token: z.string().meta({ description: 'the secret: shown once, never again' }) })
+export const issuedToken = tokenObject
+  .extend({ token: z.string().meta({ description: 'the secret: shown once, never again' }) })
   .meta({ id: 'IssuedApiToken' });
 
 const quotaLimits = z.strictObject({ maxWorkspaces: z.number(), maxDiskGb: z.number(), maxConcurrentBuilds: z.number() });
