@@ -113,7 +113,6 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   app.use(audit(db, log));
   app.use(errors(log));
   const shedder = new LoadShedder(config.shedding, db, log);
-  shedder.start();
   app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
@@ -165,6 +164,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   });
 
+  // Measured only from here on: start-up's own synchronous work (the server
+  // certificate's key, migrations) is not overload, and must not shed the first requests.
+  shedder.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
