@@ -28,6 +28,8 @@ function runA4c(args: string[], env: Record<string, string>, bin = path.join(ROO
 /** Every command a4c has, as a person types it: the help and the tests below hold to this list. */
 const COMMANDS = [
   'ws create', 'ws list', 'ws get', 'ws stop', 'ws start', 'ws rm', 'ws retry', 'ws approve', 'ws reject',
+  'ws exec', 'ws shell', 'ws port-forward', 'ws ssh-proxy', 'ws sessions',
+  'config-ssh',
   'build schedule', 'build get', 'build list', 'build logs',
   'hosts list', 'hosts get', 'hosts drain', 'hosts activate',
   'quota get', 'quota set',

@@ -48,9 +48,23 @@ export class Context {
     return this.globals().timeout;
   }
 
+  /** Whether a token was given (--token or A4C_TOKEN). */
+  hasToken(): boolean {
+    return Boolean(this.tokenOverride ?? this.globals().token);
+  }
+
+  /** A token from elsewhere (ssh-proxy's --token-file), when none was given. */
+  useToken(token: string): void {
+    this.tokenOverride = token;
+    this.api = undefined;
+  }
+
+  private tokenOverride: string | undefined;
+
   get client(): ApiClient {
     if (this.api) return this.api;
-    const { url, token } = this.globals();
+    const { url } = this.globals();
+    const token = this.tokenOverride ?? this.globals().token;
     if (!token) throw new CliError('no token: set A4C_TOKEN (npm start prints one) or pass --token');
     this.api = new ApiClient(url, token);
     return this.api;

@@ -1,6 +1,8 @@
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
 import type { Context } from '../context.js';
+import { registerAccess } from './access.js';
 import { registerAudit } from './audit.js';
+import { registerConfigSsh } from './config-ssh.js';
 import { registerBuilds } from './builds.js';
 import { registerHosts } from './hosts.js';
 import { registerQuota } from './quota.js';
@@ -15,6 +17,8 @@ import { registerWorkspaces } from './workspaces.js';
  */
 export const COMMAND_GROUPS: readonly ((program: CommandUnknownOpts, ctx: Context) => void)[] = [
   registerWorkspaces,
+  registerAccess,
+  registerConfigSsh,
   registerBuilds,
   registerHosts,
   registerQuota,
