@@ -49,6 +49,9 @@ export interface SftpStats {
   bytesWritten: number;
 }
 
+/** The most one READ returns: OpenSSH asks for 32 KiB and accepts SFTP packets up to 256 KiB; a larger ask is not an allocation the client may choose. */
+const MAX_READ = 255 * 1024;
+
 /** Entries per READDIR reply: OpenSSH takes any count; this keeps each reply small. */
 const DIR_BATCH = 128;
 
@@ -231,6 +234,7 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): { done: Promise<
   sftp.on('READ', (reqId: number, raw: Buffer, offset: number, len: number) =>
     onHandle(reqId, raw, async (h) => {
       if (h.kind === 'dir') throw new FileError('failure', 'a directory handle cannot be read');
+      len = Math.min(len, MAX_READ);
       let data: Buffer | null;
       if (h.kind === 'read') data = await h.reader.read(offset, len);
       else {
@@ -251,7 +255,7 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): { done: Promise<
       if (h.kind !== 'write') throw new FileError('denied', 'the file was not opened for writing');
       const at = h.append ? h.size : offset;
       if (at + data.length > ctx.maxUploadBytes) {
-        throw new FileError('failure', `the file would be larger than the ${ctx.maxUploadBytes} bytes one upload may stage on the agent (A4C_SSH_MAX_UPLOAD_BYTES)`);
+        throw new FileError('failure', `the file would be larger than the ${ctx.maxUploadBytes} bytes one upload may stage on the agent`);
       }
       await h.file.write(data, 0, data.length, at);
       h.size = Math.max(h.size, at + data.length);
