@@ -24,7 +24,7 @@ export interface ExecProcess {
   /** stderr; empty with a TTY. */
   stderr: Readable;
   resize(cols: number, rows: number): Promise<void>;
-  /** The exit code, once the process ended and its output was read. */
+  /** The exit code, once the process ended and all its output was handed to stdout and stderr. */
   exit: Promise<number>;
   /** Tears the exec stream down (the process sees its stdin and terminal go away). */
   close(): void;
@@ -129,10 +129,11 @@ function forward(src: Readable, write: (chunk: Buffer) => boolean, onDrain: (res
   src.on('close', once);
 }
 
-function finished(s: Readable): Promise<void> {
+/** Resolves once everything the process wrote was handed to s (read or not). */
+function finished(s: PassThrough): Promise<void> {
   return new Promise((resolve) => {
-    if (s.readableEnded || s.destroyed) return resolve();
-    s.once('end', resolve);
+    if (s.writableFinished || s.destroyed) return resolve();
+    s.once('finish', resolve);
     s.once('close', resolve);
     s.once('error', () => resolve());
   });

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Socket } from 'node:net';
-import { Duplex, type Writable } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Logger } from '@a4c/common';
 import ssh2, { type Connection, type PseudoTtyInfo, type ServerChannel, type Session } from 'ssh2';
@@ -235,7 +235,7 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
         channel.pipe(p.stdin);
         p.stdout.pipe(channel, { end: false });
         p.stderr.pipe(channel.stderr, { end: false });
-        const code = await p.exit.catch(() => -1);
+        const [code] = await Promise.all([p.exit.catch(() => -1), ended(p.stdout), ended(p.stderr)]);
         teardown.delete(stop);
         // Everything the process printed goes out before its exit status and EOF.
         await Promise.all([flushed(channel, gone), flushed(channel.stderr, gone)]);
@@ -334,6 +334,16 @@ function splice(a: Duplex, b: Duplex, done: (e?: Error) => void): void {
   b.on('error', finish);
   a.on('close', () => finish());
   b.on('close', () => finish());
+}
+
+/** Resolves once a readable has given out everything (here: piped all of it on). */
+function ended(r: Readable): Promise<void> {
+  if (r.readableEnded || r.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    r.once('end', resolve);
+    r.once('close', resolve);
+    r.once('error', () => resolve());
+  });
 }
 
 /**
