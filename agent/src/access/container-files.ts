@@ -198,9 +198,19 @@ export async function runCommand(docker: Docker, containerId: string, cmd: strin
   };
   proc.stdout.on('data', collect(out));
   proc.stderr.on('data', collect(err));
-  const code = await proc.exit;
+  const [code] = await Promise.all([proc.exit, drained(proc.stdout), drained(proc.stderr)]);
   if (total > maxOutput) throw new FileError('failure', `${cmd[0]} printed more than ${maxOutput} bytes`);
   return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8').trim() };
+}
+
+/** Resolves once a readable has emitted all its data. */
+function drained(r: Readable): Promise<void> {
+  if (r.readableEnded || r.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    r.once('end', resolve);
+    r.once('close', resolve);
+    r.once('error', () => resolve());
+  });
 }
 
 /** The numeric uid and gid of the workspace's user, as files it creates should carry. */
