@@ -384,6 +384,8 @@ class CountingSocket extends Duplex {
 
   override _final(cb: (e?: Error | null) => void): void {
     this.inner.end();
+    // ssh2 ends the socket when it disconnects; a peer that never ends its side must not keep the connection (and serveSsh) alive.
+    setTimeout(() => this.destroy(), 5_000).unref();
     cb();
   }
 
