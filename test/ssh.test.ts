@@ -26,6 +26,8 @@ function run(cmd: string, args: string[], opts: { input?: string | Buffer; timeo
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
+    // A command that exits without reading its stdin (tmux) must not fail the test with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });

@@ -52,7 +52,10 @@ export interface SshSummary {
   /** Bytes of the SSH connection (encrypted), client to agent and back. */
   bytesIn: number;
   bytesOut: number;
+  /** The first channels of the connection, in order. */
   channels: SshChannelSummary[];
+  /** Channels past the first MAX_CHANNELS, counted only. */
+  channelsNotListed: number;
   sftp: SftpStats;
   /** Why the connection ended abnormally, if it did. */
   error?: string;
@@ -71,6 +74,19 @@ export const NO_FORWARD_TOOL =
   'the workspace image has neither nc nor socat, which port forwarding runs inside the workspace; add busybox, netcat-openbsd or socat to the image';
 
 const OPEN_FAILURE = { prohibited: 1, connectFailed: 2 } as const;
+
+/** Channels listed in a connection's summary; more are only counted. */
+export const MAX_CHANNELS = 100;
+
+/** A lazily run async function whose result is kept, unless it failed (then the next call tries again). */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () =>
+    (p ??= fn().catch((e: unknown) => {
+      p = undefined;
+      throw e;
+    }));
+}
 
 /**
  * Serves ONE SSH connection, whose raw bytes arrive on `stream` (the tunnel from the
@@ -100,23 +116,27 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
     bytesIn: 0,
     bytesOut: 0,
     channels: [],
+    channelsNotListed: 0,
     sftp: { filesRead: 0, filesWritten: 0, bytesRead: 0, bytesWritten: 0 },
   };
   const socket = new CountingSocket(stream);
   const teardown = new Set<() => void>();
 
-  // Who the workspace's user is, asked once per connection.
-  let identity: Promise<{ user: string | undefined; isRoot: boolean }> | undefined;
-  const whoami = () =>
-    (identity ??= target.docker
-      .getContainer(target.containerId)
-      .inspect()
-      .then((c) => {
-        const user = target.user ?? (c.Config.User || undefined);
-        return { user, isRoot: !user || /^(root|0)(:.*)?$/.test(user) };
-      }));
-  let ids: Promise<{ uid: number; gid: number }> | undefined;
-  let forwardReady: Promise<void> | undefined;
+  let closed = false;
+  /** Records a channel for the summary; past MAX_CHANNELS only counts it (a connection may live for days). */
+  const record = (entry: SshChannelSummary) => {
+    if (summary.channels.length < MAX_CHANNELS) summary.channels.push(entry);
+    else summary.channelsNotListed++;
+  };
+
+  // Asked once per connection (a failure is asked again next time).
+  const whoami = once(async () => {
+    const c = await target.docker.getContainer(target.containerId).inspect();
+    const user = target.user ?? (c.Config.User || undefined);
+    return { user, isRoot: !user || /^(root|0)(:.*)?$/.test(user) };
+  });
+  const ids = once(async () => userIds(target.docker, target.containerId, (await whoami()).user));
+  const forwardReady = once(() => forwardToolPresent(target, whoami));
 
   const onClient = (client: Connection) => {
     const handshake = setTimeout(() => {
@@ -141,7 +161,7 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
 
     client.on('tcpip', (accept, reject, info) => {
       const entry: SshChannelSummary = { kind: 'direct-tcpip', port: info.destPort };
-      summary.channels.push(entry);
+      record(entry);
       const refuse = (reason: number, message: string) => {
         entry.error = message;
         rejectWithMessage(client, reject, reason, message);
@@ -152,10 +172,7 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
       }
       void (async () => {
         try {
-          await (forwardReady ??= forwardToolPresent(target, whoami).catch((e: unknown) => {
-            forwardReady = undefined;
-            throw e;
-          }));
+          await forwardReady();
         } catch (e) {
           refuse(OPEN_FAILURE.prohibited, (e as Error).message);
           return;
@@ -165,6 +182,10 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
           conn = await dialInContainer(target.docker, target.containerId, info.destPort);
         } catch (e) {
           refuse(OPEN_FAILURE.connectFailed, (e as Error).message);
+          return;
+        }
+        if (closed) {
+          conn.destroy();
           return;
         }
         const channel = accept();
@@ -204,10 +225,17 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
     });
 
     const run = (channel: ServerChannel, cmd: string[], entry: SshChannelSummary) => {
-      summary.channels.push(entry);
-      const gone = new Promise<void>((resolve) => channel.once('close', () => resolve()));
+      record(entry);
+      let channelClosed = false;
+      const gone = new Promise<void>((resolve) =>
+        channel.once('close', () => {
+          channelClosed = true;
+          resolve();
+        }),
+      );
       void (async () => {
         const tty = pty !== undefined;
+        const started = { cols: pty?.cols, rows: pty?.rows };
         try {
           const { user } = await whoami();
           proc = await startExec(target.docker, target.containerId, {
@@ -229,6 +257,12 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
           return;
         }
         const p = proc;
+        if (closed || channelClosed) {
+          p.close();
+          return;
+        }
+        // A resize that came while the exec was starting.
+        if (pty && (pty.cols !== started.cols || pty.rows !== started.rows) && pty.cols > 0 && pty.rows > 0) void p.resize(pty.cols, pty.rows).catch(() => undefined);
         const stop = () => p.close();
         teardown.add(stop);
         channel.on('close', stop);
@@ -252,16 +286,13 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
       run(accept(), ['/bin/sh', '-c', info.command], { kind: 'exec', command: info.command, pty: pty !== undefined });
     });
     session.on('sftp', (accept) => {
-      summary.channels.push({ kind: 'sftp' });
+      record({ kind: 'sftp' });
       const sftp = accept();
       const served = serveSftp(sftp, {
         docker: target.docker,
         containerId: target.containerId,
         workspaceUser: whoami,
-        ids: async () => {
-          const { user } = await whoami();
-          return (ids ??= userIds(target.docker, target.containerId, user));
-        },
+        ids,
         home,
         tmpDir: target.tmpDir ?? os.tmpdir(),
         maxUploadBytes: target.maxUploadBytes ?? DEFAULT_MAX_UPLOAD,
@@ -277,6 +308,7 @@ export function serveSsh(stream: Duplex, target: SshTarget): Promise<SshSummary>
     const server = new Server({ hostKeys: target.hostKeys.map((k) => k.privateKey) }, onClient);
     server.on('error', (e: Error) => log.debug({ err: e }, 'ssh server error'));
     socket.once('close', () => {
+      closed = true;
       for (const stop of teardown) stop();
       teardown.clear();
       summary.durationMs = Date.now() - summary.startedAt.getTime();
