@@ -51,7 +51,7 @@ function rss(pid: number): { rss: number; peak: number } {
 
 async function startControlPlaneProcess(): Promise<{ proc: ChildProcess; api: string; grpc: string; token: string; stop(): Promise<void> }> {
   const [http, grpc, pg] = await Promise.all([freePort(), freePort(), freePort()]);
-  const token = `bench-${process.pid}`;
+  const token = `bench-admin-token-${process.pid}`;
   const proc = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',

@@ -5,7 +5,7 @@ import type Docker from 'dockerode';
 import type { Logger } from '@a4c/common';
 import ssh2, { type Connection, type PseudoTtyInfo, type ServerChannel, type Session } from 'ssh2';
 import { FileError, runCommand, userIds } from './container-files.js';
-import { startExec, type ExecProcess } from './exec.js';
+import { LOGIN_SHELL, startExec, type ExecProcess } from './exec.js';
 import type { HostKey } from './host-key.js';
 import { dialInContainer } from './port-forward.js';
 import { serveSftp, type SftpStats } from './sftp.js';
@@ -66,8 +66,6 @@ const DEFAULT_MAX_UPLOAD = 4 * 1024 ** 3;
 /** A client that has not finished the handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 60_000;
 
-/** The user's login shell: bash if the image has it (what developers expect), else busybox's sh. */
-export const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
 
 /** What `ssh -L` needs inside the workspace (port-forward.ts runs nc, else socat). */
 export const NO_FORWARD_TOOL =

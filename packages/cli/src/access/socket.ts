@@ -10,13 +10,15 @@ export const CH = { stdin: 0, stdout: 1, stderr: 2, server: 3, client: 4 } as co
 /**
  * Opens one of the access WebSockets. A refusal before the upgrade is the API's JSON
  * error (not running, not yours, too many sessions), turned into a CliError with its
- * hint. onMessage is attached before the handshake completes: the first frames can
- * arrive in the same read as the handshake.
+ * hint. onMessage (or whatever prepare attaches) is in place before the handshake
+ * completes: the first frames can arrive in the same read as the handshake (an SSH
+ * server's banner does), and would be lost to a listener attached after 'open'.
  */
-export function openAccessSocket(api: ApiClient, path: string, onMessage?: (data: Buffer) => void): Promise<WebSocket> {
+export function openAccessSocket(api: ApiClient, path: string, onMessage?: (data: Buffer) => void, prepare?: (ws: WebSocket) => void): Promise<WebSocket> {
   const url = api.baseUrl.replace(/\/$/, '').replace(/^http/, 'ws') + path;
   const ws = new WebSocket(url, [SUBPROTOCOL], { headers: { authorization: `Bearer ${api.token}` }, perMessageDeflate: false });
   if (onMessage) ws.on('message', (d: Buffer) => onMessage(d));
+  prepare?.(ws);
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {

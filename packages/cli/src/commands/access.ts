@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { createWebSocketStream } from 'ws';
 import { InvalidArgumentError, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { CliError } from '../client.js';
@@ -93,14 +94,21 @@ async function execSession(ctx: Context, id: string, o: ExecOptions): Promise<nu
   throw new CliError(`the session ended without an exit status (WebSocket ${code}${reason ? `: ${reason}` : ''})`, 'run it again; if it keeps happening, check `a4c hosts`', 255);
 }
 
-/** Bytes between a local stream and an access socket (port-forward, ssh-proxy), each honouring the other's back-pressure. */
-function splice(ws: import('ws').WebSocket, local: NodeJS.ReadableStream & NodeJS.WritableStream | net.Socket): Promise<{ code: number; reason: string }> {
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const remote = createWebSocketStream(ws);
-  remote.on('error', () => undefined);
-  (local as NodeJS.ReadableStream).pipe(remote);
-  remote.pipe(local as NodeJS.WritableStream);
-  return closed;
+/**
+ * Bytes between a local stream and an access socket (port-forward, ssh-proxy), each
+ * honouring the other's back-pressure. The socket's stream is made before the handshake
+ * completes, so bytes the far side sends first (an SSH banner) are never lost.
+ */
+async function splice(ctx: Context, path: string, local: NodeJS.ReadableStream & NodeJS.WritableStream | net.Socket): Promise<{ code: number; reason: string }> {
+  let closed: Promise<{ code: number; reason: string }> | undefined;
+  await openAccessSocket(ctx.client, path, undefined, (ws) => {
+    closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    const remote = createWebSocketStream(ws);
+    remote.on('error', () => undefined);
+    (local as NodeJS.ReadableStream).pipe(remote);
+    remote.pipe(local as NodeJS.WritableStream);
+  });
+  return closed as Promise<{ code: number; reason: string }>;
 }
 
 /** a4c ws exec | shell | port-forward | ssh-proxy | sessions: getting into a workspace. */
@@ -134,12 +142,11 @@ export function registerAccess(program: CommandUnknownOpts, ctx: Context): void 
               new Promise<net.Server>((resolve, reject) => {
                 const server = net.createServer((sock) => {
                   sock.pause();
-                  openAccessSocket(ctx.client, `/v1/workspaces/${encodeURIComponent(id)}/port-forward?port=${m.remote}`).then(
-                    (sockWs) =>
-                      void splice(sockWs, sock).then(({ code, reason }) => {
-                        if (code !== 1000) ctx.note(`127.0.0.1:${m.local} -> ${m.remote}: ${reason || `closed (${code})`}`);
-                        sock.destroy();
-                      }),
+                  splice(ctx, `/v1/workspaces/${encodeURIComponent(id)}/port-forward?port=${m.remote}`, sock).then(
+                    ({ code, reason }) => {
+                      if (code !== 1000) ctx.note(`127.0.0.1:${m.local} -> ${m.remote}: ${reason || `closed (${code})`}`);
+                      sock.destroy();
+                    },
                     (e: unknown) => {
                       ctx.note(`127.0.0.1:${m.local} -> ${m.remote}: ${(e as Error).message}`);
                       sock.destroy();
@@ -174,9 +181,8 @@ export function registerAccess(program: CommandUnknownOpts, ctx: Context): void 
     .action(
       ctx.action(async (id, opts) => {
         if (opts.tokenFile && !ctx.hasToken()) ctx.useToken(readTokenFile(opts.tokenFile));
-        const sock = await openAccessSocket(ctx.client, `/v1/workspaces/${encodeURIComponent(id)}/ssh`);
-        const stdio = Object.assign(process.stdin, { write: process.stdout.write.bind(process.stdout), end: () => process.stdout.end() });
-        const { code, reason } = await splice(sock, stdio as unknown as net.Socket);
+        const stdio = Duplex.from({ readable: process.stdin, writable: process.stdout });
+        const { code, reason } = await splice(ctx, `/v1/workspaces/${encodeURIComponent(id)}/ssh`, stdio as unknown as net.Socket);
         if (code !== 1000) throw new CliError(`the SSH connection to workspace ${id} ended: ${reason || code}`, undefined, 255);
         return 0;
       }),
