@@ -192,7 +192,7 @@ const time = async <T>(f: () => Promise<T>): Promise<number> => {
 async function main(): Promise<void> {
   const cp = await startControlPlaneProcess();
   const hostId = `bench-${process.pid}`;
-  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string });
+  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string, env: { A4C_LOG_LEVEL: process.env.BENCH_AGENT_LOG_LEVEL ?? 'warn' } });
   const auth = { authorization: `Bearer ${cp.token}` };
   await waitUntil('agent connected', async () => {
     const r = await fetch(`${cp.api}/v1/hosts/${hostId}`, { headers: auth });
