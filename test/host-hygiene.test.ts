@@ -1,0 +1,112 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import Docker from 'dockerode';
+import { tmpDir } from './support/cluster.js';
+import { engineLib } from './support/engine.js';
+
+/**
+ * `npm test`, `npm run bench` and `npm start` run as root on machines with a Docker
+ * Engine of their own (issue 14: a private dockerd with --bridge=none deleted the
+ * host's docker0). Starting and stopping a private engine through scripts/lib/engine.mjs
+ * must leave the host's network, forwarding sysctls, firewall and mounts as they were,
+ * and nothing of the engine running.
+ */
+describe('host hygiene: a private engine leaves the host as it found it', function () {
+  this.timeout(180_000);
+  const ALIAS = 'a4c-host-hygiene-test';
+  let madeBridge = false;
+
+  const ip = (...args: string[]): unknown => JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8' }) || '[]');
+  const sysctl = (name: string): string | undefined => {
+    try {
+      return readFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const mountPoints = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4] as string);
+  /** Without the lifetimes the kernel counts down on dynamic addresses and routes. */
+  const stable = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(stable)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.entries(v).filter(([k]) => !['valid_life_time', 'preferred_life_time', 'expires'].includes(k)).map(([k, x]) => [k, stable(x)]))
+        : v;
+  /** What a dockerd could change on the host's network, as the host sees it. */
+  const network = () => ({
+    links: ip('link', 'show'),
+    addresses: stable(ip('address', 'show')),
+    routes: stable(ip('route', 'show', 'table', 'all')),
+    routes6: stable(ip('-6', 'route', 'show', 'table', 'all')),
+    sysctls: Object.fromEntries(
+      ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.route_localnet', 'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables'].map((n) => [n, sysctl(n)]),
+    ),
+    // Read-only; the rule set the kernel holds, whichever iptables front end wrote it.
+    firewall: spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout ?? '',
+  });
+  /** Processes whose command line names `dir`, or that are in mount namespace `mntNs`. */
+  const processesOf = (dirs: string[], mntNs?: string): string[] => {
+    const found: string[] = [];
+    for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        if (stat[stat.lastIndexOf(')') + 2] === 'Z') continue;
+        if (dirs.some((d) => cmd.includes(`${d}/`) || cmd.includes(`${d} `)) || (mntNs && readlinkSync(`/proc/${pid}/ns/mnt`) === mntNs)) found.push(`${pid} ${cmd}`);
+      } catch {
+        // it ended while we looked
+      }
+    }
+    return found;
+  };
+
+  before(() => {
+    // The check needs a docker0 to lose: the machine's own, else one of ours.
+    if (spawnSync('ip', ['link', 'show', 'docker0'], { stdio: 'ignore' }).status !== 0) {
+      execFileSync('ip', ['link', 'add', 'docker0', 'type', 'bridge']);
+      execFileSync('ip', ['link', 'set', 'docker0', 'alias', ALIAS]);
+      madeBridge = true;
+    }
+  });
+  after(() => {
+    // Ours only: still there and still carrying our alias.
+    if (!madeBridge) return;
+    const links = ip('link', 'show') as { ifname: string; ifalias?: string }[];
+    if (links.some((l) => l.ifname === 'docker0' && l.ifalias === ALIAS)) execFileSync('ip', ['link', 'del', 'docker0']);
+  });
+
+  it('starting and stopping one changes no interface, address, route, forwarding sysctl, firewall rule or mount of the host, and leaves no process running', async () => {
+    const hostMounts = mountPoints().filter((m) => !/a4c|docker|containerd/.test(m)); // other runs on this machine come and go
+    const before = network();
+    expect((before.links as { ifname: string }[]).map((l) => l.ifname)).to.include('docker0');
+
+    const lib = await engineLib();
+    const dataRoot = tmpDir('docker-hygiene');
+    const engine = await lib.startPrivateDockerd({ dataRoot, name: `a4c-hygiene-${process.pid}` });
+    const runDir = path.dirname(engine.socket);
+    let mntNs: string | undefined;
+    let left: string[];
+    try {
+      expect(engine.reused).to.equal(false);
+      // A running container: containerd, a shim, overlay and volume mounts all exist now.
+      await lib.ensureBaseImage(engine.dockerHost);
+      const own = new Docker({ socketPath: engine.socket });
+      const c = await own.createContainer({ Image: 'a4c-base:latest', HostConfig: { NetworkMode: 'none', Init: true }, Volumes: { '/workspace': {} } });
+      await c.start();
+      expect(network(), 'the host while the engine runs').to.deep.equal(before);
+      expect(mountPoints().filter((m) => m.startsWith(`${dataRoot}/`) || m.startsWith(`${runDir}/`)), "the engine's mounts are not the host's").to.deep.equal([]);
+      const pid = Number(readFileSync(path.join(runDir, 'docker.pid'), 'utf8'));
+      expect(readlinkSync(`/proc/${pid}/ns/net`), 'the engine has a network namespace of its own').to.not.equal(readlinkSync('/proc/self/ns/net'));
+      mntNs = readlinkSync(`/proc/${pid}/ns/mnt`);
+      expect(processesOf([runDir]).some((p) => p.includes('containerd-shim')), 'a shim of the engine runs').to.equal(true);
+    } finally {
+      left = await engine.stop();
+    }
+    expect(left, 'processes of the engine that outlived dockerd and had to be killed').to.deep.equal([]);
+    expect(processesOf([runDir, dataRoot], mntNs), 'processes of the engine after it stopped').to.deep.equal([]);
+    expect(network(), 'the host after the engine stopped').to.deep.equal(before);
+    expect(mountPoints()).to.include.members(hostMounts);
+  });
+});
