@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -26,7 +26,14 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       return undefined;
     }
   };
-  const mountPoints = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4] as string);
+  const mountInfo = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean);
+  const mountPoints = (): string[] => mountInfo().map((l) => l.split(' ')[4] as string);
+  /** The cgroup directories named `name`, in every hierarchy. */
+  const cgroupsNamed = (name: string): string[] =>
+    mountInfo()
+      .filter((l) => / - cgroup2? /.test(l))
+      .map((l) => path.join(l.split(' ')[4] as string, name))
+      .filter((d) => existsSync(d));
   /** Without the lifetimes the kernel counts down on dynamic addresses and routes. */
   const stable = (v: unknown): unknown =>
     Array.isArray(v)
@@ -41,7 +48,16 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     routes: stable(ip('route', 'show', 'table', 'all')),
     routes6: stable(ip('-6', 'route', 'show', 'table', 'all')),
     sysctls: Object.fromEntries(
-      ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.ipv4.conf.all.route_localnet', 'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables'].map((n) => [n, sysctl(n)]),
+      [
+        'net.ipv4.ip_forward',
+        'net.ipv6.conf.all.forwarding',
+        'net.ipv4.conf.all.route_localnet',
+        'net.bridge.bridge-nf-call-iptables',
+        'net.bridge.bridge-nf-call-ip6tables',
+        // dockerd raises these at start-up where they are low (not per namespace).
+        'kernel.keys.root_maxkeys',
+        'kernel.keys.root_maxbytes',
+      ].map((n) => [n, sysctl(n)]),
     ),
     // Read-only; the rule set the kernel holds, whichever iptables front end wrote it.
     firewall: spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout ?? '',
@@ -77,7 +93,7 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     if (links.some((l) => l.ifname === 'docker0' && l.ifalias === ALIAS)) execFileSync('ip', ['link', 'del', 'docker0']);
   });
 
-  it('starting and stopping one changes no interface, address, route, forwarding sysctl, firewall rule or mount of the host, and leaves no process running', async () => {
+  it('starting and stopping one changes no interface, address, route, sysctl, firewall rule or mount of the host, and leaves no process or cgroup behind', async () => {
     const hostMounts = mountPoints().filter((m) => !/a4c|docker|containerd/.test(m)); // other runs on this machine come and go
     const before = network();
     expect((before.links as { ifname: string }[]).map((l) => l.ifname)).to.include('docker0');
@@ -101,12 +117,15 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       expect(readlinkSync(`/proc/${pid}/ns/net`), 'the engine has a network namespace of its own').to.not.equal(readlinkSync('/proc/self/ns/net'));
       mntNs = readlinkSync(`/proc/${pid}/ns/mnt`);
       expect(processesOf([runDir]).some((p) => p.includes('containerd-shim')), 'a shim of the engine runs').to.equal(true);
+      const containerPid = (await c.inspect()).State.Pid;
+      expect(readFileSync(`/proc/${containerPid}/cgroup`, 'utf8'), "the container's cgroups are under the engine's own parent").to.contain(`/${path.basename(runDir)}/`);
     } finally {
       left = await engine.stop();
     }
     expect(left, 'processes of the engine that outlived dockerd and had to be killed').to.deep.equal([]);
     expect(processesOf([runDir, dataRoot], mntNs), 'processes of the engine after it stopped').to.deep.equal([]);
     expect(network(), 'the host after the engine stopped').to.deep.equal(before);
+    expect(cgroupsNamed(path.basename(runDir)), "the engine's cgroups after it stopped").to.deep.equal([]);
     expect(mountPoints()).to.include.members(hostMounts);
   });
 });

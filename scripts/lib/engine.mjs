@@ -2,7 +2,7 @@
 // Plain Node.js, no dependencies: it runs before `npm install` has.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -93,10 +93,13 @@ export async function engineAnswers(socketPath) {
  * `netns`: a network namespace to join instead (a path such as `/proc/<pid>/ns/net`,
  * from `netnsOf`), so two private engines reach one loopback service.
  *
+ * Its containers' cgroups go under a parent named like its run directory (cgroupfs
+ * driver), not the host engine's /docker.
+ *
  * `stop()` ends dockerd, then anything of this engine that outlived it (containerd,
  * shims, container processes: its mount namespace, its run directory on their command
- * line, their descendants), and removes the run directory; it resolves what it had to
- * kill that way, which after a clean stop is nothing.
+ * line, their descendants), and removes its cgroup parent and its run directory; it
+ * resolves what it had to kill that way, which after a clean stop is nothing.
  */
 export async function startPrivateDockerd({ dataRoot, name = 'a4c', netns }) {
   // Unix socket paths are limited to 108 bytes: keep the runtime files short, under /tmp.
@@ -127,6 +130,10 @@ export async function startPrivateDockerd({ dataRoot, name = 'a4c', netns }) {
     '--ip6tables=false',
     '--ip-masq=false',
     '--ip-forward=false',
+    // Its containers' cgroups under one parent of its own, removed when it stops,
+    // instead of /docker, which the machine's own engine uses.
+    '--exec-opt', 'native.cgroupdriver=cgroupfs',
+    '--cgroup-parent', `/${path.basename(runDir)}`,
   ];
   const mounts = ['unshare', '--mount', '--propagation', 'slave', '--'];
   // Each step execs the next (no --fork): the child's pid is dockerd's.
@@ -173,8 +180,27 @@ async function stopEngine({ pidfile, runDir, dataRoot, mntNs }) {
   // host's (an engine started by older code), they are ours: under its directories.
   unmountUnder(runDir);
   if (dataRoot) unmountUnder(dataRoot);
+  removeCgroups(path.basename(runDir));
   rmSync(runDir, { recursive: true, force: true });
   return left.map((p) => `${p.pid} ${p.cmdline}`);
+}
+
+/** Removes the cgroup `/<name>` and those under it, in every hierarchy, where empty of processes. */
+function removeCgroups(name) {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => / - cgroup2? /.test(l))
+    .map((l) => l.split(' ')[4]);
+  const remove = (dir) => {
+    if (!existsSync(dir)) return;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) remove(path.join(dir, e.name));
+    try {
+      rmdirSync(dir);
+    } catch {
+      // a process still in it: left as it is
+    }
+  };
+  for (const m of new Set(mounts)) remove(path.join(m, name));
 }
 
 /**
