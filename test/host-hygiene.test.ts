@@ -62,15 +62,16 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     // Read-only; the rule set the kernel holds, whichever iptables front end wrote it.
     firewall: spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout ?? '',
   });
-  /** Processes whose command line names `dir`, or that are in mount namespace `mntNs`. */
-  const processesOf = (dirs: string[], mntNs?: string): string[] => {
+  /** Processes whose command line names one of `dirs`, or that are in one of the namespaces `ns` (`mnt:[…]`, `net:[…]`). */
+  const processesOf = (dirs: string[], ns: string[] = []): string[] => {
     const found: string[] = [];
     for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
       try {
         const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
         if (stat[stat.lastIndexOf(')') + 2] === 'Z') continue;
-        if (dirs.some((d) => cmd.includes(`${d}/`) || cmd.includes(`${d} `)) || (mntNs && readlinkSync(`/proc/${pid}/ns/mnt`) === mntNs)) found.push(`${pid} ${cmd}`);
+        const inNs = () => ns.some((n) => readlinkSync(`/proc/${pid}/ns/${n.slice(0, 3)}`) === n);
+        if (dirs.some((d) => cmd.includes(`${d}/`) || cmd.includes(`${d} `)) || inNs()) found.push(`${pid} ${cmd}`);
       } catch {
         // it ended while we looked
       }
@@ -102,7 +103,7 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     const dataRoot = tmpDir('docker-hygiene');
     const engine = await lib.startPrivateDockerd({ dataRoot, name: `a4c-hygiene-${process.pid}` });
     const runDir = path.dirname(engine.socket);
-    let mntNs: string | undefined;
+    const namespaces: string[] = [];
     let left: string[];
     try {
       expect(engine.reused).to.equal(false);
@@ -115,7 +116,7 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       expect(mountPoints().filter((m) => m.startsWith(`${dataRoot}/`) || m.startsWith(`${runDir}/`)), "the engine's mounts are not the host's").to.deep.equal([]);
       const pid = Number(readFileSync(path.join(runDir, 'docker.pid'), 'utf8'));
       expect(readlinkSync(`/proc/${pid}/ns/net`), 'the engine has a network namespace of its own').to.not.equal(readlinkSync('/proc/self/ns/net'));
-      mntNs = readlinkSync(`/proc/${pid}/ns/mnt`);
+      namespaces.push(readlinkSync(`/proc/${pid}/ns/mnt`), readlinkSync(`/proc/${pid}/ns/net`));
       expect(processesOf([runDir]).some((p) => p.includes('containerd-shim')), 'a shim of the engine runs').to.equal(true);
       const containerPid = (await c.inspect()).State.Pid;
       expect(readFileSync(`/proc/${containerPid}/cgroup`, 'utf8'), "the container's cgroups are under the engine's own parent").to.contain(`/${path.basename(runDir)}/`);
@@ -123,7 +124,8 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       left = await engine.stop();
     }
     expect(left, 'processes of the engine that outlived dockerd and had to be killed').to.deep.equal([]);
-    expect(processesOf([runDir, dataRoot], mntNs), 'processes of the engine after it stopped').to.deep.equal([]);
+    // Nothing holds its namespaces any more: they are gone with it.
+    expect(processesOf([runDir, dataRoot], namespaces), 'processes of the engine after it stopped').to.deep.equal([]);
     expect(network(), 'the host after the engine stopped').to.deep.equal(before);
     expect(cgroupsNamed(path.basename(runDir)), "the engine's cgroups after it stopped").to.deep.equal([]);
     expect(mountPoints()).to.include.members(hostMounts);
