@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BASE_IMAGE, engineAnswers, ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
-import { killGroup, ourProcesses, terminate } from './lib/hygiene.mjs';
+import { ourProcesses, terminate } from './lib/hygiene.mjs';
 import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
 
 const say = (m) => console.log(`[a4c] ${m}`);
@@ -161,9 +161,9 @@ async function stop(code = 0) {
       c.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
     }
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     // What it started and left in its group (its PostgreSQL, had it not stopped it).
     await terminate(ourProcesses({ pgids: [c.pid] }));
-    killGroup(c.pid, 'SIGKILL');
   }
   // An engine still starting is ours once it is up.
   if (!privateEngine && startingEngine) {

@@ -76,7 +76,9 @@ export function ourProcesses({ paths = [], pgids = [], mntNs } = {}) {
   if (mntNs && mntNs === namespaceOf(process.pid, 'mnt')) mntNs = undefined;
   const ours = new Set(
     all
-      .filter((p) => roots.some((d) => names(p.cmdline, d)) || pgids.includes(p.pgid) || (mntNs && p.mntNs === mntNs))
+      // A group's leader is not taken by the group id alone: once the leader (our child)
+      // has exited, its pid may be an unrelated process's that leads a group of its own.
+      .filter((p) => roots.some((d) => names(p.cmdline, d)) || (pgids.includes(p.pgid) && p.pid !== p.pgid) || (mntNs && p.mntNs === mntNs))
       .map((p) => p.pid),
   );
   for (let grew = true; grew; ) {

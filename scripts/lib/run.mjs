@@ -31,6 +31,12 @@ export async function interruptGroup(child, graceMs = 10_000) {
   if (!killGroup(child.pid, 'SIGINT')) return;
   const deadline = Date.now() + graceMs;
   while (killGroup(child.pid, 0) && Date.now() < deadline) await sleep(100);
+  // The leader itself, while it is still our child (endRun ends the rest of its group).
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
 }
 
 /**
