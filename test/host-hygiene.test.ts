@@ -1,9 +1,11 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import { tmpDir } from './support/cluster.js';
+import { ROOT, tmpDir } from './support/cluster.js';
 import { engineLib } from './support/engine.js';
 
 /**
@@ -13,6 +15,8 @@ import { engineLib } from './support/engine.js';
  * must leave the host's network, forwarding sysctls, firewall and mounts as they were,
  * and nothing of the engine running.
  */
+const run = promisify(execFile);
+
 describe('host hygiene: a private engine leaves the host as it found it', function () {
   this.timeout(180_000);
   const ALIAS = 'a4c-host-hygiene-test';
@@ -79,6 +83,26 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     return found;
   };
 
+  /**
+   * dockerd processes in the host's network namespace: not ours (ours have their own
+   * namespace), but an engine started there by older code (another checkout's
+   * `npm test` on a shared machine) deletes docker0 too. Named in failure messages.
+   */
+  const hostNamespaceEngines = (): string[] => {
+    const host = readlinkSync('/proc/self/ns/net');
+    const found: string[] = [];
+    for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+        if (/^(\S*\/)?dockerd /.test(cmd) && readlinkSync(`/proc/${pid}/ns/net`) === host) found.push(`${pid} ${cmd.slice(0, 100)}`);
+      } catch {
+        // it ended while we looked
+      }
+    }
+    return found;
+  };
+  const others = (): string => `(engines of others in the host's network namespace now: ${JSON.stringify(hostNamespaceEngines())})`;
+
   before(() => {
     // The check needs a docker0 to lose: the machine's own, else one of ours.
     if (spawnSync('ip', ['link', 'show', 'docker0'], { stdio: 'ignore' }).status !== 0) {
@@ -112,7 +136,7 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       const own = new Docker({ socketPath: engine.socket });
       const c = await own.createContainer({ Image: 'a4c-base:latest', HostConfig: { NetworkMode: 'none', Init: true }, Volumes: { '/workspace': {} } });
       await c.start();
-      expect(network(), 'the host while the engine runs').to.deep.equal(before);
+      expect(network(), `the host while the engine runs ${others()}`).to.deep.equal(before);
       expect(mountPoints().filter((m) => m.startsWith(`${dataRoot}/`) || m.startsWith(`${runDir}/`)), "the engine's mounts are not the host's").to.deep.equal([]);
       const pid = Number(readFileSync(path.join(runDir, 'docker.pid'), 'utf8'));
       expect(readlinkSync(`/proc/${pid}/ns/net`), 'the engine has a network namespace of its own').to.not.equal(readlinkSync('/proc/self/ns/net'));
@@ -126,8 +150,49 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
     expect(left, 'processes of the engine that outlived dockerd and had to be killed').to.deep.equal([]);
     // Nothing holds its namespaces any more: they are gone with it.
     expect(processesOf([runDir, dataRoot], namespaces), 'processes of the engine after it stopped').to.deep.equal([]);
-    expect(network(), 'the host after the engine stopped').to.deep.equal(before);
+    expect(network(), `the host after the engine stopped ${others()}`).to.deep.equal(before);
     expect(cgroupsNamed(path.basename(runDir)), "the engine's cgroups after it stopped").to.deep.equal([]);
     expect(mountPoints()).to.include.members(hostMounts);
+  });
+
+  /*
+   * The same check where nothing else on a shared machine can interfere: in a network
+   * namespace the test makes to stand for a host (lo, a docker0 bridge, a bridge with
+   * an address and so a route), a node process runs engine.mjs, starts and stops an
+   * engine and reports that namespace's links and routes before, during and after.
+   */
+  it('in a network namespace standing for a host: its docker0, other interfaces and routes stay as they were', async () => {
+    const script = `
+      import { execFileSync } from 'node:child_process';
+      const [url, dataRoot, name] = process.argv.slice(1);
+      const lib = await import(url);
+      const look = () => ({
+        links: JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })),
+        routes: JSON.parse(execFileSync('ip', ['-j', 'route', 'show', 'table', 'all'], { encoding: 'utf8' })),
+      });
+      const before = look();
+      const engine = await lib.startPrivateDockerd({ dataRoot, name });
+      let during;
+      try {
+        during = look();
+      } finally {
+        await engine.stop();
+      }
+      console.log(JSON.stringify({ before, during, after: look() }));`;
+    const setup = [
+      'ip link set lo up',
+      'ip link add docker0 type bridge',
+      'ip link add a4c-hyg0 type bridge',
+      'ip address add 10.254.0.1/24 dev a4c-hyg0',
+      'ip link set a4c-hyg0 up',
+      'exec "$@"',
+    ].join(' && ');
+    const engineUrl = pathToFileURL(path.join(ROOT, 'scripts/lib/engine.mjs')).href;
+    const { stdout } = await run('unshare', ['--net', 'sh', '-c', setup, 'sh', process.execPath, '--input-type=module', '-e', script, engineUrl, tmpDir('docker-hygiene-ns'), `a4c-hygns-${process.pid}`], { timeout: 120_000 });
+    const seen = JSON.parse(stdout.trim().split('\n').pop() as string) as Record<'before' | 'during' | 'after', { links: { ifname: string }[]; routes: unknown[] }>;
+    expect(seen.before.links.map((l) => l.ifname)).to.include.members(['lo', 'docker0', 'a4c-hyg0']);
+    expect(seen.before.routes, 'the bridge with an address has its route').to.not.deep.equal([]);
+    expect(seen.during, 'while the engine runs').to.deep.equal(seen.before);
+    expect(seen.after, 'after the engine stopped').to.deep.equal(seen.before);
   });
 });
