@@ -14,7 +14,7 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 /**
  * Installs what the product and its tests need from Debian when missing: docker.io
  * (engine and CLI), busybox-static (the base image), systemd (systemd-analyze),
- * shellcheck and docker-registry (for the tests). Needs root; otherwise says exactly
+ * shellcheck, docker-registry and chromium (for the tests). Needs root; otherwise says exactly
  * what to run.
  */
 export function ensureHostPackages(log = console.error) {
@@ -26,6 +26,8 @@ export function ensureHostPackages(log = console.error) {
   if (!has('shellcheck')) missing.push('shellcheck');
   // For the image-registry test: a registry on loopback.
   if (!has('docker-registry')) missing.push('docker-registry');
+  // For the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download).
+  if (!existsSync('/usr/bin/chromium')) missing.push('chromium');
   if (!missing.length) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing ${missing.join(', ')}: run "sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}" and try again`);
