@@ -2,7 +2,7 @@ import { useLocation } from 'preact-iso';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, get } from '../lib/api.js';
 import { useEventStream, useInterval, useLoad, useNow, useSession } from '../lib/hooks.js';
-import { searchWorkspaces, WORKSPACE_STATUSES, type HostView, type Workspace, type WorkspaceFilter } from '../lib/model.js';
+import { hasFleetSearch, searchWorkspaces, WORKSPACE_STATUSES, type HostView, type Workspace, type WorkspaceFilter } from '../lib/model.js';
 import { Empty, ErrorBox, LiveState, Loading, PageHeader, StatusBadge, Time } from '../components.js';
 import { WorkspaceActions } from '../workspace-actions.js';
 
@@ -29,8 +29,10 @@ export function WorkspacesPage() {
     if (!e.workspaceId) return;
     list.reload();
   });
-  // Without the events stream (an older control plane), poll.
-  useInterval(() => list.reload(), stream.kind === 'live' ? 30_000 : stream.kind === 'unavailable' || stream.kind === 'reconnecting' ? POLL_SECONDS * 1000 : null);
+  // Without the events stream (an older control plane), poll: every second, or every
+  // 5 s where an admin's list costs a request per user (no fleet search to ask once).
+  const pollSeconds = me.role === 'admin' && hasFleetSearch() === false ? 5 : POLL_SECONDS;
+  useInterval(() => list.reload(), stream.kind === 'live' ? 30_000 : stream.kind === 'unavailable' || stream.kind === 'reconnecting' ? pollSeconds * 1000 : null);
 
   const set = (k: string, v: string) => {
     const next = new URLSearchParams(query);
@@ -45,7 +47,7 @@ export function WorkspacesPage() {
   return (
     <>
       <PageHeader title="Workspaces" subtitle={me.role === 'admin' ? 'Every workspace in the fleet' : me.role === 'lead' ? 'Yours and your team’s' : 'Your development environments'}>
-        <LiveState state={stream} pollSeconds={POLL_SECONDS} />
+        <LiveState state={stream} pollSeconds={pollSeconds} />
         <a class="btn btn-primary" href="/ui/workspaces/new">
           New workspace
         </a>
