@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Page } from 'playwright-core';
-import type { HostView, Workspace } from '@a4c/common';
+import type { Build, HostView, Workspace } from '@a4c/common';
 import { removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { axeViolations, launchBrowser, screenshot, type Browser } from './support/browser.js';
 import { waitFor } from './support/net.js';
@@ -25,6 +25,7 @@ describe('web dashboard in a real browser', function () {
   const tokens: Record<string, string> = {};
   let aliceWs: Workspace;
   let bobWs: Workspace;
+  let build: Build;
   const v1Requests: { url: string; authorization: string | undefined }[] = [];
 
   const base = () => t.api.baseUrl;
@@ -50,6 +51,10 @@ describe('web dashboard in a real browser', function () {
     aliceWs = (await t.api.call<Workspace>('POST', `/v1/users/${alice}/workspaces?wait=30`, { projectName: 'web', arch: 'linux-x64', tier: 'tiny', name: 'alice-first' }, as(alice))).body;
     bobWs = (await t.api.call<Workspace>('POST', `/v1/users/${bob}/workspaces?wait=30`, { projectName: 'web', arch: 'linux-x64', tier: 'tiny', name: 'bob-private' }, as(bob))).body;
     expect([aliceWs.status, bobWs.status]).to.deep.equal(['RUNNING', 'RUNNING']);
+    // No build slots on the agent: the build waits in the queue.
+    const b = await t.api.call<Build>('POST', `/v1/users/${alice}/image-schedules`, { imageName: 'web', project: 'web', arch: 'linux-x64', changeNumber: 'CL-42' }, as(alice));
+    expect(b.status).to.equal(202);
+    build = b.body;
     browser = await launchBrowser();
     page = await browser.context.newPage();
     page.on('request', (r) => {
@@ -231,6 +236,7 @@ describe('web dashboard in a real browser', function () {
         ['hosts', '/ui/hosts'],
         ['host', `/ui/hosts/${hostId}`],
         ['builds', '/ui/builds'],
+        ['build', `/ui/builds/${build.id}`],
         ['activity', '/ui/activity'],
         ['audit', '/ui/admin/audit'],
         ['users', '/ui/admin/users'],
@@ -256,6 +262,39 @@ describe('web dashboard in a real browser', function () {
       expect(problems).to.deep.equal([]);
     } finally {
       await admin.close();
+    }
+  });
+
+  it('shows the build queue with positions', async () => {
+    await page.evaluate(`sessionStorage.setItem('a4c.token', ${JSON.stringify(tokens[alice])})`);
+    await page.goto(`${base()}/ui/builds`);
+    const row = page.getByRole('row').filter({ hasText: build.imageTag });
+    await row.getByText('#1 in queue').waitFor();
+    await row.getByRole('link', { name: build.imageTag }).click();
+    await page.getByRole('heading', { name: build.imageTag }).waitFor();
+    await page.getByText('Waiting for the first log lines').waitFor();
+  });
+
+  it('resumes the events stream with Last-Event-ID and says while it is reconnecting', async () => {
+    // The client's side alone: the control plane's events stream is stood in for by
+    // answers in the browser (one event, then the stream ends, as when a connection drops).
+    const seen: (string | undefined)[] = [];
+    const ev = (id: string, kind: string) => `id: ${id}\nevent: ${kind}\ndata: ${JSON.stringify({ id, kind, at: new Date().toISOString(), actor: alice, data: { note: kind } })}\n\n`;
+    await page.route('**/v1/events?*', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ events: [] }) }));
+    await page.route('**/v1/events/stream*', async (r) => {
+      seen.push(r.request().headers()['last-event-id']);
+      if (seen.length === 1) await r.fulfill({ status: 200, contentType: 'text/event-stream', body: `: hello\n\n${ev('c-1', 'workspace.created')}` });
+      else if (seen.length === 2) await r.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: 'UNAVAILABLE', message: 'overloaded' }) });
+      else await r.fulfill({ status: 200, contentType: 'text/event-stream', body: ev('c-2', 'workspace.stopped') });
+    });
+    try {
+      await page.goto(`${base()}/ui/activity`);
+      await page.getByRole('cell', { name: 'workspace created' }).waitFor();
+      await page.locator('[data-live="reconnecting"]').filter({ hasText: /reconnecting/ }).waitFor();
+      await page.getByRole('cell', { name: 'workspace stopped' }).waitFor({ timeout: 15_000 });
+      expect(seen.slice(0, 3)).to.deep.equal([undefined, 'c-1', 'c-1']);
+    } finally {
+      await page.unrouteAll();
     }
   });
 
