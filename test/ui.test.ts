@@ -169,6 +169,38 @@ describe('web dashboard in a real browser', function () {
     await waitFor('deleted', async () => ['DELETING', 'DELETED'].includes((await t.api.workspace(w.id)).status));
   });
 
+  it('runs a shell in the web terminal over the exec WebSocket: output, resize, reconnect', async () => {
+    await page.goto(`${base()}/ui/workspaces/${aliceWs.id}`);
+    await page.getByRole('heading', { name: 'alice-first' }).waitFor();
+    const terminal = page.locator('.term-box');
+    const rows = terminal.locator('.xterm-rows');
+    const state = page.locator('[data-terminal]');
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await page.locator('[data-terminal="open"]').waitFor({ timeout: 20_000 });
+    await terminal.click();
+    await page.keyboard.type('echo $((6*7))\n');
+    await waitFor('42 in the terminal', async () => ((await rows.innerText()).split('\n').some((l) => l.trim() === '42') ? true : undefined), 15_000);
+    // The terminal fits its box and tells the shell: a smaller window, a smaller TTY.
+    await page.setViewportSize({ width: 1000, height: 760 });
+    const cols = await waitFor('the terminal refit', async () => {
+      const c = Number(await terminal.getAttribute('data-cols'));
+      return c > 0 && c < 120 ? c : undefined;
+    });
+    const lines = Number(await terminal.getAttribute('data-rows'));
+    await page.keyboard.type('stty size\n');
+    await waitFor(`"${lines} ${cols}" from stty`, async () => ((await rows.innerText()).includes(`${lines} ${cols}`) ? true : undefined), 15_000);
+    await page.keyboard.type('exit\n');
+    await page.locator('[data-terminal="ended"]').waitFor();
+    expect(await state.textContent()).to.include('exited with code 0');
+    await page.getByRole('button', { name: 'Reconnect' }).click();
+    await page.locator('[data-terminal="open"]').waitFor({ timeout: 20_000 });
+    await terminal.click();
+    await page.keyboard.type('echo again-$((40+2))\n');
+    await waitFor('the second session answers', async () => ((await rows.innerText()).includes('again-42') ? true : undefined), 15_000);
+    await page.setViewportSize({ width: 1360, height: 880 });
+    await screenshot(page, 'terminal');
+  });
+
   it('follows deep links and walks back and forward', async () => {
     await page.goto(`${base()}/ui/workspaces/${aliceWs.id}`);
     await page.getByRole('heading', { name: 'alice-first' }).waitFor();

@@ -76,7 +76,7 @@ export async function axeViolations(page: Page): Promise<AxeViolation[]> {
 }
 
 /** The pages docs/dashboard.md shows. */
-const DOCS_PAGES = ['sign-in', 'workspaces', 'workspace', 'hosts', 'builds', 'build'];
+const DOCS_PAGES = ['sign-in', 'workspaces', 'terminal', 'hosts', 'builds', 'build'];
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(ARTEFACTS, { recursive: true });

@@ -22,6 +22,7 @@ export function WebTerminal({ workspaceId, autoConnect }: { workspaceId: string;
   const session = useRef<ExecSession>();
   const [state, setState] = useState<TermState>({ kind: 'idle' });
   const [copied, setCopied] = useState(false);
+  const [size, setSize] = useState({ cols: 0, rows: 0 });
 
   const connect = () => {
     session.current?.close();
@@ -81,7 +82,11 @@ export function WebTerminal({ workspaceId, autoConnect }: { workspaceId: string;
     fit.current = f;
     const input = t.onData((d) => session.current?.send(d));
     const binary = t.onBinary((d) => session.current?.send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
-    const resized = t.onResize(({ cols, rows }) => session.current?.resize(cols, rows));
+    setSize({ cols: t.cols, rows: t.rows });
+    const resized = t.onResize(({ cols, rows }) => {
+      setSize({ cols, rows });
+      session.current?.resize(cols, rows);
+    });
     const observer = new ResizeObserver(() => {
       try {
         f.fit();
@@ -135,7 +140,7 @@ export function WebTerminal({ workspaceId, autoConnect }: { workspaceId: string;
         </button>
       </div>
       {state.kind === 'ended' && state.suggestion ? <p class="terminal-hint">{state.suggestion}</p> : null}
-      <div class="terminal" ref={box} aria-label="Terminal output and input" />
+      <div class="term-box" ref={box} data-cols={size.cols} data-rows={size.rows} />
     </section>
   );
 }

@@ -51,6 +51,7 @@ export class ExecSession {
     u.searchParams.set('tty', 'true');
     u.searchParams.set('cols', String(opts.cols));
     u.searchParams.set('rows', String(opts.rows));
+    u.searchParams.set('term', 'xterm-256color');
     this.ws = new WebSocket(u.toString(), ['a4c.v1', `a4c.bearer.${base64url(token)}`]);
     this.ws.binaryType = 'arraybuffer';
     this.ws.onmessage = (m) => this.receive(m.data);

@@ -145,6 +145,9 @@ export function WorkspacePage() {
             <Field label="Created">
               <Time iso={w.createdAt} now={now} /> <span class="muted small">({dateTime(w.createdAt)})</span>
             </Field>
+            <Field label="Last session">
+              {w.lastActivityAt ? <Time iso={w.lastActivityAt} now={now} /> : <span class="muted">none yet</span>}
+            </Field>
             <Field label="Last change">
               <Time iso={w.updatedAt} now={now} />
             </Field>
