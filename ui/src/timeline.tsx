@@ -22,16 +22,25 @@ export function eventDetail(e: A4cEvent): string {
  * The events for a filter, oldest first, then live from the stream (resumed after the
  * last one read, so nothing is missed in between).
  */
-export function useEvents(filter: Omit<EventFilter, 'after'>, onEvent?: (e: A4cEvent) => void): { events: A4cEvent[] | undefined; available: boolean | undefined; error: unknown; stream: StreamState; reload(): void } {
+export function useEvents(
+  filter: Omit<EventFilter, 'after'>,
+  onEvent?: (e: A4cEvent) => void,
+  pages = 1,
+): { events: A4cEvent[] | undefined; available: boolean | undefined; error: unknown; stream: StreamState; reload(): void } {
   const key = JSON.stringify(filter);
-  const first = useLoad((signal) => listEvents({ ...filter, limit: filter.limit ?? 200 }, signal), [key]);
+  const first = useLoad((signal) => listEvents({ ...filter, limit: filter.limit ?? 200 }, signal, pages), [key]);
   const [events, setEvents] = useState<A4cEvent[]>();
-  useEffect(() => first.data && setEvents(first.data), [first.data]);
+  useEffect(() => first.data && setEvents(first.data.events), [first.data]);
   const available = first.data === undefined ? (first.loading ? undefined : false) : true;
-  const stream = useEventStream(available ? { workspaceId: filter.workspaceId, hostId: filter.hostId, userId: filter.userId, kind: filter.kind } : null, (e) => {
-    setEvents((list) => (list && !list.some((x) => x.id === e.id) ? [...list, e] : list));
-    onEvent?.(e);
-  });
+  // Followed from where the read ended: no event in between is missed.
+  const stream = useEventStream(
+    available ? { workspaceId: filter.workspaceId, hostId: filter.hostId, userId: filter.userId, kind: filter.kind } : null,
+    (e) => {
+      setEvents((list) => (list && !list.some((x) => x.id === e.id) ? [...list, e].slice(-1000) : list));
+      onEvent?.(e);
+    },
+    first.data?.nextCursor,
+  );
   return { events, available, error: first.error, stream: available === false ? { kind: 'unavailable' } : stream, reload: first.reload };
 }
 

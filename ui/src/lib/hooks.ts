@@ -74,7 +74,7 @@ export function useNow(ms = 5000): number {
  * Follows the activity log with the given filter. The state says whether it is live,
  * reconnecting, or unavailable on this control plane (then callers poll instead).
  */
-export function useEventStream(filter: Omit<EventFilter, 'after' | 'limit'> | null, onEvent: (e: A4cEvent) => void): StreamState {
+export function useEventStream(filter: Omit<EventFilter, 'after' | 'limit'> | null, onEvent: (e: A4cEvent) => void, from?: string): StreamState {
   const [state, setState] = useState<StreamState>({ kind: 'connecting' });
   const handler = useRef(onEvent);
   handler.current = onEvent;
@@ -86,11 +86,11 @@ export function useEventStream(filter: Omit<EventFilter, 'after' | 'limit'> | nu
       onEvent: (e) => handler.current(e),
       onState: setState,
       onUnauthorized: () => session?.signOut('Your token was refused; sign in again.'),
-    });
+    }, from);
     f.start();
     return () => f.stop();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [key]);
+  }, [key, from]);
   return state;
 }
 

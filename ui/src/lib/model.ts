@@ -180,13 +180,31 @@ export function setEventsApi(v: boolean): void {
   eventsApi = v;
 }
 
-/** The activity log, oldest first; undefined when this control plane has no /v1/events yet. */
-export async function listEvents(f: EventFilter, signal?: AbortSignal): Promise<A4cEvent[] | undefined> {
+export interface EventPage {
+  events: A4cEvent[];
+  /** Where the log was read up to: follow the stream from here, and nothing is missed or repeated. */
+  nextCursor: string | undefined;
+}
+
+/**
+ * The activity log, oldest first; undefined when this control plane has no /v1/events
+ * yet. With `pages` above 1, reads on while pages come back full and keeps the last
+ * `limit` events (the newest, for a page that starts at `since`).
+ */
+export async function listEvents(f: EventFilter, signal?: AbortSignal, pages = 1): Promise<EventPage | undefined> {
   if (eventsApi === false) return undefined;
+  const limit = f.limit ?? 200;
+  let events: A4cEvent[] = [];
+  let after = f.after;
   try {
-    const r = await get<{ events: RawEvent[] }>(`/v1/events${qs({ ...f })}`, signal);
-    eventsApi = true;
-    return r.events.map(normalizeEvent);
+    for (let i = 0; i < pages; i++) {
+      const r = await get<{ events: RawEvent[]; nextCursor?: string }>(`/v1/events${qs({ ...f, after, limit })}`, signal);
+      eventsApi = true;
+      events = [...events, ...r.events.map(normalizeEvent)].slice(-limit);
+      after = r.nextCursor ?? events[events.length - 1]?.id ?? after;
+      if (r.events.length < limit) break;
+    }
+    return { events, nextCursor: after };
   } catch (e) {
     if (isMissingRoute(e)) {
       eventsApi = false;

@@ -56,7 +56,8 @@ export class EventFollower {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      this.handlers.onState(this.attempt === 0 ? { kind: 'connecting' } : { kind: 'connecting' });
+      // While reconnecting, the state keeps saying so until the stream is back.
+      if (this.attempt === 0) this.handlers.onState({ kind: 'connecting' });
       let reason: string;
       try {
         reason = await this.connectOnce();

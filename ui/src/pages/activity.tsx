@@ -1,12 +1,15 @@
 import { useLocation } from 'preact-iso';
+import { useState } from 'preact/hooks';
 import { useNow } from '../lib/hooks.js';
 import { Empty, ErrorBox, LiveState, Loading, Notice, PageHeader, Time } from '../components.js';
 import { eventDetail, kindText, useEvents } from '../timeline.js';
 
 export function ActivityPage() {
   const { query, route, path } = useLocation();
-  const filter = { workspaceId: query.workspace, hostId: query.host, userId: query.user, kind: query.kind, limit: 200 };
-  const { events, available, error, stream, reload } = useEvents(filter);
+  // The last day, newest 300 shown, then live.
+  const [since] = useState(() => new Date(Date.now() - 86_400_000).toISOString());
+  const filter = { workspaceId: query.workspace, hostId: query.host, userId: query.user, kind: query.kind, since, limit: 300 };
+  const { events, available, error, stream, reload } = useEvents(filter, undefined, 10);
   const now = useNow();
   const set = (k: string, v: string) => {
     const next = new URLSearchParams(query);
