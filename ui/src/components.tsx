@@ -1,4 +1,4 @@
-import type { ComponentChildren, JSX } from 'preact';
+import type { ComponentChildren } from 'preact';
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError } from './lib/api.js';
 import { dateTime, relative } from './lib/format.js';
@@ -271,4 +271,3 @@ export async function copyText(text: string): Promise<void> {
   }
 }
 
-export type InputProps = JSX.HTMLAttributes<HTMLInputElement>;

@@ -105,7 +105,6 @@ export function WebTerminal({ workspaceId, autoConnect }: { workspaceId: string;
       session.current = undefined;
       t.dispose();
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [workspaceId]);
 
   const copy = async () => {

@@ -1,6 +1,5 @@
 import { createContext } from 'preact';
 import { useCallback, useContext, useEffect, useRef, useState } from 'preact/hooks';
-import { onUnauthorized } from './api.js';
 import type { A4cEvent, EventFilter, Me } from './model.js';
 import { EventFollower, type StreamState } from './stream.js';
 
@@ -41,7 +40,6 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, keys: unkn
       (error: unknown) => !abort.signal.aborted && setState((s) => ({ data: s.data, error, loading: false })),
     );
     return () => abort.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...keys, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { ...state, reload };
@@ -89,9 +87,7 @@ export function useEventStream(filter: Omit<EventFilter, 'after' | 'limit'> | nu
     }, from);
     f.start();
     return () => f.stop();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, from]);
   return state;
 }
 
-export { onUnauthorized };

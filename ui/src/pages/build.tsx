@@ -35,7 +35,6 @@ export function BuildPage() {
     after.current = 0;
     setLines([]);
     void readLog();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id]);
   useInterval(() => {
     if (!finished) {
