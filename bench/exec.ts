@@ -51,7 +51,7 @@ function rss(pid: number): { rss: number; peak: number } {
 
 async function startControlPlaneProcess(): Promise<{ proc: ChildProcess; api: string; grpc: string; token: string; stop(): Promise<void> }> {
   const [http, grpc, pg] = await Promise.all([freePort(), freePort(), freePort()]);
-  const token = `bench-${process.pid}`;
+  const token = `bench-admin-token-${process.pid}`;
   const proc = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -192,7 +192,7 @@ const time = async <T>(f: () => Promise<T>): Promise<number> => {
 async function main(): Promise<void> {
   const cp = await startControlPlaneProcess();
   const hostId = `bench-${process.pid}`;
-  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string });
+  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string, env: { A4C_LOG_LEVEL: process.env.BENCH_AGENT_LOG_LEVEL ?? 'warn' } });
   const auth = { authorization: `Bearer ${cp.token}` };
   await waitUntil('agent connected', async () => {
     const r = await fetch(`${cp.api}/v1/hosts/${hostId}`, { headers: auth });

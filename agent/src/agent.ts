@@ -2,6 +2,8 @@ import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT, type Logger 
 import type { HostStats, ImageInfo } from '@a4c/proto';
 import Docker from 'dockerode';
 import type { AgentConfig } from './config.js';
+import { loadOrCreateHostKey } from './access/host-key.js';
+import { serveSsh } from './access/ssh.js';
 import { Tunnels } from './access/tunnels.js';
 import { Builder } from './builds/builder.js';
 import { Reconciler } from './reconcile/reconciler.js';
@@ -118,14 +120,20 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
   // Sessions into workspaces: exec, port-forward and SSH through tunnels the agent dials.
+  const accessDocker = new Docker(dockerOptions(config.dockerHost));
+  const hostKey = loadOrCreateHostKey(config.stateDir);
   const tunnels = new Tunnels(
-    new Docker(dockerOptions(config.dockerHost)),
+    accessDocker,
     {
       hostId: config.hostId,
       defaultAddress: config.controlPlane,
       credentials: () => identity.credentials(),
       findContainer: async (workspaceId) =>
         (await runtime.listOwned()).find((c) => c.workspaceId === workspaceId && c.state === 'running')?.id,
+      ssh: async (stream, t) => {
+        const summary = await serveSsh(stream, { docker: accessDocker, ...t, hostKeys: [hostKey], log });
+        log.info({ workspaceId: t.workspaceId, channels: summary.channels.slice(0, 20), sftp: summary.sftp, error: summary.error }, 'ssh connection ended');
+      },
     },
     log,
   );

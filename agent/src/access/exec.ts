@@ -30,6 +30,9 @@ export interface ExecProcess {
   close(): void;
 }
 
+/** The user's login shell: bash if the image has it (what developers expect), else busybox's sh. */
+export const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
+
 /** How much output is read ahead of a slow consumer before the engine is paused. */
 const HIGH_WATER = 64 * 1024;
 

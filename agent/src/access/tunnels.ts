@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type Docker from 'dockerode';
 import type { Logger } from '@a4c/common';
 import { AgentServiceClient, RunState, TunnelKind, type OpenTunnel, type TunnelDown, type TunnelUp, type WorkspaceSpec } from '@a4c/proto';
-import { startExec, type ExecProcess } from './exec.js';
+import { LOGIN_SHELL, startExec, type ExecProcess } from './exec.js';
 import { dialInContainer } from './port-forward.js';
 
 export type TunnelCall = grpc.ClientDuplexStream<TunnelUp, TunnelDown>;
@@ -21,8 +21,6 @@ export interface TunnelOptions {
   ssh?: SshServer;
 }
 
-/** A login shell from whatever the image has: bash if present, else sh (busybox). */
-export const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
 
 interface Live {
   workspaceId: string;
