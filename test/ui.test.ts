@@ -177,6 +177,7 @@ describe('web dashboard in a real browser', function () {
     const state = page.locator('[data-terminal]');
     await page.getByRole('button', { name: 'Connect' }).click();
     await page.locator('[data-terminal="open"]').waitFor({ timeout: 20_000 });
+    await waitFor('the shell prompt', async () => (/[#$] *$/m.test(await rows.innerText()) ? true : undefined), 15_000);
     await terminal.click();
     await page.keyboard.type('echo $((6*7))\n');
     await waitFor('42 in the terminal', async () => ((await rows.innerText()).split('\n').some((l) => l.trim() === '42') ? true : undefined), 15_000);
@@ -194,6 +195,7 @@ describe('web dashboard in a real browser', function () {
     expect(await state.textContent()).to.include('exited with code 0');
     await page.getByRole('button', { name: 'Reconnect' }).click();
     await page.locator('[data-terminal="open"]').waitFor({ timeout: 20_000 });
+    await waitFor('the shell prompt', async () => (/[#$] *$/m.test(await rows.innerText()) ? true : undefined), 15_000);
     await terminal.click();
     await page.keyboard.type('echo again-$((40+2))\n');
     await waitFor('the second session answers', async () => ((await rows.innerText()).includes('again-42') ? true : undefined), 15_000);
