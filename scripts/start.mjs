@@ -134,6 +134,7 @@ console.log(`
 A4C is running: control plane, embedded PostgreSQL, and agent "${HOST_ID}".
 
   REST API       ${api}   (admin token: .a4c/control-plane/admin-token)
+  dashboard      ${api}/ui/   (sign in with the admin token)
   agent status   http://127.0.0.1:${STATUS_PORT}/status
   logs           .a4c/logs/
 

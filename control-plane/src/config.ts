@@ -62,6 +62,8 @@ export interface ControlPlaneConfig {
   };
   /** Single sign-on: JWTs from this OpenID Connect issuer are accepted besides API tokens. Unset: off. */
   oidc: OidcConfig | undefined;
+  /** The built web dashboard (ui/dist); unset: the one beside this control plane. */
+  uiDir: string | undefined;
   /** Sessions into workspaces (exec, shell, port-forward, SSH). */
   access: {
     /** Live sessions per workspace and per user; 0: unlimited. */
@@ -126,6 +128,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     if (!/^[A-Za-z0-9.:-]{1,253}$/.test(san)) throw new ConfigError('A4C_GRPC_TLS_SANS', `must be comma-separated DNS names or IP addresses, got ${JSON.stringify(san)}`);
   }
   const dbPoolSize = envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000);
+  const uiDir = envOptional(env, 'A4C_UI_DIR');
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -173,6 +176,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       sans,
     },
     oidc: loadOidc(env),
+    uiDir: uiDir ? path.resolve(uiDir) : undefined,
     access: {
       maxPerWorkspace: envInt(env, 'A4C_SESSIONS_PER_WORKSPACE', 10, 0, 10_000),
       maxPerUser: envInt(env, 'A4C_SESSIONS_PER_USER', 20, 0, 10_000),
@@ -284,4 +288,5 @@ export const CONFIG_HELP = `Environment:
   A4C_OIDC_ALGORITHMS       accepted signature algorithms, comma-separated, asymmetric only (default RS256,ES256)
   A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
   A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
+  A4C_UI_DIR                the built web dashboard served at /ui/ (default ui/dist beside the control plane, made by npm run build)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -15,6 +15,7 @@ import { LoadShedder, rateLimit } from './api/limits.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { Policy } from './auth/principals.js';
 import { openApiDocument } from './api/openapi.js';
+import { meOperations } from './api/me.js';
 import { mountOperations } from './api/operation.js';
 import { probeOperations, v1Operations } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
@@ -28,6 +29,7 @@ import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
 
 /** Reported in the OpenAPI document's info.version. */
 export const CONTROL_PLANE_VERSION = '0.1.0';
@@ -120,11 +122,14 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const authed = [
     ...v1Operations({ db, workspaces, builds, quotas, policy, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } }),
     ...adminPkiOperations(pki),
+    ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
   ];
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
+  // The web dashboard: static, public (it asks for a token itself), same origin as the API.
+  app.use(serveUi(config.uiDir ?? DEFAULT_UI_DIR, log));
   const publicRouter = new Router<State>();
   mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
   app.use(publicRouter.routes());

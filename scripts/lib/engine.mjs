@@ -16,7 +16,7 @@ export const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio
  * Installs what the product and its tests need from Debian when missing: docker.io
  * (engine and CLI), util-linux and iproute2 (unshare, nsenter and ip: the private
  * engine's namespaces), busybox-static (the base image), systemd (systemd-analyze),
- * shellcheck, docker-registry, curl, openssh-client and tmux (for the tests). Needs
+ * shellcheck, docker-registry, curl, openssh-client, tmux and chromium (for the tests). Needs
  * root; otherwise says exactly what to run. This is the one lasting change the scripts
  * make to a machine, and only when a package is missing.
  */
@@ -35,6 +35,8 @@ export function ensureHostPackages(log = console.error) {
   // For the SSH tests: the real OpenSSH client (ssh, scp, sftp) and a terminal to drive it.
   if (!has('ssh') || !has('scp') || !has('sftp')) missing.push('openssh-client');
   if (!has('tmux')) missing.push('tmux');
+  // For the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download).
+  if (!existsSync('/usr/bin/chromium')) missing.push('chromium');
   if (!missing.length) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing ${missing.join(', ')}: run "sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}" and try again`);
