@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import Router from '@koa/router';
@@ -30,6 +31,28 @@ import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
 import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
+
+/**
+ * HTTP/2 receive window of the agent plane, per stream (and 16× that per connection).
+ * The default 64 KiB lets one stream move 64 KiB per round trip: about 13 MiB/s between
+ * two busy event loops on loopback, far below what a tunnel must carry. 1 MiB keeps a
+ * stalled reader's backlog per session small while letting bytes flow at memory speed.
+ */
+const TUNNEL_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * grpc-js lets a client set its receive window (grpc-node.flow_control_window) but not a
+ * server; the server's HTTP/2 sessions are widened as they open instead.
+ */
+function widenHttp2Windows(server: grpc.Server, window: number): void {
+  const http2Servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
+  for (const h of http2Servers?.keys() ?? []) {
+    h.on('session', (session: http2.ServerHttp2Session) => {
+      session.setLocalWindowSize(window * 16);
+      session.settings({ initialWindowSize: window });
+    });
+  }
+}
 
 /** Reported in the OpenAPI document's info.version. */
 export const CONTROL_PLANE_VERSION = '0.1.0';
@@ -172,6 +195,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Measured only from here on: start-up's own synchronous work (the server
   // certificate's key, migrations) is not overload, and must not shed the first requests.
   shedder.start();
+  widenHttp2Windows(grpcServer, TUNNEL_WINDOW_BYTES);
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
