@@ -1,16 +1,17 @@
 // `npm test`: installs what the suite needs (npm packages, Debian's docker.io and
-// busybox-static), builds, starts a private Docker Engine with a locally made base
+// busybox-static, promtool from Debian's prometheus), builds, starts a private Docker Engine with a locally made base
 // image, runs every mocha test against it, and tears the engine down.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
+import { ensureBaseImage, ensureHostPackages, ensurePromtool, startPrivateDockerd } from './lib/engine.mjs';
 import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
 
 const started = Date.now();
 ensureInstalled();
 ensureHostPackages();
+const promtool = ensurePromtool(ROOT);
 build();
 
 const dataRoot = mkdtempSync(path.join(os.tmpdir(), 'a4c-test-docker-'));
@@ -22,7 +23,7 @@ const args = [path.join(ROOT, 'node_modules/mocha/bin/mocha.js'), '--config', pa
 const mocha = spawn(process.execPath, args, {
   cwd: ROOT,
   stdio: ['ignore', 'pipe', 'inherit'],
-  env: { ...process.env, A4C_TEST_DOCKER_HOST: engine.dockerHost, A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' },
+  env: { ...process.env, A4C_TEST_DOCKER_HOST: engine.dockerHost, A4C_PROMTOOL: promtool, A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' },
 });
 let out = '';
 mocha.stdout.on('data', (chunk) => {

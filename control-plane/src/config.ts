@@ -62,6 +62,8 @@ export interface ControlPlaneConfig {
   };
   /** Single sign-on: JWTs from this OpenID Connect issuer are accepted besides API tokens. Unset: off. */
   oidc: OidcConfig | undefined;
+  /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
+  metrics: { token: string | undefined; cacheMs: number };
 }
 
 export interface OidcConfig {
@@ -110,6 +112,10 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     if (!/^[A-Za-z0-9.:-]{1,253}$/.test(san)) throw new ConfigError('A4C_GRPC_TLS_SANS', `must be comma-separated DNS names or IP addresses, got ${JSON.stringify(san)}`);
   }
   const dbPoolSize = envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000);
+  const metricsToken = envOptional(env, 'A4C_METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,256}$/.test(metricsToken)) {
+    throw new ConfigError('A4C_METRICS_TOKEN', 'must be 16 to 256 printable characters without spaces');
+  }
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -157,6 +163,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       sans,
     },
     oidc: loadOidc(env),
+    metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
   };
 }
 
@@ -261,4 +268,6 @@ export const CONFIG_HELP = `Environment:
   A4C_OIDC_ALGORITHMS       accepted signature algorithms, comma-separated, asymmetric only (default RS256,ES256)
   A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
   A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
+  A4C_METRICS_TOKEN         bearer token GET /metrics requires (16+ characters); unset: /metrics is open like the probes
+  A4C_METRICS_CACHE_MS      fleet gauges are read from PostgreSQL at most once per this many ms (default 2000)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

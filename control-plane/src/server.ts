@@ -25,6 +25,9 @@ import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
+import { ControlPlaneMetrics } from './metrics/registry.js';
+import { createMetricsPool } from './store/metrics.js';
 
 /** Reported in the OpenAPI document's info.version. */
 export const CONTROL_PLANE_VERSION = '0.1.0';
@@ -55,8 +58,21 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await feed.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
-  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
+  const metricsDb = createMetricsPool(databaseUrl, 2000);
   let sessions: AgentSessions | undefined;
+  let shedder: LoadShedder | undefined;
+  const metrics = new ControlPlaneMetrics(
+    {
+      metricsDb,
+      pools: { api: db, agent: agentDb },
+      liveWithinSeconds,
+      cacheMs: config.metrics.cacheMs,
+      sessionCount: () => sessions?.sessionCount ?? 0,
+      shedCount: () => shedder?.shedCount ?? 0,
+    },
+    log,
+  );
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
   const workspaces = new WorkspaceService(
     db,
     feed,
@@ -69,6 +85,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     },
     (hostId) => sessions?.push(hostId),
     log,
+    metrics,
   );
   sessions = new AgentSessions(
     agentDb,
@@ -76,6 +93,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     workspaces,
     { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
     log,
+    metrics,
   );
   const builds = new BuildService(db, quotas, log);
   sessions.start();
@@ -89,20 +107,15 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
-      (rows) => rows.length && log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired'),
+      (rows) => {
+        for (const r of rows) if (r.status === 'FAILED') metrics.imageBuilt('failed');
+        if (rows.length) log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired');
+      },
       (e: unknown) => log.warn({ err: (e as Error).message }, 'build lease sweep failed'),
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
   leaseSweep.unref();
 
-  const app = new Koa<State>();
-  app.proxy = false;
-  // Outermost, so it records the status the error handler settled on.
-  app.use(audit(db, log));
-  app.use(errors(log));
-  const shedder = new LoadShedder(config.shedding, db, log);
-  shedder.start();
-  app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
@@ -113,6 +126,18 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
+
+  const app = new Koa<State>();
+  app.proxy = false;
+  // Outermost: times every request, labelled with the status the error handler settled on.
+  app.use(httpMetrics(metrics, [...open, ...authed, { method: 'get', path: METRICS_PATH }]));
+  // Then, so it records that status too.
+  app.use(audit(db, log));
+  app.use(errors(log));
+  // Before the shedder: scrapes are never shed (an overloaded control plane is when they matter).
+  app.use(metricsEndpoint(metrics, config.metrics.token));
+  shedder = new LoadShedder(config.shedding, db, log);
+  app.use(shedder.middleware());
   const publicRouter = new Router<State>();
   mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
   app.use(publicRouter.routes());
@@ -152,6 +177,10 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   });
 
+  // Lag is measured from here on: start-up's synchronous work (the server certificate's
+  // key, the OpenAPI document) is not overload, and counted as such it shed the first
+  // requests after a start on a busy machine.
+  shedder.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
@@ -164,7 +193,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
-        shedder.stop();
+        shedder?.stop();
+        metrics.stop();
         clearInterval(leaseSweep);
         httpServer.close();
         httpServer.closeIdleConnections();
@@ -173,6 +203,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         await feed.stop();
         await db.end();
         await agentDb.end();
+        await metricsDb.end();
         await embedded?.stop();
         log.info('control plane stopped');
       })()),
