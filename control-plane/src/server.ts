@@ -58,7 +58,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await feed.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
-  const metricsDb = createMetricsPool(databaseUrl, 2000);
+  const metricsDb = createMetricsPool(databaseUrl, 5000);
   let sessions: AgentSessions | undefined;
   let shedder: LoadShedder | undefined;
   const metrics = new ControlPlaneMetrics(

@@ -69,7 +69,7 @@ export class ControlPlaneMetrics implements Observer {
   readonly requestSeconds: client.Histogram<'route' | 'method' | 'code'>;
   readonly requestErrors: client.Counter<'route' | 'code'>;
   private readonly lagTimer: NodeJS.Timeout;
-  private fleet: { at: number; read: Promise<FleetState | undefined> } | undefined;
+  private fleet: { read: Promise<FleetState | undefined>; doneAt?: number } | undefined;
 
   constructor(
     private readonly src: MetricSources,
@@ -215,16 +215,25 @@ export class ControlPlaneMetrics implements Observer {
     this.registry = client.Registry.merge([own, processMetrics()]);
   }
 
-  /** The fleet, read at most once per cacheMs however many gauges and scrapes ask; undefined if PostgreSQL did not answer. */
+  /**
+   * The fleet, read once for all the gauges of a scrape (they collect at once) and
+   * reused for cacheMs after the read ended; undefined if PostgreSQL did not answer.
+   */
   private readFleet(): Promise<FleetState | undefined> {
-    const now = performance.now();
-    if (this.fleet && now - this.fleet.at < this.src.cacheMs) return this.fleet.read;
-    const read = readFleet(this.src.metricsDb, this.src.liveWithinSeconds).catch((e: unknown) => {
-      this.log.warn({ err: (e as Error).message }, 'metrics: could not read the fleet from PostgreSQL');
-      return undefined;
-    });
-    this.fleet = { at: now, read };
-    return read;
+    const f = this.fleet;
+    if (f && (f.doneAt === undefined || performance.now() - f.doneAt < this.src.cacheMs)) return f.read;
+    const entry: { read: Promise<FleetState | undefined>; doneAt?: number } = {
+      read: readFleet(this.src.metricsDb, this.src.liveWithinSeconds)
+        .catch((e: unknown) => {
+          this.log.warn({ err: (e as Error).message }, 'metrics: could not read the fleet from PostgreSQL');
+          return undefined;
+        })
+        .finally(() => {
+          entry.doneAt = performance.now();
+        }),
+    };
+    this.fleet = entry;
+    return entry.read;
   }
 
   /** The exposition text and its content type. */

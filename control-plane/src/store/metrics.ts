@@ -26,8 +26,8 @@ export interface FleetState {
 
 /**
  * The whole fleet in one statement: one snapshot, one round trip. Removed hosts are
- * left out. Each part reads an index or a small table, except the workspaces count,
- * which scans the workspaces that are not DELETED.
+ * left out. Each part reads an index or a small table; the workspaces count reads the
+ * index of the workspaces that are not DELETED (migration 030).
  */
 const FLEET_SQL = `
   SELECT
