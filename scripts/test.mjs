@@ -1,5 +1,5 @@
 // `npm test`: installs what the suite needs (npm packages, Debian's docker.io and
-// busybox-static), builds, starts a private Docker Engine (in network and mount
+// busybox-static, promtool from Debian's prometheus), builds, starts a private Docker Engine (in network and mount
 // namespaces of its own, see scripts/lib/engine.mjs) with a locally made base image,
 // runs every mocha test against it, and tears everything down.
 //
@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
+import { ensureBaseImage, ensureHostPackages, ensurePromtool, startPrivateDockerd } from './lib/engine.mjs';
 import { onInterrupt } from './lib/hygiene.mjs';
 import { endRun, interruptGroup, makeRunDir } from './lib/run.mjs';
 import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
@@ -20,6 +20,7 @@ import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
 const started = Date.now();
 ensureInstalled();
 ensureHostPackages();
+const promtool = ensurePromtool(ROOT);
 build();
 
 const runDir = makeRunDir('a4c-test');
@@ -45,7 +46,7 @@ try {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, A4C_TEST_DOCKER_HOST: engine.dockerHost, A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' },
+    env: { ...process.env, A4C_TEST_DOCKER_HOST: engine.dockerHost, A4C_PROMTOOL: promtool, A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' },
   });
   mocha.stdout.on('data', (chunk) => {
     process.stdout.write(chunk);

@@ -80,6 +80,8 @@ export interface ControlPlaneConfig {
      */
     advertiseGrpcAddress: string;
   };
+  /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
+  metrics: { token: string | undefined; cacheMs: number };
 }
 
 export interface OidcConfig {
@@ -129,6 +131,10 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
   }
   const dbPoolSize = envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000);
   const uiDir = envOptional(env, 'A4C_UI_DIR');
+  const metricsToken = envOptional(env, 'A4C_METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,256}$/.test(metricsToken)) {
+    throw new ConfigError('A4C_METRICS_TOKEN', 'must be 16 to 256 printable characters without spaces');
+  }
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -184,6 +190,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       attachTimeoutMs: envInt(env, 'A4C_TUNNEL_ATTACH_TIMEOUT_MS', 10_000, 500, 120_000),
       advertiseGrpcAddress: envString(env, 'A4C_ADVERTISE_GRPC_ADDRESS', ''),
     },
+    metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
   };
 }
 
@@ -289,4 +296,6 @@ export const CONFIG_HELP = `Environment:
   A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
   A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
   A4C_UI_DIR                the built web dashboard served at /ui/ (default ui/dist beside the control plane, made by npm run build)
+  A4C_METRICS_TOKEN         bearer token GET /metrics requires (16+ characters); unset: /metrics is open like the probes
+  A4C_METRICS_CACHE_MS      fleet gauges are read from PostgreSQL at most once per this many ms (default 2000)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -30,6 +30,9 @@ import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
+import { ControlPlaneMetrics } from './metrics/registry.js';
+import { createMetricsPool } from './store/metrics.js';
 import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
 
 /**
@@ -83,8 +86,21 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await feed.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
-  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
+  const metricsDb = createMetricsPool(databaseUrl, 5000);
   let sessions: AgentSessions | undefined;
+  let shedder: LoadShedder | undefined;
+  const metrics = new ControlPlaneMetrics(
+    {
+      metricsDb,
+      pools: { api: db, agent: agentDb },
+      liveWithinSeconds,
+      cacheMs: config.metrics.cacheMs,
+      sessionCount: () => sessions?.sessionCount ?? 0,
+      shedCount: () => shedder?.shedCount ?? 0,
+    },
+    log,
+  );
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
   const workspaces = new WorkspaceService(
     db,
     feed,
@@ -97,6 +113,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     },
     (hostId) => sessions?.push(hostId),
     log,
+    metrics,
   );
   sessions = new AgentSessions(
     agentDb,
@@ -104,6 +121,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     workspaces,
     { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
     log,
+    metrics,
   );
   const builds = new BuildService(db, quotas, log);
   sessions.start();
@@ -126,19 +144,15 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
-      (rows) => rows.length && log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired'),
+      (rows) => {
+        for (const r of rows) if (r.status === 'FAILED') metrics.imageBuilt('failed');
+        if (rows.length) log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired');
+      },
       (e: unknown) => log.warn({ err: (e as Error).message }, 'build lease sweep failed'),
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
   leaseSweep.unref();
 
-  const app = new Koa<State>();
-  app.proxy = false;
-  // Outermost, so it records the status the error handler settled on.
-  app.use(audit(db, log));
-  app.use(errors(log));
-  const shedder = new LoadShedder(config.shedding, db, log);
-  app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
@@ -151,6 +165,18 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
+
+  const app = new Koa<State>();
+  app.proxy = false;
+  // Outermost: times every request, labelled with the status the error handler settled on.
+  app.use(httpMetrics(metrics, [...open, ...authed, { method: 'get', path: METRICS_PATH }]));
+  // Then, so it records that status too.
+  app.use(audit(db, log));
+  app.use(errors(log));
+  // Before the shedder: scrapes are never shed (an overloaded control plane is when they matter).
+  app.use(metricsEndpoint(metrics, config.metrics.token));
+  shedder = new LoadShedder(config.shedding, db, log);
+  app.use(shedder.middleware());
   // The web dashboard: static, public (it asks for a token itself), same origin as the API.
   app.use(serveUi(config.uiDir ?? DEFAULT_UI_DIR, log));
   const publicRouter = new Router<State>();
@@ -192,8 +218,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   });
 
-  // Measured only from here on: start-up's own synchronous work (the server
-  // certificate's key, migrations) is not overload, and must not shed the first requests.
+  // Lag is measured from here on: start-up's synchronous work (the server certificate's
+  // key, the OpenAPI document) is not overload, and counted as such it shed the first
+  // requests after a start on a busy machine.
   shedder.start();
   widenHttp2Windows(grpcServer, TUNNEL_WINDOW_BYTES);
   const httpPort = (httpServer.address() as AddressInfo).port;
@@ -208,7 +235,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
-        shedder.stop();
+        shedder?.stop();
+        metrics.stop();
         clearInterval(leaseSweep);
         httpServer.close();
         httpServer.closeIdleConnections();
@@ -218,6 +246,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         await feed.stop();
         await db.end();
         await agentDb.end();
+        await metricsDb.end();
         await embedded?.stop();
         log.info('control plane stopped');
       })()),

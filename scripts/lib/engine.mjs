@@ -2,7 +2,7 @@
 // Plain Node.js, no dependencies: it runs before `npm install` has.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync, openSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,6 +44,46 @@ export function ensureHostPackages(log = console.error) {
   log(`installing ${missing.join(', ')} from Debian (once)...`);
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
   execFileSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/**
+ * promtool, for the tests of the alert rules and of /metrics: Debian's, from its
+ * prometheus package. Used from PATH when that package is installed; otherwise the one
+ * binary is unpacked from the package (apt-get download, dpkg-deb) into
+ * <root>/.a4c/tools, once. Installing the package instead would, on a machine run by
+ * systemd, also enable and start a Prometheus server and a node exporter (ports 9090
+ * and 9100, the agent's status port): a test run must not leave those behind.
+ * Returns the command to run.
+ */
+export function ensurePromtool(root, log = console.error) {
+  if (has('promtool')) return 'promtool';
+  const dir = path.join(root, '.a4c/tools');
+  const bin = path.join(dir, 'promtool');
+  if (existsSync(bin)) return bin;
+  if (!has('apt-get') || !has('dpkg-deb')) {
+    throw new Error('promtool is missing: install Debian\'s prometheus package ("apt-get install --no-install-recommends prometheus") or put promtool on PATH');
+  }
+  log('unpacking promtool from Debian\'s prometheus package (once)...');
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'a4c-prometheus-deb-'));
+  chmodSync(tmp, 0o755); // apt-get download hands the file to its _apt user
+  try {
+    const download = () => spawnSync('apt-get', ['download', '-qq', 'prometheus'], { cwd: tmp, encoding: 'utf8' });
+    let r = download();
+    if (r.status !== 0 && process.getuid?.() === 0) {
+      execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+      r = download();
+    }
+    const deb = readdirSync(tmp).find((f) => f.endsWith('.deb'));
+    if (r.status !== 0 || !deb) throw new Error(`"apt-get download prometheus" failed: ${r.stderr || r.error?.message}; as root, run "apt-get update" first`);
+    execFileSync('dpkg-deb', ['-x', path.join(tmp, deb), path.join(tmp, 'x')]);
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(path.join(tmp, 'x/usr/bin/promtool'), `${bin}.tmp`);
+    chmodSync(`${bin}.tmp`, 0o755);
+    renameSync(`${bin}.tmp`, bin);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return bin;
 }
 
 /** GET on the engine's API over its unix socket; resolves the status code, rejects if unreachable. */

@@ -12,6 +12,7 @@ import {
 } from '@a4c/common';
 import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
+import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
@@ -52,6 +53,7 @@ export class WorkspaceService {
     private readonly opts: WorkspaceServiceOptions,
     private readonly hostChanged: HostChanged,
     private readonly log: Logger,
+    private readonly observe: Observer = NO_OBSERVER,
   ) {}
 
   async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
@@ -70,7 +72,7 @@ export class WorkspaceService {
       // A tier that needs approval waits, unplaced and reserving nothing, for an admin.
       const placed = tier.requiresApproval
         ? undefined
-        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement);
+        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement, this.observe);
       let inserted: WorkspaceRow | undefined;
       try {
         const res = await tx.query<WorkspaceRow>(
@@ -116,6 +118,7 @@ export class WorkspaceService {
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
         this.opts.placement,
+        this.observe,
       );
       const { rows } = await tx.query<WorkspaceRow>(
         `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, updated_at = now() WHERE id = $1 RETURNING *`,
@@ -143,6 +146,7 @@ export class WorkspaceService {
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
         this.opts.placement,
+        this.observe,
       );
       const { rows } = await tx.query<WorkspaceRow>(
         `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, attempt = attempt + 1, container_id = NULL,
@@ -173,10 +177,11 @@ export class WorkspaceService {
    */
   async failStuck(timeoutSeconds: number): Promise<number> {
     const hosts = new Set<string>();
+    let creationsFailed = 0;
     const n = await inTx(this.db, async (tx) => {
-      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string }>(
+      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; was: string }>(
         `WITH stuck AS (
-           SELECT id FROM workspaces
+           SELECT id, status FROM workspaces
             WHERE status IN ('CREATING', 'STARTING') AND status_changed_at < now() - make_interval(secs => $1)
             ORDER BY status_changed_at LIMIT 100 FOR UPDATE SKIP LOCKED)
          UPDATE workspaces w
@@ -187,9 +192,10 @@ export class WorkspaceService {
                                CASE WHEN w.current_step IS NULL THEN ' (the host''s agent never reported on it; is the host connected?)' ELSE '' END),
                 updated_at = now()
            FROM stuck WHERE w.id = stuck.id
-         RETURNING w.id, w.host_id, w.failed_step, w.status`,
+         RETURNING w.id, w.host_id, w.failed_step, stuck.status AS was`,
         [timeoutSeconds],
       );
+      creationsFailed = rows.filter((r) => r.was === 'CREATING').length;
       for (const r of rows) {
         if (r.host_id) hosts.add(r.host_id);
         await appendEvent(tx, { kind: 'workspace.failed', actor: 'control-plane', workspaceId: r.id, hostId: r.host_id, data: { step: r.failed_step, reason: 'timeout' } });
@@ -204,6 +210,7 @@ export class WorkspaceService {
       return rows.length;
     });
     for (const h of hosts) this.hostChanged(h);
+    for (let i = 0; i < creationsFailed; i++) this.observe.workspaceCreated('failed');
     if (n) this.log.warn({ workspaces: n, timeoutSeconds }, 'failed workspaces stuck coming up');
     return n;
   }
@@ -373,7 +380,9 @@ export class WorkspaceService {
   async applyReport(db: Db, hostId: string, report: StatusReport): Promise<void> {
     if (!UUID.test(report.workspaceId)) return;
     let changedHost = false;
+    let creation: { result: 'success' | 'failed'; seconds: number } | undefined;
     const changed = await inTx(db, async (tx) => {
+      creation = undefined;
       const cur = await getWorkspace(tx, report.workspaceId, true);
       if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
       const s = cur.status;
@@ -420,6 +429,10 @@ export class WorkspaceService {
         await notifyHost(tx, hostId);
         changedHost = true;
       }
+      if (s === 'CREATING') {
+        // status_changed_at is when it became CREATING: requested, approved or retried.
+        creation = { result: update.status === 'RUNNING' ? 'success' : 'failed', seconds: (Date.now() - cur.status_changed_at.getTime()) / 1000 };
+      }
       await tx.query(
         `UPDATE workspaces SET status = $2, container_id = $3, failed_step = $4, error = $5, desired_revision = $6, updated_at = now()
           WHERE id = $1`,
@@ -442,6 +455,7 @@ export class WorkspaceService {
       return true;
     });
     if (changedHost) this.hostChanged(hostId);
+    if (creation) this.observe.workspaceCreated(creation.result, creation.seconds);
     if (changed) this.log.debug({ workspaceId: report.workspaceId, hostId, phase: report.phase }, 'workspace status applied');
   }
 
