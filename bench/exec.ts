@@ -6,7 +6,7 @@
  *     exec (create + start + inspect), each without a CLI's start-up.
  *  2. Throughput of BENCH_GIB (default 1) GiB in and out: through exec vs a local
  *     `docker exec -i C cat` pipe, and through port-forward vs `docker exec -i C nc`.
- *  3. Memory (RSS, peak) of the control plane and the agent while 50 sessions stream at
+ *  3. Memory (RSS, peak) of the control plane and the agent while 50 sessions stream 20 MiB at
  *     once, and while one slow reader pulls a 1 GiB stream at 8 MiB/s.
  *
  * Run with `npm run bench -- exec` (starts a private engine). The control plane runs
@@ -240,9 +240,10 @@ async function main(): Promise<void> {
   t = await time(() => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(BYTES), '/dev/zero']), 'exec out, A4C');
   b = await time(() => dockerExecPipe(w.containerId, ['head', '-c', String(BYTES), '/dev/zero'], 0), 'exec out, docker exec');
   tp.push([`exec out: ${gi} from \`head -c\``, mib(BYTES, t), mib(BYTES, b)]);
-  // Port-forward: an in-workspace sink and source on loopback (busybox nc).
-  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', 'while true; do nc -l -p 9000 > /dev/null; done'] }).then((e) => e.start({ Detach: true }));
-  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', `while true; do head -c ${BYTES} /dev/zero | nc -l -p 9001; done`] }).then((e) => e.start({ Detach: true }));
+  // Port-forward: an in-workspace sink and source on loopback (busybox nc; -e, since a
+  // plain `nc -l` with no stdin closes the connection as soon as it accepts it).
+  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', 'while true; do nc -l -p 9000 -e sh -c "cat > /dev/null"; done'] }).then((e) => e.start({ Detach: true }));
+  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', `while true; do nc -l -p 9001 -e head -c ${BYTES} /dev/zero; done`] }).then((e) => e.start({ Detach: true }));
   await new Promise((r) => setTimeout(r, 300));
   t = await time(() => wsForward(cp.api, cp.token, w.id, 9000, BYTES), 'port-forward in, A4C');
   b = await time(() => dockerExecPipe(w.containerId, ['nc', '127.0.0.1', '9000'], BYTES), 'port-forward in, docker exec -i nc');
@@ -262,7 +263,7 @@ async function main(): Promise<void> {
     const s = sample();
     peak = { cp: Math.max(peak.cp, s.cp), agent: Math.max(peak.agent, s.agent) };
   }, 50);
-  const fifty = await time(() => Promise.all(Array.from({ length: 50 }, () => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(100 * 1024 ** 2), '/dev/zero']))));
+  const fifty = await time(() => Promise.all(Array.from({ length: 50 }, () => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(20 * 1024 ** 2), '/dev/zero']))));
   const peak50 = peak;
   peak = { cp: 0, agent: 0 };
   const slowBytes = 80 * 1024 ** 2;
@@ -296,7 +297,7 @@ async function main(): Promise<void> {
   console.log('| memory (RSS) | control plane | agent |');
   console.log('|---|---|---|');
   console.log(`| idle, one workspace | ${idle.cp.toFixed(0)} MiB | ${idle.agent.toFixed(0)} MiB |`);
-  console.log(`| peak, 50 sessions each streaming 100 MiB out at once (${(fifty / 1000).toFixed(1)} s) | ${peak50.cp.toFixed(0)} MiB | ${peak50.agent.toFixed(0)} MiB |`);
+  console.log(`| peak, 50 sessions each streaming 20 MiB out at once (${(fifty / 1000).toFixed(1)} s) | ${peak50.cp.toFixed(0)} MiB | ${peak50.agent.toFixed(0)} MiB |`);
   console.log(`| peak, one ${gi} stream read at 8 MiB/s for ${(slowBytes / 1024 ** 2 / 8).toFixed(0)} s | ${peakSlow.cp.toFixed(0)} MiB | ${peakSlow.agent.toFixed(0)} MiB |`);
 }
 
