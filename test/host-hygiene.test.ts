@@ -183,6 +183,9 @@ describe('host hygiene: a private engine leaves the host as it found it', functi
       'ip link set lo up',
       'ip link add docker0 type bridge',
       'ip link add a4c-hyg0 type bridge',
+      // No IPv6 link-local address: the kernel adds it (and its route) a moment after
+      // the link comes up, which would read as a change made by the engine.
+      'ip link set a4c-hyg0 addrgenmode none',
       'ip address add 10.254.0.1/24 dev a4c-hyg0',
       'ip link set a4c-hyg0 up',
       'exec "$@"',

@@ -298,4 +298,9 @@ export const CONFIG_HELP = `Environment:
   A4C_UI_DIR                the built web dashboard served at /ui/ (default ui/dist beside the control plane, made by npm run build)
   A4C_METRICS_TOKEN         bearer token GET /metrics requires (16+ characters); unset: /metrics is open like the probes
   A4C_METRICS_CACHE_MS      fleet gauges are read from PostgreSQL at most once per this many ms (default 2000)
+  A4C_SESSIONS_PER_WORKSPACE  open exec/shell/port-forward/ssh sessions per workspace, all replicas (default 10; 0: no limit)
+  A4C_SESSIONS_PER_USER     open sessions per user, all replicas (default 20; 0: no limit)
+  A4C_SESSION_IDLE_TIMEOUT_SECONDS  a session with no byte either way for this long is closed (default 3600; 0: never)
+  A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
+  A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;
