@@ -141,8 +141,9 @@ A4C is running: control plane, embedded PostgreSQL, and agent "${HOST_ID}".
 Next, in another terminal, create a workspace with the CLI:
 
   export A4C_URL=${api} A4C_TOKEN=${token} A4C_USER=$USER
-  npx a4c ws create --project demo --arch linux-x64 --tier tiny
+  npx a4c ws create --project demo --arch linux-x64 --tier tiny --name demo
   npx a4c ws list
+  npx a4c ws shell <id>          # then: npx a4c config-ssh && ssh demo.a4c
 
 or with curl:
 
