@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import pg from 'pg';
 import type { Workspace } from '@a4c/common';
@@ -91,6 +92,29 @@ describe('getting into a workspace: exec and port-forward through the agent\'s t
     expect(r.exitCode).to.equal(0);
     expect(r.stdout.length).to.equal(20 * 1024 * 1024);
     expect(createHash('sha256').update(r.stdout).digest('hex')).to.equal(r.stderr.toString().split(/\s+/)[0]);
+  });
+
+  it('back-pressure: a slow reader of a fast producer pauses it, and the agent\'s memory stays flat', async () => {
+    const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.proc.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const before = rssMiB();
+    let peak = before;
+    let got = 0;
+    const sock = await openSocket(t.api.baseUrl, `/v1/workspaces/${ws.id}/exec?command=head&command=-c&command=1073741824&command=/dev/zero`, aliceToken, false, (d) => {
+      got += d.length;
+    });
+    // A reader that takes a sip every 200 ms for 5 s: the 1 GiB producer must wait for it,
+    // and nothing between may hold more than its bounded buffers. (The bound here leaves
+    // room for garbage not yet collected; bench/exec measures the memory itself.)
+    for (let i = 0; i < 25; i++) {
+      sock.pause();
+      await new Promise((r) => setTimeout(r, 200));
+      peak = Math.max(peak, rssMiB());
+      sock.resume();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    sock.close();
+    expect(got, 'the producer was held back to what the reader read').to.be.lessThan(300 * 1024 * 1024);
+    expect(peak - before, `agent RSS grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB while the reader got ${(got / 2 ** 20).toFixed(0)} MiB`).to.be.lessThan(64);
   });
 
   it('gives a terminal whose size follows the user\'s window, and accepts the token as a browser subprotocol', async () => {
@@ -221,7 +245,13 @@ describe('a session across replicas: the user on one, the agent\'s stream on ano
     // Replica A tells agents to dial it back at its own gRPC address.
     const { freePort } = await import('./support/net.js');
     const grpcPort = await freePort();
-    a = await startTestControlPlane({ DATABASE_URL: b.databaseUrl, A4C_GRPC_PORT: String(grpcPort), A4C_ADVERTISE_GRPC_ADDRESS: `127.0.0.1:${grpcPort}`, A4C_ADMIN_TOKEN: b.api.token });
+    a = await startTestControlPlane({
+      DATABASE_URL: b.databaseUrl,
+      A4C_GRPC_PORT: String(grpcPort),
+      A4C_ADVERTISE_GRPC_ADDRESS: `127.0.0.1:${grpcPort}`,
+      A4C_ADMIN_TOKEN: b.api.token,
+      A4C_SESSION_IDLE_TIMEOUT_SECONDS: '2',
+    });
     agent = await spawnAgent({ hostId, controlPlane: b.grpcAddress, env: { A4C_BUILD_SLOTS: '0' } });
     await b.api.waitHostConnected(hostId);
   });
@@ -244,5 +274,24 @@ describe('a session across replicas: the user on one, the agent\'s stream on ano
     const r = await execSession(a.api.baseUrl, w.id, a.api.token, { command: ['sh', '-c', 'echo across; hostname'] });
     expect(r.exitCode).to.equal(0);
     expect(r.stdout.toString().split('\n')[0]).to.equal('across');
+    wsId = w.id;
+  });
+
+  let wsId = '';
+
+  it('closes a session idle past A4C_SESSION_IDLE_TIMEOUT_SECONDS, saying so', async () => {
+    const started = Date.now();
+    const r = await execSession(a.api.baseUrl, wsId, a.api.token, { command: ['sleep', '60'] });
+    expect(r.closeCode).to.equal(4008);
+    expect(r.error?.message).to.match(/without input or output/);
+    expect(Date.now() - started).to.be.lessThan(30_000);
+  });
+
+  it('ends live sessions with a message when their control plane shuts down, and the host serves the next one from the other replica', async () => {
+    const r = await execSession(a.api.baseUrl, wsId, a.api.token, { command: ['sleep', '60'], onStarted: () => void a.stop() });
+    expect(r.closeCode).to.equal(1012);
+    expect(r.error?.message).to.match(/shutting down/);
+    const again = await execSession(b.api.baseUrl, wsId, b.api.token, { command: ['echo', 'still-here'] });
+    expect(again.stdout.toString()).to.equal('still-here\n');
   });
 });
