@@ -6,7 +6,7 @@ import Koa from 'koa';
 import type { Logger } from '@a4c/common';
 import { AgentServiceService } from '@a4c/proto';
 import { AgentSessions } from './agents/sessions.js';
-import { adminPkiOperations, enrollOperations } from './api/enroll-routes.js';
+import { adminPkiOperations, enrollOperations } from './api/ops/agents.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
 import { LoadShedder, rateLimit } from './api/limits.js';
 import { OidcVerifier } from './auth/oidc.js';
