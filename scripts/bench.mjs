@@ -13,7 +13,7 @@ ensureInstalled();
 ensureHostPackages();
 build();
 if (!script || !existsSync(script)) {
-  console.error(`usage: npm run bench -- <name>   (one of: create-latency, placement, reconcile, build-queue)`);
+  console.error(`usage: npm run bench -- <name>   (one of: create-latency, placement, reconcile, build-queue, search)`);
   process.exit(2);
 }
 const dataRoot = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-docker-'));

@@ -16,7 +16,9 @@ import { mountOperations } from './api/operation.js';
 import { probeOperations, v1Operations } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
 import type { ControlPlaneConfig } from './config.js';
+import { EventHub } from './events/hub.js';
 import { ChangeFeed } from './events/notify.js';
+import { pruneEvents } from './store/events.js';
 import { createPool } from './store/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.js';
 import { migrate } from './store/migrate.js';
@@ -53,6 +55,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await migrate(db, log);
   const feed = new ChangeFeed(databaseUrl, log);
   await feed.start();
+  const eventHub = new EventHub(db, feed, log, { bufferSize: 5000, pollMs: 1000, pendingPollMs: 50 });
+  await eventHub.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
   const quotas = new Quotas(db, config.defaultQuota, config.createRate);
@@ -94,6 +98,22 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
   leaseSweep.unref();
+  // The activity log keeps A4C_EVENT_RETENTION_DAYS; every replica prunes (SKIP LOCKED
+  // batches, so they share the work instead of waiting on each other).
+  let pruning = false;
+  const pruneSweep = setInterval(() => {
+    if (!config.events.retentionDays || pruning) return;
+    pruning = true;
+    pruneEvents(db, config.events.retentionDays, config.events.pruneBatch)
+      .then(
+        (n) => n && log.info({ events: n, retentionDays: config.events.retentionDays }, 'pruned the activity log'),
+        (e: unknown) => log.warn({ err: (e as Error).message }, 'activity log pruning failed'),
+      )
+      .finally(() => {
+        pruning = false;
+      });
+  }, 60_000);
+  pruneSweep.unref();
 
   const app = new Koa<State>();
   app.proxy = false;
@@ -107,7 +127,17 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
   const authed = [
-    ...v1Operations({ db, workspaces, builds, quotas, policy, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } }),
+    ...v1Operations({
+      db,
+      workspaces,
+      builds,
+      quotas,
+      policy,
+      maxWaitSeconds: config.maxWaitSeconds,
+      hostView: { liveWithinSeconds, headroom: config.placement.headroom },
+      events: { hub: eventHub, heartbeatMs: config.events.heartbeatMs, streamMaxSeconds: config.events.streamMaxSeconds },
+      log,
+    }),
     ...adminPkiOperations(pki),
   ];
   let document: unknown;
@@ -166,6 +196,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         clearInterval(stuckSweep);
         shedder.stop();
         clearInterval(leaseSweep);
+        clearInterval(pruneSweep);
+        // Ends the event streams: their clients resume on another replica with Last-Event-ID.
+        eventHub.stop();
         httpServer.close();
         httpServer.closeIdleConnections();
         await sessions.stop();

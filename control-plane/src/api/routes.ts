@@ -1,6 +1,7 @@
 import type { Operation } from './operation.js';
 import { auditOperations } from './ops/audit.js';
 import { buildOperations } from './ops/builds.js';
+import { eventOperations } from './ops/events.js';
 import type { RouteDeps } from './ops/deps.js';
 import { hostOperations } from './ops/hosts.js';
 import { quotaOperations } from './ops/quotas.js';
@@ -25,5 +26,6 @@ export function v1Operations(d: RouteDeps): Operation[] {
     ...userOperations(d),
     ...quotaOperations(d),
     ...auditOperations(d),
+    ...eventOperations(d),
   ];
 }

@@ -11,6 +11,8 @@ import type { Tx } from '../store/db.js';
  */
 export const CHANNEL_HOST = 'a4c_host';
 export const CHANNEL_WORKSPACE = 'a4c_workspace';
+/** Sent by a trigger on events (migration 020): the activity log grew. */
+export const CHANNEL_EVENT = 'a4c_event';
 
 export async function notifyHost(tx: Tx, hostId: string): Promise<void> {
   await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_HOST, hostId]);
@@ -21,8 +23,8 @@ export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void
 }
 
 /**
- * One dedicated connection LISTENing on both channels; emits 'host' and 'workspace'
- * with the id, and 'reconnected' after a lost connection (listeners then re-read
+ * One dedicated connection LISTENing on the channels; emits 'host' and 'workspace'
+ * with the id, 'event' when the activity log grew, and 'reconnected' after a lost connection (listeners then re-read
  * whatever they wait on, since notifications sent meanwhile are lost).
  */
 export class ChangeFeed extends EventEmitter {
@@ -44,6 +46,7 @@ export class ChangeFeed extends EventEmitter {
   private async connect(): Promise<void> {
     const client = new pg.Client({ connectionString: this.url });
     client.on('notification', (n) => {
+      if (n.channel === CHANNEL_EVENT) this.emit('event');
       if (!n.payload) return;
       if (n.channel === CHANNEL_HOST) this.emit('host', n.payload);
       else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
@@ -54,7 +57,7 @@ export class ChangeFeed extends EventEmitter {
       this.scheduleReconnect();
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}`);
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_EVENT}`);
     this.client = client;
   }
 

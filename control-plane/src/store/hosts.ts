@@ -1,6 +1,6 @@
 import type { Arch, HostStatsView, HostView } from '@a4c/common';
 import { inTx, type Db, type Tx } from './db.js';
-import { appendEvent } from './events.js';
+import { appendEvent, changesOf } from './events.js';
 
 /** The stats JSON of host_status, as the API shows it. */
 export type HostStatsJson = HostStatsView;
@@ -91,9 +91,19 @@ export async function getHostView(db: Db, id: string, o: HostViewOptions): Promi
  */
 export async function setDraining(db: Db, id: string, draining: boolean, actor: string): Promise<boolean> {
   return inTx(db, async (tx) => {
-    const { rowCount } = await tx.query('UPDATE hosts SET draining = $2, updated_at = now() WHERE id = $1', [id, draining]);
-    if (!rowCount) return false;
-    await appendEvent(tx, { kind: draining ? 'host.drained' : 'host.activated', actor, hostId: id });
+    const { rows } = await tx.query<{ was: boolean }>(
+      `UPDATE hosts h SET draining = $2, updated_at = now() FROM (SELECT draining AS was FROM hosts WHERE id = $1 FOR UPDATE) old
+        WHERE h.id = $1 RETURNING old.was`,
+      [id, draining],
+    );
+    if (!rows[0]) return false;
+    await appendEvent(tx, {
+      kind: draining ? 'host.drained' : 'host.activated',
+      actor,
+      reason: draining ? `drained by ${actor}: nothing new is placed there` : `activated by ${actor}`,
+      hostId: id,
+      changes: changesOf({ draining: rows[0].was }, { draining }),
+    });
     return true;
   });
 }

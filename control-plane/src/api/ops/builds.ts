@@ -32,17 +32,19 @@ export function buildOperations(d: Pick<RouteDeps, 'builds' | 'policy'>): Operat
       path: '/v1/image-schedules',
       operationId: 'listBuilds',
       summary: 'List image builds',
-      description: "Non-admins list their own builds, or (a lead) a team member's when they name one with userId.",
+      description:
+        "Non-admins list their own builds, or (a lead) a team member's when they name one with userId. " +
+        'hostId: builds that host claimed; q: text in the error or the log lines. Newest first, a page at a time: pass nextCursor as cursor.',
       tag: BUILDS,
       access: 'anyone',
       query: s.requests.buildFilter,
-      responses: { 200: { description: 'Newest first', schema: s.list('builds', s.build) } },
+      responses: { 200: { description: 'Newest first', schema: s.page('builds', s.build) } },
       errors: [404],
       handle: async (ctx, { query }) => {
         const p = ctx.state.principal;
         const userId = p.role === 'admin' ? query.userId : (query.userId ?? p.id);
         if (userId) await can.read(p, userId);
-        ctx.body = { builds: await d.builds.list({ ...query, userId, limit: query.limit ?? 100 }) };
+        ctx.body = await d.builds.list({ ...query, userId, limit: query.limit ?? 100 });
       },
     }),
     op({

@@ -1,4 +1,6 @@
+import type { Logger } from '@a4c/common';
 import type { Policy } from '../../auth/principals.js';
+import type { EventHub } from '../../events/hub.js';
 import type { BuildService } from '../../builds/service.js';
 import type { Quotas } from '../../quotas/quotas.js';
 import type { Db } from '../../store/db.js';
@@ -14,4 +16,12 @@ export interface RouteDeps {
   policy: Policy;
   maxWaitSeconds: number;
   hostView: HostViewOptions;
+  events: {
+    hub: EventHub;
+    /** A comment line on event streams this often. */
+    heartbeatMs: number;
+    /** Event streams end after this long; clients reconnect with Last-Event-ID. */
+    streamMaxSeconds: number;
+  };
+  log: Logger;
 }

@@ -34,7 +34,7 @@ export function quotaOperations(d: Pick<RouteDeps, 'db' | 'quotas'>): Operation[
       responses: { 200: { description: 'The quota', schema: s.userQuota } },
       errors: [403],
       handle: async (ctx, { params, body }) => {
-        ctx.body = await d.quotas.setUser(params.userId, body);
+        ctx.body = await d.quotas.setUser(params.userId, body, ctx.state.actor);
       },
     }),
     op({
@@ -66,7 +66,7 @@ export function quotaOperations(d: Pick<RouteDeps, 'db' | 'quotas'>): Operation[
       responses: { 200: { description: 'The team quota', schema: s.teamQuota } },
       errors: [403],
       handle: async (ctx, { params, body }) => {
-        ctx.body = await d.quotas.setTeam(params.teamId, body);
+        ctx.body = await d.quotas.setTeam(params.teamId, body, ctx.state.actor);
       },
     }),
   ];

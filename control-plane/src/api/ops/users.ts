@@ -86,7 +86,7 @@ export function userOperations(d: Pick<RouteDeps, 'db'>): Operation[] {
       handle: async (ctx, { params, body }) => {
         ctx.status = 201;
         ctx.set('cache-control', 'no-store');
-        ctx.body = await issueToken(d.db, params.userId, body.name, body.ttlSeconds);
+        ctx.body = await issueToken(d.db, params.userId, body.name, body.ttlSeconds, ctx.state.actor);
       },
     }),
     op({
@@ -115,7 +115,7 @@ export function userOperations(d: Pick<RouteDeps, 'db'>): Operation[] {
       responses: { 200: { description: 'The token, revoked', schema: s.token } },
       errors: [404],
       handle: async (ctx, { params }) => {
-        ctx.body = await revokeToken(d.db, params.userId, params.tokenId);
+        ctx.body = await revokeToken(d.db, params.userId, params.tokenId, ctx.state.actor);
       },
     }),
   ];

@@ -1,4 +1,6 @@
 import { A4cError, notFound, type Workspace } from '@a4c/common';
+import type { Principal } from '../../auth/principals.js';
+import type { EventScope } from '../../store/events.js';
 import { op, type Ctx, type Operation } from '../operation.js';
 import * as s from '../schemas.js';
 import type { RouteDeps } from './deps.js';
@@ -82,6 +84,28 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
       errors: [404],
       handle: async (ctx, { params }) => {
         ctx.body = await ws.getOwned(params.userId, params.id);
+      },
+    }),
+    op({
+      method: 'get',
+      path: '/v1/workspaces',
+      operationId: 'searchWorkspaces',
+      summary: "List and search the fleet's workspaces",
+      description:
+        'Admins see every workspace, leads their team\'s, users their own. Filters combine; q finds text in names, projects, ' +
+        'hostnames, host ids, failed steps and errors (substring, case-insensitive, typos tolerated). DELETED ones only when ' +
+        'status names DELETED. A page at a time: pass nextCursor as cursor.',
+      tag: WS,
+      access: 'anyone',
+      query: s.requests.fleet,
+      responses: { 200: { description: 'The workspaces, in the sort order', schema: s.page('workspaces', s.workspace) } },
+      errors: [404],
+      handle: async (ctx, { query }) => {
+        const p = ctx.state.principal;
+        if (query.userId) await can.read(p, query.userId);
+        if (query.teamId && p.role !== 'admin' && !(p.role === 'lead' && p.teamId === query.teamId)) throw notFound('team', query.teamId);
+        const { status, ...rest } = query;
+        ctx.body = await ws.search({ ...rest, statuses: status, sort: query.sort ?? '-createdAt', limit: query.limit ?? 50, scope: scopeOf(p) });
       },
     }),
     op({
@@ -192,4 +216,10 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
       },
     }),
   ];
+}
+
+/** What a principal may see of the fleet and the activity log: all, their team's (leads), or their own. */
+export function scopeOf(p: Principal): EventScope {
+  if (p.role === 'admin') return { all: true };
+  return { all: false, userId: p.id, teamId: p.role === 'lead' ? p.teamId : null };
 }
