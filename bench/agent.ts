@@ -9,7 +9,7 @@ import { loadConfig, startControlPlane, type ControlPlane } from '@a4c/control-p
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A real a4c-agent process for a benchmark. */
-export async function spawnBenchAgent(o: { hostId: string; controlPlane: string; dockerHost: string; env?: Record<string, string> }): Promise<{ stop(): Promise<void> }> {
+export async function spawnBenchAgent(o: { hostId: string; controlPlane: string; dockerHost: string; env?: Record<string, string> }): Promise<{ pid: number; stop(): Promise<void> }> {
   const proc = spawn(process.execPath, [path.join(ROOT, 'agent/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -29,6 +29,7 @@ export async function spawnBenchAgent(o: { hostId: string; controlPlane: string;
   const orphaned = () => proc.kill('SIGKILL');
   process.once('exit', orphaned);
   return {
+    pid: proc.pid as number,
     stop: async () => {
       process.off('exit', orphaned);
       proc.kill('SIGTERM');

@@ -29,7 +29,7 @@ describe('workspace lifecycle (real PostgreSQL, real Docker Engine)', () => {
     expect(ws.hostId).to.equal(hostId);
     expect(ws.containerId).to.match(/^[0-9a-f]{64}$/);
     expect(ws.hostname).to.equal(`dev-${user}.ws.a4c.internal`);
-    expect(ws.sshCommand).to.equal(`ssh ${user}@dev-${user}.ws.a4c.internal`);
+    expect(ws.sshCommand).to.equal(`ssh dev.a4c`);
     expect(ws.image).to.equal('a4c-base:latest');
 
     const info = await docker().getContainer(ws.containerId as string).inspect();

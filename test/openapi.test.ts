@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { waitFor } from './support/net.js';
+import { openSocket } from './support/access.js';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
@@ -128,6 +129,19 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('GET', `/v1/workspaces/${id}`, undefined, asUser)).status).to.equal(200);
     expect((await call('POST', `/v1/workspaces/${id}/stop?wait=30`, undefined, asUser)).status).to.equal(202);
     expect((await call('POST', `/v1/workspaces/${id}/start?wait=30`, undefined, asUser)).status).to.equal(202);
+    // ---- getting in: WebSockets answer 101; a plain GET is a documented 426
+    for (const [opId, p] of [
+      ['execWorkspace', `/v1/workspaces/${id}/exec?command=true`],
+      ['portForwardWorkspace', `/v1/workspaces/${id}/port-forward?port=9`],
+      ['sshWorkspace', `/v1/workspaces/${id}/ssh`],
+    ] as const) {
+      const sock = await openSocket(t.api.baseUrl, p, asUser.token as string);
+      (seen.get(opId) ?? seen.set(opId, new Set()).get(opId))?.add(101);
+      expect(templates().find((x) => x.o.operationId === opId)?.o.responses['101'], `${opId} documents 101`).to.not.equal(undefined);
+      sock.close();
+      expect((await call('GET', p, undefined, asUser)).status).to.equal(426);
+    }
+    expect((await call('GET', `/v1/workspaces/${id}/sessions?limit=5`, undefined, asUser)).status).to.equal(200);
     expect((await call('POST', `/v1/workspaces/${id}/retry`, undefined, asUser)).status, 'only a FAILED workspace is retried').to.equal(409);
     const broken = await call<Workspace>('POST', `/v1/users/${user}/workspaces?wait=30`, { projectName: 'oas', arch: 'linux-x64', tier: 'tiny', image: 'a4c-oas-broken:test' }, asUser);
     // Its command cannot run: it fails at start, or just after it (A4C_MAX_RESTARTS=0).

@@ -1,9 +1,13 @@
 import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT, type Logger } from '@a4c/common';
 import type { HostStats, ImageInfo } from '@a4c/proto';
+import Docker from 'dockerode';
 import type { AgentConfig } from './config.js';
+import { loadOrCreateHostKey } from './access/host-key.js';
+import { serveSsh } from './access/ssh.js';
+import { Tunnels } from './access/tunnels.js';
 import { Builder } from './builds/builder.js';
 import { Reconciler } from './reconcile/reconciler.js';
-import { DockerRuntime } from './runtime/docker.js';
+import { DockerRuntime, dockerOptions } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { AgentIdentity } from './session/identity.js';
 import { ControlPlaneSession } from './session/session.js';
@@ -115,6 +119,25 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     { stateDir: config.stateDir, hostId: config.hostId, joinToken: config.joinToken, controlPlaneUrl: config.controlPlaneUrl, insecure: config.grpcInsecure },
     log,
   );
+  // Sessions into workspaces: exec, port-forward and SSH through tunnels the agent dials.
+  const accessDocker = new Docker(dockerOptions(config.dockerHost));
+  const hostKey = loadOrCreateHostKey(config.stateDir);
+  const tunnels = new Tunnels(
+    accessDocker,
+    {
+      hostId: config.hostId,
+      defaultAddress: config.controlPlane,
+      credentials: () => identity.credentials(),
+      findContainer: async (workspaceId) =>
+        (await runtime.listOwned()).find((c) => c.workspaceId === workspaceId && c.state === 'running')?.id,
+      ssh: async (stream, t) => {
+        const summary = await serveSsh(stream, { docker: accessDocker, ...t, hostKeys: [hostKey], log });
+        log.info({ workspaceId: t.workspaceId, channels: summary.channels.slice(0, 20), sftp: summary.sftp, error: summary.error }, 'ssh connection ended');
+      },
+    },
+    log,
+  );
+
   session = new ControlPlaneSession(
     config.controlPlane,
     () => identity.credentials(),
@@ -146,8 +169,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       },
       onDesiredState: (ds) => {
         log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
+        tunnels.onDesiredState(ds.workspaces);
         void reconciler.setDesired(ds);
       },
+      onOpenTunnel: (t) => tunnels.open(t),
       onBuildAssignment: (a) => builder.onAssignment(a),
       onBuildCancel: (c) => builder.onCancel(c),
       onNewStream: () => {
@@ -206,6 +231,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     stop: async () => {
       clearInterval(sweep);
       builder.stop();
+      tunnels.stop();
       clearTimeout(debounce);
       unwatch?.();
       session?.stop();

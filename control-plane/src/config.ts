@@ -71,6 +71,22 @@ export interface ControlPlaneConfig {
     heartbeatMs: number;
     streamMaxSeconds: number;
   };
+  /** Sessions into workspaces (exec, shell, port-forward, SSH). */
+  access: {
+    /** Live sessions per workspace and per user; 0: unlimited. */
+    maxPerWorkspace: number;
+    maxPerUser: number;
+    /** A session with no bytes either way for this long is closed; 0: never. */
+    idleTimeoutMs: number;
+    /** How long a user waits for the host's agent to open the tunnel. */
+    attachTimeoutMs: number;
+    /**
+     * This replica's gRPC address as the agents can dial it (host:port). Empty: agents
+     * dial the address they already use, which is right for one replica (or several
+     * behind one address only if the balancer pins an agent to one replica).
+     */
+    advertiseGrpcAddress: string;
+  };
 }
 
 export interface OidcConfig {
@@ -171,6 +187,13 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       pruneBatch: envInt(env, 'A4C_EVENT_PRUNE_BATCH', 5000, 1, 1_000_000),
       heartbeatMs: envInt(env, 'A4C_EVENT_HEARTBEAT_MS', 15_000, 100, 600_000),
       streamMaxSeconds: envInt(env, 'A4C_EVENT_STREAM_MAX_SECONDS', 3600, 1, 86_400),
+    },
+    access: {
+      maxPerWorkspace: envInt(env, 'A4C_SESSIONS_PER_WORKSPACE', 10, 0, 10_000),
+      maxPerUser: envInt(env, 'A4C_SESSIONS_PER_USER', 20, 0, 10_000),
+      idleTimeoutMs: envInt(env, 'A4C_SESSION_IDLE_TIMEOUT_SECONDS', 3600, 0, 7 * 86_400) * 1000,
+      attachTimeoutMs: envInt(env, 'A4C_TUNNEL_ATTACH_TIMEOUT_MS', 10_000, 500, 120_000),
+      advertiseGrpcAddress: envString(env, 'A4C_ADVERTISE_GRPC_ADDRESS', ''),
     },
   };
 }

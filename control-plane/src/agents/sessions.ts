@@ -80,7 +80,8 @@ export class AgentSessions {
     this.resyncTimer.unref();
   }
 
-  readonly service: AgentServiceServer = {
+  /** AgentService.Connect; Tunnel is the access broker's (access/broker.ts). */
+  readonly service: Pick<AgentServiceServer, 'connect'> = {
     connect: (call: Call) => {
       let identity: Identity;
       if (this.opts.requireClientCertificates) {
@@ -91,6 +92,12 @@ export class AgentSessions {
       this.all.add(session);
     },
   };
+
+  /** Sends a control message on the host's stream, if this replica holds it; false otherwise. */
+  sendTo(hostId: string, msg: ControlMessage): boolean {
+    const s = this.byHost.get(hostId);
+    return s ? s.send(msg) : false;
+  }
 
   push(hostId: string): void {
     this.byHost.get(hostId)?.sendDesired();
@@ -378,6 +385,12 @@ class AgentSession {
 
   private write(msg: ControlMessage): void {
     if (!this.closed) this.call.write(msg);
+  }
+
+  send(msg: ControlMessage): boolean {
+    if (this.closed || !this.hostId) return false;
+    this.call.write(msg);
+    return true;
   }
 
   private get serial(): string | undefined {

@@ -3,6 +3,7 @@ import type Koa from 'koa';
 import { A4cError, type Logger } from '@a4c/common';
 import { authenticateJwt, looksLikeJwt, type OidcVerifier } from '../auth/oidc.js';
 import { authenticate, type Principal } from '../auth/principals.js';
+import { tokenFromSubprotocols } from '../access/subprotocol.js';
 import { recordAudit } from '../store/audit.js';
 import type { Db } from '../store/db.js';
 
@@ -61,7 +62,9 @@ function toA4cError(e: unknown): A4cError {
  */
 export function requireToken(db: Db, adminToken: string, sso?: OidcVerifier): Koa.Middleware<State> {
   return async (ctx, next) => {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
+    // Browsers cannot set headers on a WebSocket: they offer the token as a subprotocol.
+    const offered = ctx.get('authorization') ? undefined : tokenFromSubprotocols(ctx.get('sec-websocket-protocol'));
+    const m = offered ? [offered, offered] : /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
     if (!m) {
       throw new A4cError('UNAUTHENTICATED', 'missing bearer token', { suggestion: 'send "Authorization: Bearer <token>" (the CLI reads A4C_TOKEN)' });
     }

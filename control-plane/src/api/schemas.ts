@@ -47,7 +47,7 @@ export function intQuery(name: string, min: number, max: number) {
     .meta({ description: rule });
 }
 
-const boolQuery = (description: string) =>
+export const boolQuery = (description: string) =>
   z
     .enum(['true', 'false'], { error: 'must be true or false' })
     .transform((v) => v === 'true')
@@ -238,7 +238,8 @@ export const workspace: z.ZodType<Workspace> = z
     hostLost: z.boolean().meta({ description: "the host stopped heartbeating: the status is the last one known" }),
     containerId: z.string().nullable(),
     hostname: z.string().nullable(),
-    sshCommand: z.string().nullable(),
+    sshCommand: z.string().nullable().meta({ description: 'works once `a4c config-ssh` wrote the SSH config' }),
+    lastActivityAt: time.nullable().meta({ description: 'the last session into the workspace began, ended or moved bytes (to the minute)' }),
     failedStep: z.string().nullable(),
     error: z.string().nullable(),
     attempt: z.number().int(),

@@ -13,9 +13,15 @@ export const CHANNEL_HOST = 'a4c_host';
 export const CHANNEL_WORKSPACE = 'a4c_workspace';
 /** Sent by a trigger on events (migration 020): the activity log grew. */
 export const CHANNEL_EVENT = 'a4c_event';
+/** A session into a workspace waits for its host's agent to open a tunnel: the id of its access_sessions row. */
+export const CHANNEL_TUNNEL = 'a4c_tunnel';
 
 export async function notifyHost(tx: Tx, hostId: string): Promise<void> {
   await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_HOST, hostId]);
+}
+
+export async function notifyTunnel(tx: Tx, sessionId: string): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_TUNNEL, sessionId]);
 }
 
 export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void> {
@@ -23,7 +29,7 @@ export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void
 }
 
 /**
- * One dedicated connection LISTENing on the channels; emits 'host' and 'workspace'
+ * One dedicated connection LISTENing on every channel; emits 'host', 'workspace' and 'tunnel'
  * with the id, 'event' when the activity log grew, and 'reconnected' after a lost connection (listeners then re-read
  * whatever they wait on, since notifications sent meanwhile are lost).
  */
@@ -50,6 +56,7 @@ export class ChangeFeed extends EventEmitter {
       if (!n.payload) return;
       if (n.channel === CHANNEL_HOST) this.emit('host', n.payload);
       else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
+      else if (n.channel === CHANNEL_TUNNEL) this.emit('tunnel', n.payload);
     });
     client.on('error', (e) => {
       this.log.warn({ err: e.message }, 'change feed connection lost');
@@ -57,7 +64,7 @@ export class ChangeFeed extends EventEmitter {
       this.scheduleReconnect();
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_EVENT}`);
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_EVENT}`);
     this.client = client;
   }
 

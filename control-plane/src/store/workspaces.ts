@@ -27,6 +27,7 @@ export interface WorkspaceRow {
   attempt: number;
   current_step: string | null;
   status_changed_at: Date;
+  last_activity_at: Date | null;
   created_at: Date;
   updated_at: Date;
   /** Only in reads that join the host (viewSql). */
@@ -59,7 +60,8 @@ export function toWorkspace(r: WorkspaceRow): Workspace {
     hostLost: r.host_lost ?? false,
     containerId: r.container_id,
     hostname: r.hostname,
-    sshCommand: r.hostname && r.status !== 'DELETED' ? `ssh ${r.user_id}@${r.hostname}` : null,
+    sshCommand: r.status !== 'DELETED' && r.status !== 'REJECTED' ? `ssh ${r.name}.a4c` : null,
+    lastActivityAt: r.last_activity_at?.toISOString() ?? null,
     failedStep: r.failed_step,
     error: r.error,
     attempt: r.attempt,

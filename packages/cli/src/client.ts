@@ -13,8 +13,8 @@ export class CliError extends Error {
 /** The REST API over fetch; errors become CliErrors carrying the server's message and hint. */
 export class ApiClient {
   constructor(
-    private readonly baseUrl: string,
-    private readonly token: string,
+    readonly baseUrl: string,
+    readonly token: string,
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -43,7 +43,10 @@ export interface Workspace {
   hostLost: boolean;
   containerId: string | null;
   hostname: string | null;
+  /** `ssh <name>.a4c`, once `a4c config-ssh` has written the user's SSH config. */
   sshCommand: string | null;
+  /** The last exec, shell, port-forward or SSH session's start, end or traffic (minute resolution); null if none yet. */
+  lastActivityAt: string | null;
   failedStep: string | null;
   error: string | null;
   /** Creation attempt: 0 for the first, +1 for every retry. */

@@ -138,6 +138,54 @@ export function runStateToJSON(object: RunState): string {
   }
 }
 
+export enum TunnelKind {
+  TUNNEL_KIND_UNSPECIFIED = 0,
+  /** TUNNEL_KIND_EXEC - A process in the container: stdin down, stdout and stderr up apart, then its exit code. */
+  TUNNEL_KIND_EXEC = 1,
+  /** TUNNEL_KIND_PORT_FORWARD - One TCP connection to 127.0.0.1:port inside the workspace's own network namespace. */
+  TUNNEL_KIND_PORT_FORWARD = 2,
+  /** TUNNEL_KIND_SSH - One SSH connection, served by the agent's SSH server on the workspace's behalf. */
+  TUNNEL_KIND_SSH = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function tunnelKindFromJSON(object: any): TunnelKind {
+  switch (object) {
+    case 0:
+    case "TUNNEL_KIND_UNSPECIFIED":
+      return TunnelKind.TUNNEL_KIND_UNSPECIFIED;
+    case 1:
+    case "TUNNEL_KIND_EXEC":
+      return TunnelKind.TUNNEL_KIND_EXEC;
+    case 2:
+    case "TUNNEL_KIND_PORT_FORWARD":
+      return TunnelKind.TUNNEL_KIND_PORT_FORWARD;
+    case 3:
+    case "TUNNEL_KIND_SSH":
+      return TunnelKind.TUNNEL_KIND_SSH;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TunnelKind.UNRECOGNIZED;
+  }
+}
+
+export function tunnelKindToJSON(object: TunnelKind): string {
+  switch (object) {
+    case TunnelKind.TUNNEL_KIND_UNSPECIFIED:
+      return "TUNNEL_KIND_UNSPECIFIED";
+    case TunnelKind.TUNNEL_KIND_EXEC:
+      return "TUNNEL_KIND_EXEC";
+    case TunnelKind.TUNNEL_KIND_PORT_FORWARD:
+      return "TUNNEL_KIND_PORT_FORWARD";
+    case TunnelKind.TUNNEL_KIND_SSH:
+      return "TUNNEL_KIND_SSH";
+    case TunnelKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Everything the agent sends. Exactly one payload is set. */
 export interface AgentMessage {
   payload:
@@ -159,6 +207,7 @@ export interface ControlMessage {
     | { $case: "desiredState"; value: DesiredState }
     | { $case: "buildAssignment"; value: BuildAssignment }
     | { $case: "buildCancel"; value: BuildCancel }
+    | { $case: "openTunnel"; value: OpenTunnel }
     | undefined;
 }
 
@@ -439,6 +488,93 @@ export interface BuildCancel {
   reason: string;
 }
 
+/**
+ * "Open a tunnel for this session." At-most-once: a lost OpenTunnel makes the user's
+ * request time out with a message saying so; it is never re-sent.
+ */
+export interface OpenTunnel {
+  /** A random UUID: the capability the agent presents in TunnelAttach. */
+  tunnelId: string;
+  /**
+   * The gRPC address of the replica holding the user's connection; empty: the address
+   * this Connect stream uses.
+   */
+  address: string;
+  workspaceId: string;
+  kind: TunnelKind;
+  /** EXEC: the argv. Empty with tty: the user's interactive login shell. */
+  command: string[];
+  tty: boolean;
+  size:
+    | TerminalSize
+    | undefined;
+  /** PORT_FORWARD: the TCP port inside the workspace. */
+  port: number;
+  /** EXEC: extra environment, "NAME=value" (e.g. TERM). */
+  env: string[];
+}
+
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+/** Everything the agent sends on a Tunnel. Exactly one payload is set. */
+export interface TunnelUp {
+  payload:
+    | //
+    /** First and only once. */
+    { $case: "attach"; value: TunnelAttach }
+    | //
+    /** EXEC: the process's stdout (with a TTY, the terminal). PORT_FORWARD and SSH: the bytes. */
+    { $case: "stdout"; value: Buffer }
+    | //
+    /** EXEC without a TTY: the process's stderr. */
+    { $case: "stderr"; value: Buffer }
+    | //
+    /**
+     * Last: how the session ended. A stream that ends without one broke (the agent
+     * stopped, or lost the engine); the user is told so.
+     */
+    { $case: "exit"; value: TunnelExit }
+    | undefined;
+}
+
+export interface TunnelAttach {
+  tunnelId: string;
+  /**
+   * Must be the host the tunnel was opened for (and, with mutual TLS, the host the
+   * agent's certificate names).
+   */
+  hostId: string;
+}
+
+export interface TunnelExit {
+  /** EXEC: the process's exit code. Others: 0. */
+  exitCode: number;
+  /**
+   * Set when the session could not start or was ended by the host (workspace not
+   * running, stopped meanwhile, nothing listening on the port, a tool missing from the
+   * image): a sentence for the user saying what happened and what to do.
+   */
+  error: string;
+}
+
+/** Everything the control plane sends on a Tunnel. Exactly one payload is set. */
+export interface TunnelDown {
+  payload:
+    | //
+    /** EXEC: the process's stdin. PORT_FORWARD and SSH: the bytes. */
+    { $case: "stdin"; value: Buffer }
+    | //
+    /** EXEC with a TTY: the user's terminal changed size. */
+    { $case: "resize"; value: TerminalSize }
+    | //
+    /** The user will send nothing more (EOF); output keeps flowing until the session ends. */
+    { $case: "closeStdin"; value: boolean }
+    | undefined;
+}
+
 function createBaseAgentMessage(): AgentMessage {
   return { payload: undefined };
 }
@@ -693,6 +829,9 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "buildCancel":
         BuildCancel.encode(message.payload.value, writer.uint32(34).fork()).join();
         break;
+      case "openTunnel":
+        OpenTunnel.encode(message.payload.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -742,6 +881,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.payload = { $case: "buildCancel", value: BuildCancel.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.payload = { $case: "openTunnel", value: OpenTunnel.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -770,6 +917,10 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "buildCancel", value: BuildCancel.fromJSON(object.buildCancel) }
         : isSet(object.build_cancel)
         ? { $case: "buildCancel", value: BuildCancel.fromJSON(object.build_cancel) }
+        : isSet(object.openTunnel)
+        ? { $case: "openTunnel", value: OpenTunnel.fromJSON(object.openTunnel) }
+        : isSet(object.open_tunnel)
+        ? { $case: "openTunnel", value: OpenTunnel.fromJSON(object.open_tunnel) }
         : undefined,
     };
   },
@@ -784,6 +935,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       obj.buildAssignment = BuildAssignment.toJSON(message.payload.value);
     } else if (message.payload?.$case === "buildCancel") {
       obj.buildCancel = BuildCancel.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "openTunnel") {
+      obj.openTunnel = OpenTunnel.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -815,6 +968,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "buildCancel": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "buildCancel", value: BuildCancel.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "openTunnel": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "openTunnel", value: OpenTunnel.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -3537,6 +3696,757 @@ export const BuildCancel: MessageFns<BuildCancel> = {
   },
 };
 
+function createBaseOpenTunnel(): OpenTunnel {
+  return {
+    tunnelId: "",
+    address: "",
+    workspaceId: "",
+    kind: 0,
+    command: [],
+    tty: false,
+    size: undefined,
+    port: 0,
+    env: [],
+  };
+}
+
+export const OpenTunnel: MessageFns<OpenTunnel> = {
+  encode(message: OpenTunnel, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tunnelId !== "") {
+      writer.uint32(10).string(message.tunnelId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.workspaceId !== "") {
+      writer.uint32(26).string(message.workspaceId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(32).int32(message.kind);
+    }
+    for (const v of message.command) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.tty !== false) {
+      writer.uint32(48).bool(message.tty);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(58).fork()).join();
+    }
+    if (message.port !== 0) {
+      writer.uint32(64).uint32(message.port);
+    }
+    for (const v of message.env) {
+      writer.uint32(74).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenTunnel {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenTunnel();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tunnelId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.tty = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.env.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenTunnel {
+    return {
+      tunnelId: isSet(object.tunnelId)
+        ? globalThis.String(object.tunnelId)
+        : isSet(object.tunnel_id)
+        ? globalThis.String(object.tunnel_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      kind: isSet(object.kind) ? tunnelKindFromJSON(object.kind) : 0,
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+      tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: OpenTunnel): unknown {
+    const obj: any = {};
+    if (message.tunnelId !== "") {
+      obj.tunnelId = message.tunnelId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = tunnelKindToJSON(message.kind);
+    }
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    if (message.tty !== false) {
+      obj.tty = message.tty;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.env?.length) {
+      obj.env = message.env;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenTunnel>, I>>(base?: I): OpenTunnel {
+    return OpenTunnel.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenTunnel>, I>>(object: I): OpenTunnel {
+    const message = createBaseOpenTunnel();
+    message.tunnelId = object.tunnelId ?? "";
+    message.address = object.address ?? "";
+    message.workspaceId = object.workspaceId ?? "";
+    message.kind = object.kind ?? 0;
+    message.command = object.command?.map((e) => e) || [];
+    message.tty = object.tty ?? false;
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
+    message.port = object.port ?? 0;
+    message.env = object.env?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseTerminalSize(): TerminalSize {
+  return { cols: 0, rows: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cols !== 0) {
+      writer.uint32(8).uint32(message.cols);
+    }
+    if (message.rows !== 0) {
+      writer.uint32(16).uint32(message.rows);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalSize>, I>>(base?: I): TerminalSize {
+    return TerminalSize.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalSize>, I>>(object: I): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.cols = object.cols ?? 0;
+    message.rows = object.rows ?? 0;
+    return message;
+  },
+};
+
+function createBaseTunnelUp(): TunnelUp {
+  return { payload: undefined };
+}
+
+export const TunnelUp: MessageFns<TunnelUp> = {
+  encode(message: TunnelUp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.payload?.$case) {
+      case "attach":
+        TunnelAttach.encode(message.payload.value, writer.uint32(10).fork()).join();
+        break;
+      case "stdout":
+        writer.uint32(18).bytes(message.payload.value);
+        break;
+      case "stderr":
+        writer.uint32(26).bytes(message.payload.value);
+        break;
+      case "exit":
+        TunnelExit.encode(message.payload.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TunnelUp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTunnelUp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = { $case: "attach", value: TunnelAttach.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = { $case: "stdout", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = { $case: "stderr", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payload = { $case: "exit", value: TunnelExit.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TunnelUp {
+    return {
+      payload: isSet(object.attach)
+        ? { $case: "attach", value: TunnelAttach.fromJSON(object.attach) }
+        : isSet(object.stdout)
+        ? { $case: "stdout", value: Buffer.from(bytesFromBase64(object.stdout)) }
+        : isSet(object.stderr)
+        ? { $case: "stderr", value: Buffer.from(bytesFromBase64(object.stderr)) }
+        : isSet(object.exit)
+        ? { $case: "exit", value: TunnelExit.fromJSON(object.exit) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: TunnelUp): unknown {
+    const obj: any = {};
+    if (message.payload?.$case === "attach") {
+      obj.attach = TunnelAttach.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "stdout") {
+      obj.stdout = base64FromBytes(message.payload.value);
+    } else if (message.payload?.$case === "stderr") {
+      obj.stderr = base64FromBytes(message.payload.value);
+    } else if (message.payload?.$case === "exit") {
+      obj.exit = TunnelExit.toJSON(message.payload.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TunnelUp>, I>>(base?: I): TunnelUp {
+    return TunnelUp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TunnelUp>, I>>(object: I): TunnelUp {
+    const message = createBaseTunnelUp();
+    switch (object.payload?.$case) {
+      case "attach": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "attach", value: TunnelAttach.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "stdout": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "stdout", value: object.payload.value };
+        }
+        break;
+      }
+      case "stderr": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "stderr", value: object.payload.value };
+        }
+        break;
+      }
+      case "exit": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "exit", value: TunnelExit.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTunnelAttach(): TunnelAttach {
+  return { tunnelId: "", hostId: "" };
+}
+
+export const TunnelAttach: MessageFns<TunnelAttach> = {
+  encode(message: TunnelAttach, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tunnelId !== "") {
+      writer.uint32(10).string(message.tunnelId);
+    }
+    if (message.hostId !== "") {
+      writer.uint32(18).string(message.hostId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TunnelAttach {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTunnelAttach();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tunnelId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TunnelAttach {
+    return {
+      tunnelId: isSet(object.tunnelId)
+        ? globalThis.String(object.tunnelId)
+        : isSet(object.tunnel_id)
+        ? globalThis.String(object.tunnel_id)
+        : "",
+      hostId: isSet(object.hostId)
+        ? globalThis.String(object.hostId)
+        : isSet(object.host_id)
+        ? globalThis.String(object.host_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TunnelAttach): unknown {
+    const obj: any = {};
+    if (message.tunnelId !== "") {
+      obj.tunnelId = message.tunnelId;
+    }
+    if (message.hostId !== "") {
+      obj.hostId = message.hostId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TunnelAttach>, I>>(base?: I): TunnelAttach {
+    return TunnelAttach.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TunnelAttach>, I>>(object: I): TunnelAttach {
+    const message = createBaseTunnelAttach();
+    message.tunnelId = object.tunnelId ?? "";
+    message.hostId = object.hostId ?? "";
+    return message;
+  },
+};
+
+function createBaseTunnelExit(): TunnelExit {
+  return { exitCode: 0, error: "" };
+}
+
+export const TunnelExit: MessageFns<TunnelExit> = {
+  encode(message: TunnelExit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.exitCode !== 0) {
+      writer.uint32(8).int32(message.exitCode);
+    }
+    if (message.error !== "") {
+      writer.uint32(18).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TunnelExit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTunnelExit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TunnelExit {
+    return {
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: TunnelExit): unknown {
+    const obj: any = {};
+    if (message.exitCode !== 0) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TunnelExit>, I>>(base?: I): TunnelExit {
+    return TunnelExit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TunnelExit>, I>>(object: I): TunnelExit {
+    const message = createBaseTunnelExit();
+    message.exitCode = object.exitCode ?? 0;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseTunnelDown(): TunnelDown {
+  return { payload: undefined };
+}
+
+export const TunnelDown: MessageFns<TunnelDown> = {
+  encode(message: TunnelDown, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.payload?.$case) {
+      case "stdin":
+        writer.uint32(10).bytes(message.payload.value);
+        break;
+      case "resize":
+        TerminalSize.encode(message.payload.value, writer.uint32(18).fork()).join();
+        break;
+      case "closeStdin":
+        writer.uint32(24).bool(message.payload.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TunnelDown {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTunnelDown();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = { $case: "stdin", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = { $case: "resize", value: TerminalSize.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.payload = { $case: "closeStdin", value: reader.bool() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TunnelDown {
+    return {
+      payload: isSet(object.stdin)
+        ? { $case: "stdin", value: Buffer.from(bytesFromBase64(object.stdin)) }
+        : isSet(object.resize)
+        ? { $case: "resize", value: TerminalSize.fromJSON(object.resize) }
+        : isSet(object.closeStdin)
+        ? { $case: "closeStdin", value: globalThis.Boolean(object.closeStdin) }
+        : isSet(object.close_stdin)
+        ? { $case: "closeStdin", value: globalThis.Boolean(object.close_stdin) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: TunnelDown): unknown {
+    const obj: any = {};
+    if (message.payload?.$case === "stdin") {
+      obj.stdin = base64FromBytes(message.payload.value);
+    } else if (message.payload?.$case === "resize") {
+      obj.resize = TerminalSize.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "closeStdin") {
+      obj.closeStdin = message.payload.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TunnelDown>, I>>(base?: I): TunnelDown {
+    return TunnelDown.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TunnelDown>, I>>(object: I): TunnelDown {
+    const message = createBaseTunnelDown();
+    switch (object.payload?.$case) {
+      case "stdin": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "stdin", value: object.payload.value };
+        }
+        break;
+      }
+      case "resize": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "resize", value: TerminalSize.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "closeStdin": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "closeStdin", value: object.payload.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /**
@@ -3554,6 +4464,25 @@ export const AgentServiceService = {
     responseSerialize: (value: ControlMessage): Buffer => Buffer.from(ControlMessage.encode(value).finish()),
     responseDeserialize: (value: Buffer): ControlMessage => ControlMessage.decode(value),
   },
+  /**
+   * A way into one workspace for one user session (exec, shell, port-forward, SSH).
+   * The agent opens it, and only when told to by an OpenTunnel on its Connect stream:
+   * no host ever listens for inbound connections. The first message up is a
+   * TunnelAttach naming the tunnel; a tunnel id that is unknown to this replica, already
+   * attached, or meant for another host is refused with NOT_FOUND or PERMISSION_DENIED.
+   * Then bytes flow both ways until either side ends the stream. Flow control is
+   * HTTP/2's own: each side stops reading while its consumer is slow, so a slow reader
+   * never makes either process buffer without bound.
+   */
+  tunnel: {
+    path: "/a4c.v1.AgentService/Tunnel" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: TunnelUp): Buffer => Buffer.from(TunnelUp.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TunnelUp => TunnelUp.decode(value),
+    responseSerialize: (value: TunnelDown): Buffer => Buffer.from(TunnelDown.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TunnelDown => TunnelDown.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -3564,6 +4493,17 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * with ALREADY_EXISTS, so there are never two writers for one host.
    */
   connect: handleBidiStreamingCall<AgentMessage, ControlMessage>;
+  /**
+   * A way into one workspace for one user session (exec, shell, port-forward, SSH).
+   * The agent opens it, and only when told to by an OpenTunnel on its Connect stream:
+   * no host ever listens for inbound connections. The first message up is a
+   * TunnelAttach naming the tunnel; a tunnel id that is unknown to this replica, already
+   * attached, or meant for another host is refused with NOT_FOUND or PERMISSION_DENIED.
+   * Then bytes flow both ways until either side ends the stream. Flow control is
+   * HTTP/2's own: each side stops reading while its consumer is slow, so a slow reader
+   * never makes either process buffer without bound.
+   */
+  tunnel: handleBidiStreamingCall<TunnelUp, TunnelDown>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -3576,6 +4516,19 @@ export interface AgentServiceClient extends Client {
   connect(): ClientDuplexStream<AgentMessage, ControlMessage>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<AgentMessage, ControlMessage>;
   connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AgentMessage, ControlMessage>;
+  /**
+   * A way into one workspace for one user session (exec, shell, port-forward, SSH).
+   * The agent opens it, and only when told to by an OpenTunnel on its Connect stream:
+   * no host ever listens for inbound connections. The first message up is a
+   * TunnelAttach naming the tunnel; a tunnel id that is unknown to this replica, already
+   * attached, or meant for another host is refused with NOT_FOUND or PERMISSION_DENIED.
+   * Then bytes flow both ways until either side ends the stream. Flow control is
+   * HTTP/2's own: each side stops reading while its consumer is slow, so a slow reader
+   * never makes either process buffer without bound.
+   */
+  tunnel(): ClientDuplexStream<TunnelUp, TunnelDown>;
+  tunnel(options: Partial<CallOptions>): ClientDuplexStream<TunnelUp, TunnelDown>;
+  tunnel(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<TunnelUp, TunnelDown>;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
@@ -3586,6 +4539,14 @@ export const AgentServiceClient = makeGenericClientConstructor(
   service: typeof AgentServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
