@@ -66,16 +66,16 @@ async function generate(db: pg.Client): Promise<void> {
        SELECT gen_random_uuid(), 'u' || u, p || '-' || g, p, 'linux-x64', tier, 'a4c-base:latest', st,
               CASE WHEN st = 'PENDING_APPROVAL' THEN NULL ELSE 'rack' || (h / 40) || '-node-' || h END,
               p || '-' || g || '-u' || u || '.ws.a4c.internal',
-              CASE WHEN st = 'FAILED' THEN (ARRAY['image', 'create', 'start', 'ready', 'run'])[1 + g % 5] END,
+              CASE WHEN st = 'FAILED' THEN (ARRAY['image', 'create', 'start', 'ready', 'run'])[(1 + g % 5)::int] END,
               CASE WHEN st = 'FAILED' THEN replace((SELECT t FROM errs WHERE n = g % 8), '%s', p) END,
-              8192, 2, 50, 4096, c, c + make_interval(secs => (g % 86400)), c
+              8192, 2, 50, 4096, c, c + make_interval(secs => (g % 86400)), now()
          FROM (SELECT g, (g * 7919) % ${USERS} AS u, (g * 104729) % ${HOSTS} AS h,
                       'proj' || floor(${PROJECTS} * power(random(), 2))::int AS p,
                       CASE WHEN g % 20 < 14 THEN 'standard' WHEN g % 20 < 19 THEN 'large' ELSE 'xl' END AS tier,
                       CASE WHEN g % 100 < 25 THEN 'RUNNING' WHEN g % 100 < 45 THEN 'STOPPED' WHEN g % 100 < 50 THEN 'FAILED'
                            WHEN g % 100 < 98 THEN 'DELETED' WHEN g % 100 < 99 THEN 'CREATING' ELSE 'PENDING_APPROVAL' END AS st,
                       timestamptz '2024-01-01' + make_interval(secs => g * (63072000.0 / ${WORKSPACES})) AS c
-                 FROM generate_series($1::int, $2::int) g) x`,
+                 FROM generate_series($1::bigint, $2::bigint) g) x`,
       [from, Math.min(WORKSPACES, from + batch) - 1],
     );
   }
@@ -91,7 +91,7 @@ async function generate(db: pg.Client): Promise<void> {
       `INSERT INTO events (at, kind, actor, reason, workspace_id, host_id, user_id, changes, data)
        SELECT timestamptz '2024-01-01' + make_interval(secs => g * (63072000.0 / ${EVENTS})), k, w.user_id, 'generated',
               w.id, w.host_id, w.user_id, jsonb_build_object('status', jsonb_build_object('from', 'A', 'to', 'B')), '{}'
-         FROM (SELECT g, ($3::text[])[1 + g % ${kinds.length}] AS k, (g * 48271) % ${WORKSPACES} AS n FROM generate_series($1::int, $2::int) g) x
+         FROM (SELECT g, ($3::text[])[(1 + g % ${kinds.length})::int] AS k, (g * 48271) % ${WORKSPACES} AS n FROM generate_series($1::bigint, $2::bigint) g) x
          JOIN wsids w ON w.n = x.n`,
       [from, Math.min(EVENTS, from + evBatch) - 1, kinds],
     );
@@ -112,10 +112,14 @@ async function generate(db: pg.Client): Promise<void> {
   );
 }
 
-/** Drops a table's indexes but its primary key; returns the statements that recreate them. */
+/**
+ * Drops a table's plain indexes (not its primary key, unique ones, or the small partial
+ * one the stuck-workspace sweep needs meanwhile); returns the statements that recreate them.
+ */
 async function dropIndexes(db: pg.Client, table: string): Promise<string[]> {
   const { rows } = await db.query<{ indexname: string; indexdef: string }>(
-    `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 AND indexname NOT LIKE '%_pkey'`,
+    `SELECT indexname, indexdef FROM pg_indexes
+      WHERE tablename = $1 AND indexname NOT LIKE '%_pkey' AND indexdef NOT LIKE 'CREATE UNIQUE%' AND indexname <> 'workspaces_coming_up'`,
     [table],
   );
   for (const r of rows) await db.query(`DROP INDEX ${r.indexname}`);
@@ -143,7 +147,7 @@ async function main(): Promise<void> {
       A4C_HTTP_PORT: String(httpPort),
       A4C_GRPC_PORT: String(httpPort + 1),
       A4C_EMBEDDED_PG_PORT: String(pgPort),
-      A4C_LOG_LEVEL: 'warn',
+      A4C_LOG_LEVEL: 'info',
       A4C_GRPC_INSECURE: 'true',
       A4C_EVENT_RETENTION_DAYS: '0', // the generated log reaches back two years
       ...NO_LIMITS,

@@ -122,7 +122,7 @@ describe('fleet search: GET /v1/workspaces and GET /v1/image-schedules', functio
     expect(ids(await all('q=rack2-nod')), 'a substring that exists: no near misses (rack1-node-…)').to.deep.equal(expected((r) => r.host === hosts[2]));
     expect(ids(await all(`q=${encodeURIComponent('rack2-node')}`)), 'host ids').to.deep.equal(expected((r) => r.host === hosts[2]));
     const one = rows.find((r) => r.status === 'RUNNING') as (typeof rows)[number];
-    expect(ids(await all(`q=${encodeURIComponent(`${one.name}.ws.a4c`)}`)), 'hostnames').to.include(one.id);
+    expect(ids(await all(`q=${encodeURIComponent(`${one.name}.ws.a4c.internal`)}`)), 'a whole hostname').to.include(one.id);
     expect(ids(await all('q=CL-9-linux')), 'error text with dashes').to.deep.equal(expected((r) => (r.error ?? '').includes('CL-9-linux')));
     expect(ids(await all('q=100%25_%5C')), 'LIKE wildcards are literal').to.deep.equal([]);
     expect(ids(await all('q=zzzzqqqq')), 'nothing like it').to.deep.equal([]);

@@ -4,9 +4,12 @@
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 -- The text ?q= searches (store/fleet.ts): names, project, hostname, host, failed step, error.
+-- Only the hostname's first label: the domain is the same for every workspace, and its
+-- trigrams, in every row, would make every search read the whole index (the service
+-- strips the domain from q too).
 CREATE FUNCTION a4c_ws_text(name text, project text, hostname text, host text, step text, err text) RETURNS text
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  RETURN lower(coalesce(name, '') || ' ' || coalesce(project, '') || ' ' || coalesce(hostname, '') || ' ' ||
+  RETURN lower(coalesce(name, '') || ' ' || coalesce(project, '') || ' ' || split_part(coalesce(hostname, ''), '.', 1) || ' ' ||
                coalesce(host, '') || ' ' || coalesce(step, '') || ' ' || coalesce(err, ''));
 CREATE INDEX workspaces_text ON workspaces
   USING gin (a4c_ws_text(name, project_name, hostname, host_id, failed_step, error) gin_trgm_ops);

@@ -133,9 +133,20 @@ export class EventHub {
 
   private async fetch(): Promise<boolean> {
     let moved = false;
+    let read = 0;
     for (;;) {
+      if (read > this.opts.bufferSize) {
+        // A burst larger than the buffer: the hub keeps only the newest events anyway,
+        // so it starts over at the head instead of reading the burst through. Followers
+        // still inside the burst read it from PostgreSQL themselves (follow.ts).
+        this.position = this.bufferStart = await headCursor(this.db);
+        this.buffer = [];
+        moved = true;
+        break;
+      }
       const page = await readEvents(this.db, { after: this.position, filter: {}, scope: { all: true }, limit: FETCH_LIMIT, withTeam: true });
       if (this.stopped) return false;
+      read += page.events.length;
       if (page.events.length) {
         this.buffer.push(...page.events);
         const excess = this.buffer.length - this.opts.bufferSize;

@@ -44,12 +44,20 @@ const SORT_COLUMN: Record<FleetSort, 'created_at' | 'updated_at'> = {
  * paging.ts). Only the conditions in use are in the SQL, so each combination gets a
  * plan of its own, using the index for its filter (see bench/search.ts).
  */
+/**
+ * Near misses are looked for only for words (letters and spaces, 4 to 64 characters):
+ * typos happen in words like "memroy", and a near miss of an identifier (a hostname, an
+ * id) is a different thing, not a typo. Word similarity must also compare q with every
+ * candidate the index yields, which for long identifiers is most of the fleet.
+ */
+const WORDS = /^[\p{L} ]{4,64}$/u;
+
 export async function searchWorkspaces(db: Db, f: FleetQuery, liveWithinSeconds: number): Promise<{ rows: WorkspaceRow[]; nextCursor: string | null }> {
   const cursor = f.cursor ? decodePageCursor(f.cursor) : undefined;
   if (!f.q) return page(db, f, liveWithinSeconds, cursor, undefined);
   if (cursor) return page(db, f, liveWithinSeconds, cursor, cursor.mode === SIMILAR ? SIMILAR : 'substring');
   const exact = await page(db, f, liveWithinSeconds, undefined, 'substring');
-  return exact.rows.length ? exact : page(db, f, liveWithinSeconds, undefined, SIMILAR);
+  return exact.rows.length || !WORDS.test(f.q) ? exact : page(db, f, liveWithinSeconds, undefined, SIMILAR);
 }
 
 async function page(

@@ -276,7 +276,10 @@ export class WorkspaceService {
 
   /** The fleet's workspaces matching a search, a page at a time. */
   async search(q: FleetQuery): Promise<{ workspaces: Workspace[]; nextCursor: string | null }> {
-    const { rows, nextCursor } = await searchWorkspaces(this.db, q, this.opts.placement.liveWithinSeconds);
+    // Hostnames are searched by their first label (migration 021): a full hostname finds it too.
+    const domain = `.${this.opts.hostnameDomain}`;
+    const text = q.q?.toLowerCase().endsWith(domain) ? q.q.slice(0, -domain.length) : q.q;
+    const { rows, nextCursor } = await searchWorkspaces(this.db, { ...q, q: text || q.q }, this.opts.placement.liveWithinSeconds);
     return { workspaces: rows.map(toWorkspace), nextCursor };
   }
 
