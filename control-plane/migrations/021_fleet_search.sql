@@ -13,6 +13,9 @@ CREATE FUNCTION a4c_ws_text(name text, project text, hostname text, host text, s
                coalesce(host, '') || ' ' || coalesce(step, '') || ' ' || coalesce(err, ''));
 CREATE INDEX workspaces_text ON workspaces
   USING gin (a4c_ws_text(name, project_name, hostname, host_id, failed_step, error) gin_trgm_ops);
+-- Statistics of the text itself, so the planner knows how many rows a q matches: a rare
+-- one is found through the index above, a common one by walking the listing's order.
+CREATE STATISTICS workspaces_text_stats ON (a4c_ws_text(name, project_name, hostname, host_id, failed_step, error)) FROM workspaces;
 
 -- One index per documented filter, in the listing's order (created_at, id), so a page is
 -- a short walk of one index whatever the fleet's size. Listings leave DELETED out unless

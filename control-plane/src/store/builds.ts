@@ -34,12 +34,13 @@ export async function searchBuilds(db: Db, f: BuildQuery): Promise<{ rows: Build
     const c = decodePageCursor(f.cursor);
     where.push(`(b.created_at, b.id) < (${p(c.key)}::timestamptz, ${p(c.id)}::uuid)`);
   }
-  const { rows } = await db.query<BuildRow & { page_key: string }>(
-    `SELECT b.*, b.created_at::text AS page_key FROM image_builds b
-      WHERE ${where.join(' AND ')}
-      ORDER BY b.created_at DESC, b.id DESC LIMIT ${p(f.limit + 1)}`,
-    params,
-  );
+  // Planned for each call, like the fleet search (store/fleet.ts).
+  const { rows } = await db.query<BuildRow & { page_key: string }>({
+    text: `SELECT b.*, b.created_at::text AS page_key FROM image_builds b
+            WHERE ${where.join(' AND ')}
+            ORDER BY b.created_at DESC, b.id DESC LIMIT ${p(f.limit + 1)}`,
+    values: params,
+  });
   const more = rows.length > f.limit;
   const page = rows.slice(0, f.limit);
   const last = page[page.length - 1];

@@ -79,19 +79,21 @@ async function page(
   if (f.q && textMode === 'substring') where.push(`${WORKSPACE_TEXT_SQL} LIKE ${p(containsPattern(f.q))}`);
   if (f.q && textMode === SIMILAR) where.push(`${p(f.q.toLowerCase())} <% ${WORKSPACE_TEXT_SQL}`);
   if (!f.scope.all) {
+    // One IN over a union, not an OR: the planner treats it as the list of owners it is.
     const me = p(f.scope.userId);
-    where.push(f.scope.teamId ? `(w.user_id = ${me} OR w.user_id IN (SELECT id FROM users WHERE team_id = ${p(f.scope.teamId)}))` : `w.user_id = ${me}`);
+    where.push(f.scope.teamId ? `w.user_id IN (SELECT id FROM users WHERE team_id = ${p(f.scope.teamId)} UNION SELECT ${me}::text)` : `w.user_id = ${me}`);
   }
   const col = SORT_COLUMN[f.sort];
   const desc = f.sort.startsWith('-');
   if (cursor) where.push(`(w.${col}, w.id) ${desc ? '<' : '>'} (${p(cursor.key)}::timestamptz, ${p(cursor.id)}::uuid)`);
   const dir = desc ? 'DESC' : 'ASC';
-  const { rows } = await db.query<WorkspaceRow & { page_key: string }>(
-    `${viewSql(`, w.${col}::text AS page_key`)}
-      WHERE ${where.join(' AND ')}
-      ORDER BY w.${col} ${dir}, w.id ${dir} LIMIT ${p(f.limit + 1)}`,
-    params,
-  );
+  const order = `ORDER BY w.${col} ${dir}, w.id ${dir}`;
+  // The page first, then its hosts' liveness: never joined for rows the page drops.
+  const pageSql = `(SELECT w.*, w.${col}::text AS page_key FROM workspaces w WHERE ${where.join(' AND ')} ${order} LIMIT ${p(f.limit + 1)})`;
+  // Planned for each call (a query object, not a named prepared statement, see
+  // store/db.ts): how many rows q or a filter matches differs by orders of magnitude
+  // between values, and a generic plan would pick one way for all of them.
+  const { rows } = await db.query<WorkspaceRow & { page_key: string }>({ text: `${viewSql(pageSql)} ${order}`, values: params });
   const more = rows.length > f.limit;
   const got = rows.slice(0, f.limit);
   const last = got[got.length - 1];
