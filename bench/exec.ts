@@ -6,7 +6,7 @@
  *     exec (create + start + inspect), each without a CLI's start-up.
  *  2. Throughput of BENCH_GIB (default 1) GiB in and out: through exec vs a local
  *     `docker exec -i C cat` pipe, and through port-forward vs `docker exec -i C nc`.
- *  3. Memory (RSS, peak) of the control plane and the agent while 50 sessions stream at
+ *  3. Memory (RSS, peak) of the control plane and the agent while 50 sessions stream 20 MiB at
  *     once, and while one slow reader pulls a 1 GiB stream at 8 MiB/s.
  *
  * Run with `npm run bench -- exec` (starts a private engine). The control plane runs
@@ -183,16 +183,18 @@ const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { median: median(s), p95: percentile(s, 95) };
 };
-const time = async <T>(f: () => Promise<T>): Promise<number> => {
+const time = async <T>(f: () => Promise<T>, what?: string): Promise<number> => {
   const t0 = performance.now();
   await f();
-  return performance.now() - t0;
+  const took = performance.now() - t0;
+  if (what) console.error(`  ${what}: ${(took / 1000).toFixed(2)} s`);
+  return took;
 };
 
 async function main(): Promise<void> {
   const cp = await startControlPlaneProcess();
   const hostId = `bench-${process.pid}`;
-  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string });
+  const agent = await spawnBenchAgent({ hostId, controlPlane: cp.grpc, dockerHost: dockerHost as string, env: { A4C_LOG_LEVEL: process.env.BENCH_AGENT_LOG_LEVEL ?? 'warn' } });
   const auth = { authorization: `Bearer ${cp.token}` };
   await waitUntil('agent connected', async () => {
     const r = await fetch(`${cp.api}/v1/hosts/${hostId}`, { headers: auth });
@@ -206,6 +208,7 @@ async function main(): Promise<void> {
   const w = (await res.json()) as { id: string; status: string; containerId: string };
   if (w.status !== 'RUNNING') throw new Error(`workspace ${JSON.stringify(w)}`);
   const agentPid = agent.pid;
+  console.error(`workspace ${w.id} running; ${N} round trips of each path...`);
   const cli = path.join(ROOT, 'packages/cli/dist/main.js');
   const cliEnv = { ...process.env, A4C_URL: cp.api, A4C_TOKEN: cp.token };
 
@@ -226,29 +229,32 @@ async function main(): Promise<void> {
     );
   }
 
+  console.error(`throughput, ${GIB} GiB each way...`);
   // ---- 2. throughput
   const mib = (bytes: number, msTaken: number) => bytes / 1024 ** 2 / (msTaken / 1000);
   const gi = `${GIB} GiB`;
   const tp: [string, number, number][] = [];
-  let t = await time(() => wsExec(cp.api, cp.token, w.id, ['sh', '-c', 'cat > /dev/null'], { stdinBytes: BYTES }));
-  let b = await time(() => dockerExecPipe(w.containerId, ['sh', '-c', 'cat > /dev/null'], BYTES));
+  let t = await time(() => wsExec(cp.api, cp.token, w.id, ['sh', '-c', 'cat > /dev/null'], { stdinBytes: BYTES }), 'exec in, A4C');
+  let b = await time(() => dockerExecPipe(w.containerId, ['sh', '-c', 'cat > /dev/null'], BYTES), 'exec in, docker exec -i');
   tp.push([`exec in: ${gi} to \`cat > /dev/null\``, mib(BYTES, t), mib(BYTES, b)]);
-  t = await time(() => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(BYTES), '/dev/zero']));
-  b = await time(() => dockerExecPipe(w.containerId, ['head', '-c', String(BYTES), '/dev/zero'], 0));
+  t = await time(() => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(BYTES), '/dev/zero']), 'exec out, A4C');
+  b = await time(() => dockerExecPipe(w.containerId, ['head', '-c', String(BYTES), '/dev/zero'], 0), 'exec out, docker exec');
   tp.push([`exec out: ${gi} from \`head -c\``, mib(BYTES, t), mib(BYTES, b)]);
-  // Port-forward: an in-workspace sink and source on loopback (busybox nc).
-  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', 'while true; do nc -l -p 9000 > /dev/null; done'] }).then((e) => e.start({ Detach: true }));
-  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', `while true; do head -c ${BYTES} /dev/zero | nc -l -p 9001; done`] }).then((e) => e.start({ Detach: true }));
+  // Port-forward: an in-workspace sink and source on loopback (busybox nc; -e, since a
+  // plain `nc -l` with no stdin closes the connection as soon as it accepts it).
+  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', 'while true; do nc -l -p 9000 -e sh -c "cat > /dev/null"; done'] }).then((e) => e.start({ Detach: true }));
+  await docker.getContainer(w.containerId).exec({ Cmd: ['sh', '-c', `while true; do nc -l -p 9001 -e head -c ${BYTES} /dev/zero; done`] }).then((e) => e.start({ Detach: true }));
   await new Promise((r) => setTimeout(r, 300));
-  t = await time(() => wsForward(cp.api, cp.token, w.id, 9000, BYTES));
-  b = await time(() => dockerExecPipe(w.containerId, ['nc', '127.0.0.1', '9000'], BYTES));
+  t = await time(() => wsForward(cp.api, cp.token, w.id, 9000, BYTES), 'port-forward in, A4C');
+  b = await time(() => dockerExecPipe(w.containerId, ['nc', '127.0.0.1', '9000'], BYTES), 'port-forward in, docker exec -i nc');
   tp.push([`port-forward in: ${gi} to an nc sink`, mib(BYTES, t), mib(BYTES, b)]);
   let got = 0;
-  t = await time(async () => (got = await wsForward(cp.api, cp.token, w.id, 9001, 0)));
+  t = await time(async () => (got = await wsForward(cp.api, cp.token, w.id, 9001, 0)), 'port-forward out, A4C');
   if (got !== BYTES) console.error(`port-forward out received ${got} of ${BYTES} bytes`);
-  b = await time(() => dockerExecPipe(w.containerId, ['nc', '127.0.0.1', '9001'], 0));
+  b = await time(() => dockerExecPipe(w.containerId, ['nc', '127.0.0.1', '9001'], 0), 'port-forward out, docker exec nc');
   tp.push([`port-forward out: ${gi} from an nc source`, mib(BYTES, t), mib(BYTES, b)]);
 
+  console.error('memory: 50 streams at once, then one slow reader...');
   // ---- 3. memory
   const sample = () => ({ cp: rss(cp.proc.pid as number).rss, agent: agentPid ? rss(agentPid).rss : NaN });
   const idle = sample();
@@ -257,7 +263,7 @@ async function main(): Promise<void> {
     const s = sample();
     peak = { cp: Math.max(peak.cp, s.cp), agent: Math.max(peak.agent, s.agent) };
   }, 50);
-  const fifty = await time(() => Promise.all(Array.from({ length: 50 }, () => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(100 * 1024 ** 2), '/dev/zero']))));
+  const fifty = await time(() => Promise.all(Array.from({ length: 50 }, () => wsExec(cp.api, cp.token, w.id, ['head', '-c', String(20 * 1024 ** 2), '/dev/zero']))));
   const peak50 = peak;
   peak = { cp: 0, agent: 0 };
   const slowBytes = 80 * 1024 ** 2;
@@ -291,7 +297,7 @@ async function main(): Promise<void> {
   console.log('| memory (RSS) | control plane | agent |');
   console.log('|---|---|---|');
   console.log(`| idle, one workspace | ${idle.cp.toFixed(0)} MiB | ${idle.agent.toFixed(0)} MiB |`);
-  console.log(`| peak, 50 sessions each streaming 100 MiB out at once (${(fifty / 1000).toFixed(1)} s) | ${peak50.cp.toFixed(0)} MiB | ${peak50.agent.toFixed(0)} MiB |`);
+  console.log(`| peak, 50 sessions each streaming 20 MiB out at once (${(fifty / 1000).toFixed(1)} s) | ${peak50.cp.toFixed(0)} MiB | ${peak50.agent.toFixed(0)} MiB |`);
   console.log(`| peak, one ${gi} stream read at 8 MiB/s for ${(slowBytes / 1024 ** 2 / 8).toFixed(0)} s | ${peakSlow.cp.toFixed(0)} MiB | ${peakSlow.agent.toFixed(0)} MiB |`);
 }
 

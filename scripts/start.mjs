@@ -1,11 +1,16 @@
 // `npm start`: a whole local A4C on this machine. Installs what it needs, finds or
 // starts a Docker Engine, makes the base image, starts the control plane (with its
-// embedded PostgreSQL) and one agent, then prints what to run next. Ctrl-C stops it.
+// embedded PostgreSQL) and one agent, then prints what to run next. Ctrl-C stops it,
+// at any point, as does a failure: the agent and the control plane (each in a process
+// group of its own, so the terminal's Ctrl-C reaches only this script and each is
+// stopped once, in order, the control plane stopping its PostgreSQL), whatever they
+// left in their groups, and the private engine if this run started it. Data stays in .a4c/.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BASE_IMAGE, engineAnswers, ensureBaseImage, ensureHostPackages, startPrivateDockerd } from './lib/engine.mjs';
+import { ourProcesses, terminate } from './lib/hygiene.mjs';
 import { build, ensureInstalled, ROOT } from './lib/setup.mjs';
 
 const say = (m) => console.log(`[a4c] ${m}`);
@@ -19,10 +24,23 @@ ensureInstalled(say);
 ensureHostPackages(say);
 build(say);
 
+let privateEngine;
+let startingEngine;
+const children = [];
+let stopping = false;
+// Stopping (Ctrl-C while starting up): stop() ends the process; start nothing more.
+const halted = () => new Promise(() => setInterval(() => undefined, 60_000));
+process.on('SIGINT', () => void stop(130));
+process.on('SIGTERM', () => void stop(143));
+process.on('SIGHUP', () => void stop(129));
+process.on('uncaughtException', (e) => {
+  say(`failed: ${e?.stack ?? e}`);
+  void stop(1);
+});
+
 // The engine: DOCKER_HOST or the default socket if one answers, else a private dockerd.
 let dockerHost = process.env.DOCKER_HOST;
 let networkMode = process.env.A4C_NETWORK_MODE;
-let privateEngine;
 const socketOf = (h) => (h?.startsWith('unix://') ? h.slice(7) : undefined);
 if (dockerHost && socketOf(dockerHost) && !(await engineAnswers(socketOf(dockerHost)))) {
   throw new Error(`DOCKER_HOST=${dockerHost} does not answer; start that engine or unset DOCKER_HOST`);
@@ -30,21 +48,24 @@ if (dockerHost && socketOf(dockerHost) && !(await engineAnswers(socketOf(dockerH
 if (!dockerHost && (await engineAnswers('/var/run/docker.sock'))) dockerHost = 'unix:///var/run/docker.sock';
 if (!dockerHost) {
   say('no Docker Engine answers; starting a private one (data in .a4c/docker)');
-  privateEngine = await startPrivateDockerd({ dataRoot: path.join(STATE, 'docker'), name: 'a4c-dev' });
-  dockerHost = privateEngine.dockerHost;
+  startingEngine = startPrivateDockerd({ dataRoot: path.join(STATE, 'docker'), name: 'a4c-dev' });
+  const engine = await startingEngine;
+  // One left running by another `npm start` is that one's to stop.
+  if (engine.reused) say(`using the private Docker Engine already running at ${engine.dockerHost}`);
+  else privateEngine = engine;
+  dockerHost = engine.dockerHost;
   networkMode ??= 'none'; // the private engine has no bridge network
 }
 networkMode ??= 'bridge';
+if (stopping) await halted();
 say(`Docker Engine: ${dockerHost}`);
 if (await ensureBaseImage(dockerHost)) say(`made the base image ${BASE_IMAGE} from Debian's busybox-static`);
 
 mkdirSync(path.join(STATE, 'logs'), { recursive: true });
-const children = [];
-let stopping = false;
 function launch(name, script, env) {
   const logFile = path.join(STATE, 'logs', `${name}.log`);
   const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [path.join(ROOT, script)], { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [path.join(ROOT, script)], { env: { ...process.env, ...env }, stdio: ['ignore', out, out], detached: true });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       say(`${name} exited (${signal ?? code}); its log: ${logFile}`);
@@ -55,6 +76,7 @@ function launch(name, script, env) {
   return { child, logFile };
 }
 
+if (stopping) await halted();
 const cp = launch('control-plane', 'control-plane/dist/main.js', {
   A4C_DATA_DIR: path.join(STATE, 'control-plane'),
   A4C_HTTP_PORT: HTTP_PORT,
@@ -76,16 +98,23 @@ if (existsSync(agentTls) && (!existsSync(path.join(agentTls, 'ca.crt')) || readF
 }
 let joinToken;
 if (!existsSync(path.join(agentTls, 'agent.crt'))) {
-  const r = await fetch(`${api}/v1/join-tokens`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ hostId: HOST_ID, ttlSeconds: 600 }),
-  });
+  // A control plane just started may shed load (503, Retry-After) while it warms up.
+  let r;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    r = await fetch(`${api}/v1/join-tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ hostId: HOST_ID, ttlSeconds: 600 }),
+    });
+    if (r.status !== 503) break;
+    await new Promise((done) => setTimeout(done, 1000 * Number(r.headers.get('retry-after') ?? 1)));
+  }
   if (r.status !== 201) throw new Error(`could not create a join token for the agent: ${r.status} ${await r.text()}`);
   joinToken = (await r.json()).token;
   say(`enrolling agent "${HOST_ID}" with a join token`);
 }
 
+if (stopping) await halted();
 const agent = launch('agent', 'agent/dist/main.js', {
   A4C_CONTROL_PLANE: `127.0.0.1:${GRPC_PORT}`,
   A4C_CONTROL_PLANE_URL: api,
@@ -105,6 +134,7 @@ console.log(`
 A4C is running: control plane, embedded PostgreSQL, and agent "${HOST_ID}".
 
   REST API       ${api}   (admin token: .a4c/control-plane/admin-token)
+  dashboard      ${api}/ui/   (sign in with the admin token)
   agent status   http://127.0.0.1:${STATUS_PORT}/status
   logs           .a4c/logs/
 
@@ -127,16 +157,24 @@ async function stop(code = 0) {
   stopping = true;
   say('stopping...');
   for (const c of [...children].reverse()) {
-    if (c.exitCode === null) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const exited = new Promise((r) => c.once('exit', r));
       c.kill('SIGTERM');
-      await new Promise((r) => c.once('exit', r));
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
     }
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // What it started and left in its group (its PostgreSQL, had it not stopped it).
+    await terminate(ourProcesses({ pgids: [c.pid] }));
   }
-  await privateEngine?.stop();
+  // An engine still starting is ours once it is up.
+  if (!privateEngine && startingEngine) {
+    const engine = await startingEngine.catch(() => undefined);
+    if (engine && !engine.reused) privateEngine = engine;
+  }
+  const left = (await privateEngine?.stop()) ?? [];
+  if (left.length) say(`ended what the private engine left running:\n${left.join('\n')}`);
   process.exit(code);
 }
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
 
 async function until(what, check, timeoutMs, logFile) {
   const deadline = Date.now() + timeoutMs;
@@ -146,7 +184,7 @@ async function until(what, check, timeoutMs, logFile) {
     } catch {
       // not up yet
     }
-    if (stopping) process.exit(1);
+    if (stopping) await halted();
     await new Promise((r) => setTimeout(r, 200));
   }
   const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n') : '';

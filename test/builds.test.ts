@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import pg from 'pg';
 import type { Build } from '@a4c/common';
-import { docker, removeHostContainers, ROOT, spawnAgent, startTestControlPlane, tmpDir, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+import { docker, dockerHost, removeHostContainers, spawnAgent, startTestControlPlane, tmpDir, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+import { engineLib, statusInNetns, type PrivateEngine } from './support/engine.js';
 import { freePort, waitFor } from './support/net.js';
 
 /** Fails the build of project "broken" the way a failed source sync would, with output. */
@@ -125,23 +125,18 @@ describe('image builds', function () {
   });
 });
 
-interface EngineModule {
-  startPrivateDockerd(o: { dataRoot: string; name?: string }): Promise<{ dockerHost: string; stop(): Promise<void> }>;
-  ensureBaseImage(dockerHost: string): Promise<boolean>;
-}
-
 /** Two hosts on two engines: only the builder holds the project's image. */
 describe('a built image is placeable', function () {
   this.timeout(180_000);
   let t: TestControlPlane;
-  let engine: { dockerHost: string; stop(): Promise<void> };
+  let engine: PrivateEngine;
   const agents: AgentProcess[] = [];
   const builder = uniqueId('builder');
   const other = uniqueId('other');
   let tag = '';
 
   before(async () => {
-    const lib = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/engine.mjs')).href)) as EngineModule;
+    const lib = await engineLib();
     engine = await lib.startPrivateDockerd({ dataRoot: tmpDir('docker-second'), name: `a4c-second-${process.pid}` });
     await lib.ensureBaseImage(engine.dockerHost);
     t = await startTestControlPlane();
@@ -180,26 +175,34 @@ describe('a built image is placeable', function () {
   });
 });
 
-/** A real registry (Debian's docker-registry) on loopback, two engines. */
+/**
+ * A real registry (Debian's docker-registry) on loopback, two engines. Each private
+ * engine has a network namespace of its own (scripts/lib/engine.mjs), so "loopback" is
+ * the suite engine's: the registry runs in that namespace (nsenter), the second engine
+ * joins it, and the test asks the registry from inside it (curl under nsenter).
+ */
 describe('built images through a registry (A4C_REGISTRY)', function () {
   this.timeout(180_000);
   let t: TestControlPlane;
-  let engine: { dockerHost: string; stop(): Promise<void> };
+  let engine: PrivateEngine;
   let registryProc: ChildProcess | undefined;
   let registry = '';
+  let netns = '';
   const agents: AgentProcess[] = [];
   const builder = uniqueId('pusher');
   const puller = uniqueId('puller');
 
   before(async () => {
+    const lib = await engineLib();
+    netns = lib.netnsOf(dockerHost());
     const dir = tmpDir('registry');
+    // Free on the host's loopback; the namespace's holds nothing but this run's registries.
     const port = await freePort();
     registry = `127.0.0.1:${port}`;
     writeFileSync(path.join(dir, 'config.yml'), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: ${registry}\n`);
-    registryProc = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: 'ignore' });
-    await waitFor('the registry', async () => (await fetch(`http://${registry}/v2/`)).ok, 20_000);
-    const lib = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/engine.mjs')).href)) as EngineModule;
-    engine = await lib.startPrivateDockerd({ dataRoot: tmpDir('docker-puller'), name: `a4c-puller-${process.pid}` });
+    registryProc = spawn('nsenter', [`--net=${netns}`, '--', 'docker-registry', 'serve', path.join(dir, 'config.yml')], { stdio: 'ignore' });
+    await waitFor('the registry', async () => (await statusInNetns(netns, `http://${registry}/v2/`)) === 200, 20_000);
+    engine = await lib.startPrivateDockerd({ dataRoot: tmpDir('docker-puller'), name: `a4c-puller-${process.pid}`, netns });
     await lib.ensureBaseImage(engine.dockerHost);
     t = await startTestControlPlane();
     agents.push(await spawnAgent({ hostId: builder, controlPlane: t.grpcAddress, env: { ...FAST, A4C_REGISTRY: registry } }));
@@ -211,7 +214,11 @@ describe('built images through a registry (A4C_REGISTRY)', function () {
     await t?.stop();
     await removeHostContainers(builder, puller);
     await engine?.stop();
-    registryProc?.kill();
+    if (registryProc && registryProc.exitCode === null && registryProc.signalCode === null) {
+      const exited = new Promise((r) => registryProc?.once('exit', r));
+      registryProc.kill();
+      await exited;
+    }
   });
 
   it('the builder pushes the image; another host of the arch pulls it when a workspace is placed there', async () => {
@@ -223,8 +230,8 @@ describe('built images through a registry (A4C_REGISTRY)', function () {
     expect(b.status, b.error ?? '').to.equal('COMPLETED');
     expect(b.worker).to.equal(builder);
     const [repo, tag] = b.imageTag.split(':') as [string, string];
-    const manifest = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
-    expect(manifest.status, 'the image is in the registry').to.equal(200);
+    const manifest = await statusInNetns(netns, `http://${registry}/v2/${repo}/manifests/${tag}`, { accept: 'application/vnd.docker.distribution.manifest.v2+json' });
+    expect(manifest, 'the image is in the registry').to.equal(200);
 
     // Only the host without the image can take the workspace now.
     await t.api.call('POST', `/v1/hosts/${builder}/drain`);

@@ -474,7 +474,9 @@ describe('deploy/', () => {
           expect(help).to.equal(mustRun(process.execPath, [mainJs(c), '--help']));
         }
         expect(readdirSync(installed('opt/a4c/control-plane/migrations')).sort()).to.deep.equal(readdirSync(path.join(ROOT, 'control-plane/migrations')).sort());
-        expect(readdirSync(installed('opt/a4c')).sort()).to.deep.equal(['agent', 'control-plane', 'deploy', 'docs', 'node_modules', 'package-lock.json', 'package.json', 'packages']);
+        expect(readdirSync(installed('opt/a4c')).sort()).to.deep.equal(['agent', 'control-plane', 'deploy', 'docs', 'node_modules', 'package-lock.json', 'package.json', 'packages', 'ui']);
+        // The web dashboard the installed control plane serves at /ui/ (control-plane/dist/ui/serve.ts finds it beside itself).
+        expect(existsSync(installed('opt/a4c/ui/dist/index.html'))).to.equal(true);
       });
 
       it('with --prefix, rewrites the unit to the prefix', () => {

@@ -112,6 +112,8 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect(tok.status).to.equal(201);
     expect((await call('GET', `/v1/users/${user}/tokens`)).status).to.equal(200);
     const asUser = { token: tok.body.token };
+    const me = await call<{ id: string; role: string }>('GET', '/v1/me', undefined, asUser);
+    expect(me.body).to.deep.include({ id: user, role: 'user' });
 
     // ---- quotas
     expect((await call('PUT', `/v1/users/${user}/quota`, { maxWorkspaces: 3, maxDiskGb: null })).status).to.equal(200);

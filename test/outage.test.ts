@@ -1,5 +1,3 @@
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import type { Workspace } from '@a4c/common';
@@ -7,7 +5,6 @@ import {
   containersOfHost,
   docker,
   removeHostContainers,
-  ROOT,
   spawnAgent,
   spawnControlPlane,
   startTestControlPlane,
@@ -17,6 +14,7 @@ import {
   type ControlPlaneProcess,
   type TestControlPlane,
 } from './support/cluster.js';
+import { engineLib, type EngineLib, type PrivateEngine } from './support/engine.js';
 import { waitFor } from './support/net.js';
 
 const BOUND_MS = 15_000;
@@ -99,24 +97,19 @@ describe('control plane killed (-9) for a minute', function () {
   });
 });
 
-interface EngineModule {
-  startPrivateDockerd(o: { dataRoot: string; name?: string }): Promise<{ dockerHost: string; stop(): Promise<void> }>;
-  ensureBaseImage(dockerHost: string): Promise<boolean>;
-}
-
 describe('the Docker Engine stopped and started under an agent', function () {
   this.timeout(180_000);
-  let engineLib: EngineModule;
-  let engine: { dockerHost: string; stop(): Promise<void> };
+  let lib: EngineLib;
+  let engine: PrivateEngine;
   const dataRoot = tmpDir('docker-outage');
   let t: TestControlPlane;
   let agent: AgentProcess;
   const hostId = uniqueId('dockerdown');
 
   before(async () => {
-    engineLib = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/engine.mjs')).href)) as EngineModule;
-    engine = await engineLib.startPrivateDockerd({ dataRoot, name: `a4c-outage-${process.pid}` });
-    await engineLib.ensureBaseImage(engine.dockerHost);
+    lib = await engineLib();
+    engine = await lib.startPrivateDockerd({ dataRoot, name: `a4c-outage-${process.pid}` });
+    await lib.ensureBaseImage(engine.dockerHost);
     t = await startTestControlPlane();
     agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress, env: { DOCKER_HOST: engine.dockerHost, A4C_RESTART_BACKOFF_MS: '200' } });
     await t.api.waitHostConnected(hostId);
@@ -142,7 +135,7 @@ describe('the Docker Engine stopped and started under an agent', function () {
     const lost = await t.api.workspace(ws.id);
     expect(lost.hostLost, JSON.stringify(lost)).to.equal(true);
 
-    engine = await engineLib.startPrivateDockerd({ dataRoot, name: `a4c-outage-${process.pid}` });
+    engine = await lib.startPrivateDockerd({ dataRoot, name: `a4c-outage-${process.pid}` });
     const t0 = Date.now();
     await waitFor('the host healthy again', async () => (await t.api.host(hostId))?.status === 'healthy', 30_000);
     const running = await waitFor('the workspace running again', async () => {

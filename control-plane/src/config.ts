@@ -71,6 +71,8 @@ export interface ControlPlaneConfig {
     heartbeatMs: number;
     streamMaxSeconds: number;
   };
+  /** The built web dashboard (ui/dist); unset: the one beside this control plane. */
+  uiDir: string | undefined;
   /** Sessions into workspaces (exec, shell, port-forward, SSH). */
   access: {
     /** Live sessions per workspace and per user; 0: unlimited. */
@@ -87,6 +89,8 @@ export interface ControlPlaneConfig {
      */
     advertiseGrpcAddress: string;
   };
+  /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
+  metrics: { token: string | undefined; cacheMs: number };
 }
 
 export interface OidcConfig {
@@ -135,6 +139,11 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     if (!/^[A-Za-z0-9.:-]{1,253}$/.test(san)) throw new ConfigError('A4C_GRPC_TLS_SANS', `must be comma-separated DNS names or IP addresses, got ${JSON.stringify(san)}`);
   }
   const dbPoolSize = envInt(env, 'A4C_DB_POOL_SIZE', 20, 2, 1000);
+  const uiDir = envOptional(env, 'A4C_UI_DIR');
+  const metricsToken = envOptional(env, 'A4C_METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,256}$/.test(metricsToken)) {
+    throw new ConfigError('A4C_METRICS_TOKEN', 'must be 16 to 256 printable characters without spaces');
+  }
   return {
     dataDir: path.resolve(envString(env, 'A4C_DATA_DIR', defaultDataDir())),
     databaseUrl: envOptional(env, 'DATABASE_URL'),
@@ -188,6 +197,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       heartbeatMs: envInt(env, 'A4C_EVENT_HEARTBEAT_MS', 15_000, 100, 600_000),
       streamMaxSeconds: envInt(env, 'A4C_EVENT_STREAM_MAX_SECONDS', 3600, 1, 86_400),
     },
+    uiDir: uiDir ? path.resolve(uiDir) : undefined,
     access: {
       maxPerWorkspace: envInt(env, 'A4C_SESSIONS_PER_WORKSPACE', 10, 0, 10_000),
       maxPerUser: envInt(env, 'A4C_SESSIONS_PER_USER', 20, 0, 10_000),
@@ -195,6 +205,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       attachTimeoutMs: envInt(env, 'A4C_TUNNEL_ATTACH_TIMEOUT_MS', 10_000, 500, 120_000),
       advertiseGrpcAddress: envString(env, 'A4C_ADVERTISE_GRPC_ADDRESS', ''),
     },
+    metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
   };
 }
 
@@ -303,4 +314,12 @@ export const CONFIG_HELP = `Environment:
   A4C_EVENT_PRUNE_BATCH     events deleted per statement when pruning (default 5000)
   A4C_EVENT_HEARTBEAT_MS    comment line on /v1/events/stream this often (default 15000)
   A4C_EVENT_STREAM_MAX_SECONDS  an event stream ends after this; the client resumes with Last-Event-ID and its credential is checked again (default 3600)
+  A4C_UI_DIR                the built web dashboard served at /ui/ (default ui/dist beside the control plane, made by npm run build)
+  A4C_METRICS_TOKEN         bearer token GET /metrics requires (16+ characters); unset: /metrics is open like the probes
+  A4C_METRICS_CACHE_MS      fleet gauges are read from PostgreSQL at most once per this many ms (default 2000)
+  A4C_SESSIONS_PER_WORKSPACE  open exec/shell/port-forward/ssh sessions per workspace, all replicas (default 10; 0: no limit)
+  A4C_SESSIONS_PER_USER     open sessions per user, all replicas (default 20; 0: no limit)
+  A4C_SESSION_IDLE_TIMEOUT_SECONDS  a session with no byte either way for this long is closed (default 3600; 0: never)
+  A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
+  A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

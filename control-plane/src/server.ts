@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import Router from '@koa/router';
@@ -15,6 +16,7 @@ import { LoadShedder, rateLimit } from './api/limits.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { Policy } from './auth/principals.js';
 import { openApiDocument } from './api/openapi.js';
+import { meOperations } from './api/me.js';
 import { mountOperations } from './api/operation.js';
 import { probeOperations, v1Operations } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
@@ -30,6 +32,32 @@ import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
+import { ControlPlaneMetrics } from './metrics/registry.js';
+import { createMetricsPool } from './store/metrics.js';
+import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
+
+/**
+ * HTTP/2 receive window of the agent plane, per stream (and 16× that per connection).
+ * The default 64 KiB lets one stream move 64 KiB per round trip: about 13 MiB/s between
+ * two busy event loops on loopback, far below what a tunnel must carry. 1 MiB keeps a
+ * stalled reader's backlog per session small while letting bytes flow at memory speed.
+ */
+const TUNNEL_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * grpc-js lets a client set its receive window (grpc-node.flow_control_window) but not a
+ * server; the server's HTTP/2 sessions are widened as they open instead.
+ */
+function widenHttp2Windows(server: grpc.Server, window: number): void {
+  const http2Servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
+  for (const h of http2Servers?.keys() ?? []) {
+    h.on('session', (session: http2.ServerHttp2Session) => {
+      session.setLocalWindowSize(window * 16);
+      session.settings({ initialWindowSize: window });
+    });
+  }
+}
 
 /** Reported in the OpenAPI document's info.version. */
 export const CONTROL_PLANE_VERSION = '0.1.0';
@@ -62,8 +90,21 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await eventHub.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
-  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
+  const metricsDb = createMetricsPool(databaseUrl, 5000);
   let sessions: AgentSessions | undefined;
+  let shedder: LoadShedder | undefined;
+  const metrics = new ControlPlaneMetrics(
+    {
+      metricsDb,
+      pools: { api: db, agent: agentDb },
+      liveWithinSeconds,
+      cacheMs: config.metrics.cacheMs,
+      sessionCount: () => sessions?.sessionCount ?? 0,
+      shedCount: () => shedder?.shedCount ?? 0,
+    },
+    log,
+  );
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
   const workspaces = new WorkspaceService(
     db,
     feed,
@@ -76,6 +117,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     },
     (hostId) => sessions?.push(hostId),
     log,
+    metrics,
   );
   sessions = new AgentSessions(
     agentDb,
@@ -83,6 +125,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     workspaces,
     { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
     log,
+    metrics,
   );
   const builds = new BuildService(db, quotas, log);
   sessions.start();
@@ -105,7 +148,10 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
-      (rows) => rows.length && log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired'),
+      (rows) => {
+        for (const r of rows) if (r.status === 'FAILED') metrics.imageBuilt('failed');
+        if (rows.length) log.warn({ builds: rows.map((r) => ({ id: r.id, status: r.status, retryCount: r.retry_count })) }, 'build leases expired');
+      },
       (e: unknown) => log.warn({ err: (e as Error).message }, 'build lease sweep failed'),
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
@@ -127,13 +173,6 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   }, 60_000);
   pruneSweep.unref();
 
-  const app = new Koa<State>();
-  app.proxy = false;
-  // Outermost, so it records the status the error handler settled on.
-  app.use(audit(db, log));
-  app.use(errors(log));
-  const shedder = new LoadShedder(config.shedding, db, log);
-  app.use(shedder.middleware());
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
@@ -150,11 +189,26 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       log,
     }),
     ...adminPkiOperations(pki),
+    ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
   ];
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
+
+  const app = new Koa<State>();
+  app.proxy = false;
+  // Outermost: times every request, labelled with the status the error handler settled on.
+  app.use(httpMetrics(metrics, [...open, ...authed, { method: 'get', path: METRICS_PATH }]));
+  // Then, so it records that status too.
+  app.use(audit(db, log));
+  app.use(errors(log));
+  // Before the shedder: scrapes are never shed (an overloaded control plane is when they matter).
+  app.use(metricsEndpoint(metrics, config.metrics.token));
+  shedder = new LoadShedder(config.shedding, db, log);
+  app.use(shedder.middleware());
+  // The web dashboard: static, public (it asks for a token itself), same origin as the API.
+  app.use(serveUi(config.uiDir ?? DEFAULT_UI_DIR, log));
   const publicRouter = new Router<State>();
   mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
   app.use(publicRouter.routes());
@@ -194,9 +248,11 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   });
 
-  // Measured only from here on: start-up's own synchronous work (the server
-  // certificate's key, migrations) is not overload, and must not shed the first requests.
+  // Lag is measured from here on: start-up's synchronous work (the server certificate's
+  // key, the OpenAPI document) is not overload, and counted as such it shed the first
+  // requests after a start on a busy machine.
   shedder.start();
+  widenHttp2Windows(grpcServer, TUNNEL_WINDOW_BYTES);
   const httpPort = (httpServer.address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, bindAddress: config.bindAddress, embeddedDatabase: Boolean(embedded), grpcTls: !config.grpcTls.insecure }, 'control plane ready');
 
@@ -209,7 +265,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
-        shedder.stop();
+        shedder?.stop();
+        metrics.stop();
         clearInterval(leaseSweep);
         clearInterval(pruneSweep);
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
@@ -222,6 +279,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         await feed.stop();
         await db.end();
         await agentDb.end();
+        await metricsDb.end();
         await embedded?.stop();
         log.info('control plane stopped');
       })()),

@@ -30,5 +30,7 @@ export function ensureInstalled(log = console.error) {
 export function build(log = console.error) {
   log('building...');
   run(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-b']);
+  // The web dashboard the control plane serves at /ui/ (ui/dist, never committed).
+  run(process.execPath, [path.join(ROOT, 'ui/build.mjs')]);
   for (const bin of ['packages/cli/dist/main.js', 'control-plane/dist/main.js', 'agent/dist/main.js']) chmodSync(path.join(ROOT, bin), 0o755);
 }

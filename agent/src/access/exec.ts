@@ -34,7 +34,7 @@ export interface ExecProcess {
 export const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
 
 /** How much output is read ahead of a slow consumer before the engine is paused. */
-const HIGH_WATER = 64 * 1024;
+const HIGH_WATER = 256 * 1024;
 
 /**
  * Runs a process in a container through the Engine API (the agent's only way into a
@@ -76,7 +76,15 @@ export async function startExec(docker: Docker, containerId: string, opts: ExecO
     highWaterMark: HIGH_WATER,
     write(chunk: Buffer, _enc, cb) {
       if (socket.destroyed) return cb();
-      socket.write(chunk, () => cb());
+      // The socket's own buffer absorbs a chunk; wait only when it is full.
+      if (socket.write(chunk)) return cb();
+      const go = () => {
+        socket.off('drain', go);
+        socket.off('close', go);
+        cb();
+      };
+      socket.on('drain', go);
+      socket.on('close', go);
     },
     final(cb) {
       // Half-close: the engine closes the process's stdin and keeps its output flowing.

@@ -60,6 +60,8 @@ export class Tunnels {
     if (!c) {
       c = new AgentServiceClient(target, await this.opts.credentials(), {
         'grpc.use_local_subchannel_pool': 1,
+        // The HTTP/2 default window (64 KiB) caps a tunnel at one window per round trip.
+        'grpc-node.flow_control_window': 1024 * 1024,
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
       });

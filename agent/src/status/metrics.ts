@@ -17,6 +17,11 @@ export function agentMetrics(src: MetricSources): { registry: client.Registry; o
   const registry = new client.Registry();
   registry.setDefaultLabels({ host: src.hostId });
   client.collectDefaultMetrics({ register: registry, prefix: 'a4c_agent_process_' });
+  // Gauges named _total, which Prometheus keeps for counters (`promtool check metrics`
+  // refuses them); nodejs_active_handles and nodejs_active_requests carry the same counts.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(`a4c_agent_process_${name}`);
+  }
   const duration = new client.Histogram({
     name: 'a4c_agent_reconcile_duration_seconds',
     help: 'Duration of reconcile passes',

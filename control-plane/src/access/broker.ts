@@ -54,7 +54,7 @@ export type HostSender = (hostId: string, msg: ControlMessage) => boolean;
 interface Pending {
   hostId: string;
   resolve(call: TunnelCall): void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /** A live session's counters, refreshed to PostgreSQL periodically and at its end. */
@@ -111,56 +111,71 @@ export class TunnelBroker {
   async request(req: AccessRequest): Promise<{ id: string; call: TunnelCall }> {
     if (this.stopping) throw new A4cError('UNAVAILABLE', 'this control plane is shutting down', { suggestion: 'try again: another replica will take it' });
     const id = randomUUID();
-    await inTx(this.db, async (tx) => {
-      const open = await lockAndCountOpenSessions(tx, req.workspaceId, req.actor);
-      const { maxPerWorkspace, maxPerUser } = this.opts;
-      if (maxPerWorkspace && open.workspace >= maxPerWorkspace) {
-        throw new A4cError('TOO_MANY_SESSIONS', `workspace ${req.workspaceId} already has ${open.workspace} open sessions (the limit is ${maxPerWorkspace})`, {
-          suggestion: 'close a shell, exec, port-forward or ssh session into it and try again; see them with `a4c ws sessions ID`',
-          limit: maxPerWorkspace,
-          current: open.workspace,
-        });
-      }
-      if (maxPerUser && open.actor >= maxPerUser) {
-        throw new A4cError('TOO_MANY_SESSIONS', `${req.actor} already has ${open.actor} open sessions (the limit is ${maxPerUser})`, {
-          suggestion: 'close one of your sessions and try again',
-          limit: maxPerUser,
-          current: open.actor,
-        });
-      }
-      await insertAccessSession(tx, {
-        id,
-        workspaceId: req.workspaceId,
-        hostId: req.hostId,
-        actor: req.actor,
-        kind: req.kind,
-        command: req.kind === 'exec' || req.kind === 'shell' ? req.command : null,
-        tty: req.tty,
-        port: req.kind === 'port-forward' ? req.port : null,
-        terminal: req.tty ? { cols: req.cols, rows: req.rows, env: req.env } : null,
-        replica: this.opts.advertiseAddress,
-      });
-      await notifyTunnel(tx, id);
-    });
+    // Waiting starts before the commit: the NOTIFY, the agent's OpenTunnel and its
+    // attach can all arrive before this function would otherwise get to register it.
+    let attached: (call: TunnelCall) => void = () => undefined;
+    const arrived = new Promise<TunnelCall>((resolve) => (attached = resolve));
+    const pending: Pending = { hostId: req.hostId, resolve: (call) => attached(call), timer: undefined };
+    this.pending.set(id, pending);
     this.requests.set(id, req);
     try {
-      const call = await new Promise<TunnelCall>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(
-            new A4cError('UNAVAILABLE', `the agent of host ${req.hostId} did not open a tunnel within ${Math.round(this.opts.attachTimeoutMs / 1000)} s`, {
-              suggestion: `check that the host's agent is connected (\`a4c hosts get ${req.hostId}\`) and can reach this control plane's gRPC address${this.opts.advertiseAddress ? ` (${this.opts.advertiseAddress})` : ''}; then try again`,
-            }),
-          );
-        }, this.opts.attachTimeoutMs);
-        this.pending.set(id, { hostId: req.hostId, resolve, timer });
+      await inTx(this.db, async (tx) => {
+        const open = await lockAndCountOpenSessions(tx, req.workspaceId, req.actor);
+        const { maxPerWorkspace, maxPerUser } = this.opts;
+        if (maxPerWorkspace && open.workspace >= maxPerWorkspace) {
+          throw new A4cError('TOO_MANY_SESSIONS', `workspace ${req.workspaceId} already has ${open.workspace} open sessions (the limit is ${maxPerWorkspace})`, {
+            suggestion: 'close a shell, exec, port-forward or ssh session into it and try again; see them with `a4c ws sessions ID`',
+            limit: maxPerWorkspace,
+            current: open.workspace,
+          });
+        }
+        if (maxPerUser && open.actor >= maxPerUser) {
+          throw new A4cError('TOO_MANY_SESSIONS', `${req.actor} already has ${open.actor} open sessions (the limit is ${maxPerUser})`, {
+            suggestion: 'close one of your sessions and try again',
+            limit: maxPerUser,
+            current: open.actor,
+          });
+        }
+        await insertAccessSession(tx, {
+          id,
+          workspaceId: req.workspaceId,
+          hostId: req.hostId,
+          actor: req.actor,
+          kind: req.kind,
+          command: req.kind === 'exec' || req.kind === 'shell' ? req.command : null,
+          tty: req.tty,
+          port: req.kind === 'port-forward' ? req.port : null,
+          terminal: req.tty ? { cols: req.cols, rows: req.rows, env: req.env } : null,
+          replica: this.opts.advertiseAddress,
+        });
+        await notifyTunnel(tx, id);
       });
+    } catch (e) {
+      this.pending.delete(id);
+      this.requests.delete(id);
+      throw e;
+    }
+    try {
+      const call = await Promise.race([
+        arrived,
+        new Promise<never>((_resolve, reject) => {
+          pending.timer = setTimeout(() => {
+            reject(
+              new A4cError('UNAVAILABLE', `the agent of host ${req.hostId} did not open a tunnel within ${Math.round(this.opts.attachTimeoutMs / 1000)} s`, {
+                suggestion: `check that the host's agent is connected (\`a4c hosts get ${req.hostId}\`) and can reach this control plane's gRPC address${this.opts.advertiseAddress ? ` (${this.opts.advertiseAddress})` : ''}; then try again`,
+              }),
+            );
+          }, this.opts.attachTimeoutMs);
+        }),
+      ]);
       await markAttached(this.db, id).catch(() => undefined);
       return { id, call };
     } catch (e) {
       await endAccessSession(this.db, id, { exitCode: null, reason: (e as Error).message, bytesIn: 0, bytesOut: 0 }).catch(() => undefined);
       throw e;
     } finally {
+      clearTimeout(pending.timer);
+      this.pending.delete(id);
       this.requests.delete(id);
     }
   }
@@ -221,7 +236,6 @@ export class TunnelBroker {
       throw Object.assign(new Error(`session ${tunnelId} is for host ${p.hostId}, not ${agentHost}`), { code: grpc.status.PERMISSION_DENIED });
     }
     this.pending.delete(tunnelId);
-    clearTimeout(p.timer);
     p.resolve(call);
   }
 

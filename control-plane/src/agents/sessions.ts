@@ -17,6 +17,7 @@ import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
 import { agentIdentity } from '../pki/ca.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import type { ChangeFeed } from '../events/notify.js';
+import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { agentEventKind } from '../events/kinds.js';
 import { appendEvent, changesOf } from '../store/events.js';
@@ -71,7 +72,13 @@ export class AgentSessions {
     readonly workspaces: WorkspaceService,
     readonly opts: SessionOptions,
     readonly log: Logger,
+    readonly observe: Observer = NO_OBSERVER,
   ) {}
+
+  /** Agent streams this replica holds (hosts past their Hello). */
+  get sessionCount(): number {
+    return this.byHost.size;
+  }
 
   start(): void {
     this.feed.on('host', (hostId: string) => this.push(hostId));
@@ -210,6 +217,7 @@ class AgentSession {
           }),
         );
         this.log.info({ buildId: r.buildId, outcome }, 'build result');
+        if (outcome !== 'discarded') this.sessions.observe.imageBuilt(outcome === 'completed' ? 'success' : 'failed');
         return;
       }
     }

@@ -120,6 +120,11 @@ export class LoadShedder {
     this.timer.unref();
   }
 
+  /** Requests answered 503 by this shedder since it started. */
+  get shedCount(): number {
+    return this.shed;
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

@@ -1,4 +1,5 @@
 import { A4cError } from '@a4c/common';
+import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import type { Tx } from '../store/db.js';
 
 /** What a workspace needs from a host. */
@@ -67,7 +68,7 @@ const CANDIDATES = `
  * a request is refused CAPACITY_EXHAUSTED only when nothing fits, and UNAVAILABLE
  * ("busy, retry") if the contention outlasts PLACEMENT_PATIENCE_MS.
  */
-export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<{ hostId: string; revision: number }> {
+export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy, observe: Observer = NO_OBSERVER): Promise<{ hostId: string; revision: number }> {
   const params = [
     d.arch,
     d.image,
@@ -88,14 +89,23 @@ export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy): Promis
               RETURNING id, revision`,
       values: params,
     });
-    if (rows[0]) return { hostId: rows[0].id, revision: rows[0].revision };
+    if (rows[0]) {
+      observe.placement('placed');
+      return { hostId: rows[0].id, revision: rows[0].revision };
+    }
     const why = await explainNoHost(tx, d, p);
-    if (why) throw why;
+    if (why) {
+      observe.placement('no_capacity');
+      throw why;
+    }
+    observe.placementConflict();
     if (Date.now() > deadline) {
+      observe.placement('busy');
       throw new A4cError('UNAVAILABLE', `every ${d.arch} host with room is being placed on by other requests right now`, {
         suggestion: 'retry in a moment; nothing was created',
       });
     }
+    observe.placementRetry();
     await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
   }
 }

@@ -13,6 +13,7 @@ import {
 import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
 import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
+import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
@@ -54,6 +55,7 @@ export class WorkspaceService {
     private readonly opts: WorkspaceServiceOptions,
     private readonly hostChanged: HostChanged,
     private readonly log: Logger,
+    private readonly observe: Observer = NO_OBSERVER,
   ) {}
 
   async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
@@ -72,7 +74,7 @@ export class WorkspaceService {
       // A tier that needs approval waits, unplaced and reserving nothing, for an admin.
       const placed = tier.requiresApproval
         ? undefined
-        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement);
+        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement, this.observe);
       let inserted: WorkspaceRow | undefined;
       try {
         const res = await tx.query<WorkspaceRow>(
@@ -121,6 +123,7 @@ export class WorkspaceService {
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
         this.opts.placement,
+        this.observe,
       );
       const { rows } = await tx.query<WorkspaceRow>(
         `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, updated_at = now() WHERE id = $1 RETURNING *`,
@@ -156,6 +159,7 @@ export class WorkspaceService {
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
         this.opts.placement,
+        this.observe,
       );
       const { rows } = await tx.query<WorkspaceRow>(
         `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, attempt = attempt + 1, container_id = NULL,
@@ -191,6 +195,7 @@ export class WorkspaceService {
    */
   async failStuck(timeoutSeconds: number): Promise<number> {
     const hosts = new Set<string>();
+    let creationsFailed = 0;
     const n = await inTx(this.db, async (tx) => {
       const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string; error: string; was: string; container_id: string | null }>(
         `WITH stuck AS (
@@ -208,6 +213,7 @@ export class WorkspaceService {
          RETURNING w.id, w.host_id, w.failed_step, w.status, w.error, stuck.was, w.container_id`,
         [timeoutSeconds],
       );
+      creationsFailed = rows.filter((r) => r.was === 'CREATING').length;
       for (const r of rows) {
         if (r.host_id) hosts.add(r.host_id);
         await appendEvent(tx, {
@@ -230,6 +236,7 @@ export class WorkspaceService {
       return rows.length;
     });
     for (const h of hosts) this.hostChanged(h);
+    for (let i = 0; i < creationsFailed; i++) this.observe.workspaceCreated('failed');
     if (n) this.log.warn({ workspaces: n, timeoutSeconds }, 'failed workspaces stuck coming up');
     return n;
   }
@@ -425,7 +432,9 @@ export class WorkspaceService {
   async applyReport(db: Db, hostId: string, report: StatusReport): Promise<void> {
     if (!UUID.test(report.workspaceId)) return;
     let changedHost = false;
+    let creation: { result: 'success' | 'failed'; seconds: number } | undefined;
     const changed = await inTx(db, async (tx) => {
+      creation = undefined;
       const cur = await getWorkspace(tx, report.workspaceId, true);
       if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
       const s = cur.status;
@@ -472,6 +481,10 @@ export class WorkspaceService {
         await notifyHost(tx, hostId);
         changedHost = true;
       }
+      if (s === 'CREATING') {
+        // status_changed_at is when it became CREATING: requested, approved or retried.
+        creation = { result: update.status === 'RUNNING' ? 'success' : 'failed', seconds: (Date.now() - cur.status_changed_at.getTime()) / 1000 };
+      }
       await tx.query(
         `UPDATE workspaces SET status = $2, container_id = $3, failed_step = $4, error = $5, desired_revision = $6, updated_at = now()
           WHERE id = $1`,
@@ -496,6 +509,7 @@ export class WorkspaceService {
       return true;
     });
     if (changedHost) this.hostChanged(hostId);
+    if (creation) this.observe.workspaceCreated(creation.result, creation.seconds);
     if (changed) this.log.debug({ workspaceId: report.workspaceId, hostId, phase: report.phase }, 'workspace status applied');
   }
 
