@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import type { Build, Workspace } from '@a4c/common';
+import { SseFollower } from './support/sse.js';
 import { removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 
 type Who = 'alice' | 'bob' | 'carol' | 'dave' | 'admin';
@@ -81,6 +82,18 @@ describe('who may do what (users, leads, admins)', function () {
       ['GET', `/v1/teams/${t1}/quota`, undefined, { alice: 404, bob: 404, carol: 200, dave: 404, admin: 200 }],
       ['PUT', `/v1/teams/${t1}/quota`, {}, { alice: 403, bob: 403, carol: 403, dave: 403, admin: 200 }],
       ['GET', '/v1/audit', undefined, { alice: 403, bob: 403, carol: 403, dave: 403, admin: 200 }],
+      // fleet search: everyone may search, within what they may see; naming what they may not read is a 404
+      ['GET', '/v1/workspaces', undefined, { alice: 200, bob: 200, carol: 200, dave: 200, admin: 200 }],
+      ['GET', `/v1/workspaces?userId=${A}&q=p`, undefined, { alice: 200, bob: 404, carol: 200, dave: 404, admin: 200 }],
+      ['GET', `/v1/workspaces?teamId=${t1}`, undefined, { alice: 404, bob: 404, carol: 200, dave: 404, admin: 200 }],
+      ['GET', `/v1/workspaces?hostId=${hostId}&status=RUNNING`, undefined, { alice: 200, bob: 200, carol: 200, dave: 200, admin: 200 }],
+      ['GET', `/v1/image-schedules?hostId=${hostId}&q=x`, undefined, { alice: 200, bob: 200, carol: 200, dave: 200, admin: 200 }],
+      // the activity log: likewise
+      ['GET', '/v1/events', undefined, { alice: 200, bob: 200, carol: 200, dave: 200, admin: 200 }],
+      ['GET', `/v1/events?workspaceId=${ws.id}`, undefined, { alice: 200, bob: 404, carol: 200, dave: 404, admin: 200 }],
+      ['GET', `/v1/events?userId=${A}`, undefined, { alice: 200, bob: 404, carol: 200, dave: 404, admin: 200 }],
+      ['GET', `/v1/events?buildId=${build.id}`, undefined, { alice: 200, bob: 404, carol: 200, dave: 404, admin: 200 }],
+      ['GET', `/v1/events?hostId=${hostId}`, undefined, { alice: 200, bob: 200, carol: 200, dave: 200, admin: 200 }],
     ];
   };
 
@@ -95,6 +108,36 @@ describe('who may do what (users, leads, admins)', function () {
     expect(wrong, wrong.join('\n')).to.deep.equal([]);
     const own = await t.api.call<{ builds: Build[] }>('GET', '/v1/image-schedules', undefined, as('bob'));
     expect(own.body.builds, 'a user lists only their own builds').to.deep.equal([]);
+  });
+
+  it('search and the activity log show each role exactly what it may read; the event stream answers as the list does', async () => {
+    const owners = async (who: Who, q: string) =>
+      new Set((await t.api.call<{ workspaces: Workspace[] }>('GET', `/v1/workspaces?${q}`, undefined, as(who))).body.workspaces.map((w) => w.userId));
+    expect(await owners('alice', ''), 'a user: their own').to.deep.equal(new Set([ids.alice]));
+    expect(await owners('bob', ''), 'a user: their own (none)').to.deep.equal(new Set());
+    expect(await owners('carol', ''), "a lead: their team's").to.deep.equal(new Set([ids.alice]));
+    expect(await owners('dave', ''), 'another team: nothing').to.deep.equal(new Set());
+    expect((await owners('admin', `hostId=${hostId}`)).has(ids.alice), 'an admin: all').to.equal(true);
+    expect(await owners('dave', `hostId=${hostId}`), 'a host filter does not widen what a user sees').to.deep.equal(new Set());
+
+    type Ev = { userId: string | null; hostId: string | null; workspaceId: string | null; kind: string };
+    const events = async (who: Who, q = '') => (await t.api.call<{ events: Ev[] }>('GET', `/v1/events?limit=1000&${q}`, undefined, as(who))).body.events;
+    const aliceSees = await events('alice');
+    expect(aliceSees.length).to.be.greaterThan(0);
+    expect(aliceSees.every((e) => e.userId === ids.alice), 'a user: events of their own things only').to.equal(true);
+    expect(aliceSees.some((e) => e.kind === 'build.scheduled'), 'including their builds').to.equal(true);
+    expect((await events('carol')).some((e) => e.workspaceId === ws.id), "a lead: their team's").to.equal(true);
+    expect((await events('dave')).some((e) => e.userId === ids.alice), 'another team: none of them').to.equal(false);
+    expect((await events('bob', `hostId=${hostId}`)).some((e) => e.kind.startsWith('host.')), "host events: admins' only").to.equal(false);
+    expect((await events('admin', `hostId=${hostId}`)).some((e) => e.kind === 'host.connected')).to.equal(true);
+
+    for (const who of EVERYONE) {
+      const f = await new SseFollower(`${t.api.baseUrl}/v1/events/stream?workspaceId=${ws.id}`, tokens[who]).open();
+      await f.close();
+      expect(f.status, `${who} following alice's workspace`).to.equal({ alice: 200, bob: 404, carol: 200, dave: 404, admin: 200 }[who]);
+    }
+    const anonymous = await new SseFollower(`${t.api.baseUrl}/v1/events/stream`, 'not-a-token').open();
+    expect(anonymous.status).to.equal(401);
   });
 
   it('a revoked token stops working at once; an expired one is refused; tokens are stored hashed', async () => {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { copyFileSync, mkdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -25,6 +25,17 @@ function runA4c(args: string[], env: Record<string, string>, bin = path.join(ROO
   });
 }
 
+/** An `a4c` that keeps running (a4c events --follow): its output so far, and a way to stop it. */
+function startA4c(args: string[], env: Record<string, string>): { proc: ChildProcessWithoutNullStreams; out: () => string; err: () => string; exit: Promise<number> } {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'packages/cli/bin/a4c.mjs'), ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exit = new Promise<number>((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  return { proc, out: () => stdout, err: () => stderr, exit };
+}
+
 /** Every command a4c has, as a person types it: the help and the tests below hold to this list. */
 const COMMANDS = [
   'ws create', 'ws list', 'ws get', 'ws stop', 'ws start', 'ws rm', 'ws retry', 'ws approve', 'ws reject',
@@ -32,6 +43,7 @@ const COMMANDS = [
   'config-ssh',
   'build schedule', 'build get', 'build list', 'build logs',
   'hosts list', 'hosts get', 'hosts drain', 'hosts activate',
+  'events',
   'quota get', 'quota set',
   'users create', 'users list', 'users set-team',
   'tokens issue', 'tokens list', 'tokens revoke',
@@ -66,7 +78,7 @@ describe('the a4c CLI (packages/cli): commands, options and help, before any req
       const r = await a4c(args);
       expect(r.code, r.stderr).to.equal(0);
       for (const c of COMMANDS) expect(r.stdout, c).to.match(new RegExp(`^  ${c}\\b`, 'm'));
-      for (const heading of ['Workspaces:', 'Image builds:', 'Hosts:', 'Quotas, users, tokens and the audit log:']) expect(r.stdout).to.contain(heading);
+      for (const heading of ['Workspaces:', 'Image builds:', 'Hosts:', 'Activity:', 'Quotas, users, tokens and the audit log:']) expect(r.stdout).to.contain(heading);
       for (const global of ['--url <url>', '--token <token>', '--user <user>', '-o, --output <format>', '--timeout <seconds>']) expect(r.stdout).to.contain(global);
     }
   });
@@ -362,5 +374,87 @@ describe('the a4c CLI (packages/cli) against a control plane', () => {
     expect(await json(['tokens', '--user', who])).to.have.property('tokens');
     expect((await json(['tokens', 'revoke', String(issued.id), '--user', who])).id).to.equal(issued.id);
     expect(await json(['audit', '--actor', 'admin'])).to.have.property('entries');
+    expect(await json(['events', '--since', '1d', '--limit', '5'])).to.have.property('events');
+  });
+
+  it("events: the activity log as a table and JSON, followed live with --follow; ws get shows a workspace's history", async () => {
+    const ws = await t.api.createWorkspace(user, { projectName: 'evt', arch: 'linux-x64', tier: 'tiny', name: 'evt' });
+    expect(ws.status).to.equal('RUNNING');
+    const listed = await a4c(['events', '--workspace', ws.id]);
+    expect(listed.code, listed.stderr).to.equal(0);
+    expect(listed.stdout).to.match(/^AT\s+KIND\s+ACTOR\s+ABOUT\s+CHANGES\s+REASON/);
+    expect(listed.stdout).to.match(/workspace\.created .*status -→CREATING/);
+    expect(listed.stdout).to.match(new RegExp(`workspace\\.running\\s+agent:${hostId}\\s+${ws.id}\\s+status CREATING→RUNNING`));
+    const asJson = JSON.parse((await a4c(['events', '--workspace', ws.id, '--kind', 'workspace.running', '-o', 'json'])).stdout) as { events: { kind: string }[]; nextCursor: string };
+    expect(asJson.events.map((e) => e.kind)).to.deep.equal(['workspace.running']);
+    expect(asJson.nextCursor).to.be.a('string');
+
+    const follower = startA4c(['events', '--follow', '--workspace', ws.id, '-o', 'json'], { A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token, A4C_USER: user });
+    try {
+      // The stream starts from now: give it a moment to connect, then change the workspace.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect((await t.api.call('POST', `/v1/workspaces/${ws.id}/stop?wait=30`)).status).to.equal(202);
+      await waitFor('workspace.stopped on the follower', () => follower.out().includes('"kind":"workspace.stopped"'), 15_000);
+      follower.proc.kill('SIGINT');
+      expect(await follower.exit, follower.err()).to.equal(0);
+      const lines = follower.out().trim().split('\n').map((l) => JSON.parse(l) as { kind: string; workspaceId: string });
+      expect(lines.map((e) => e.kind)).to.deep.equal(['workspace.stopping', 'workspace.stopped']);
+      expect(lines.every((e) => e.workspaceId === ws.id)).to.equal(true);
+    } finally {
+      follower.proc.kill('SIGKILL');
+    }
+
+    const got = await a4c(['ws', 'get', ws.id]);
+    expect(got.code, got.stderr).to.equal(0);
+    expect(got.stdout).to.match(/^status:\s+STOPPED$/m);
+    expect(got.stdout).to.match(/^history:$/m);
+    for (const kind of ['workspace.created', 'workspace.running', 'workspace.stopping', 'workspace.stopped']) expect(got.stdout).to.match(new RegExp(`^  \\S+  ${kind.replace('.', '\\.')}\\s`, 'm'));
+    expect(got.stdout).to.not.match(/^host lost:/m);
+    expect((await a4c(['ws', 'rm', ws.id])).code).to.equal(0);
+  });
+
+  it('ws list --all-users --status FAILED --host H --search TEXT finds failures across users by their error text', async () => {
+    await commitImage('cli-broken2:test', ['CMD ["/no/such/program"]']);
+    await waitFor('the image reported', async () => (await t.api.host(hostId))?.images.includes('cli-broken2:test'));
+    const other = uniqueId('fay');
+    try {
+      const created = await t.api.call<Workspace>('POST', `/v1/users/${other}/workspaces`, { projectName: 'web', arch: 'linux-x64', tier: 'tiny', image: 'cli-broken2:test' });
+      expect(created.status, JSON.stringify(created.body)).to.equal(201);
+      const failed = await waitFor('the workspace FAILED', async () => {
+        const w = await t.api.workspace(created.body.id);
+        return w.status === 'FAILED' ? w : undefined;
+      }, 30_000);
+      const words = (failed.error ?? '').split(/\s+/).slice(0, 3).join(' ');
+      expect(words).to.not.equal('');
+      const found = await a4c(['ws', 'list', '--all-users', '--status', 'FAILED', '--host', hostId, '--search', words.toUpperCase(), '-o', 'json']);
+      expect(found.code, found.stderr).to.equal(0);
+      expect((JSON.parse(found.stdout) as { workspaces: Workspace[] }).workspaces.map((w) => w.id)).to.deep.equal([failed.id]);
+      const table = await a4c(['ws', 'list', '--all-users', '--status', 'FAILED', '--search', words]);
+      expect(table.stdout).to.contain(failed.id);
+      expect(table.stdout).to.match(/^ID\s+NAME\s+PROJECT\s+TIER\s+STATUS/);
+      const none = await a4c(['ws', 'list', '--all-users', '--status', 'FAILED', '--search', 'qqqq zzzz wwww', '-o', 'json']);
+      expect((JSON.parse(none.stdout) as { workspaces: Workspace[] }).workspaces).to.deep.equal([]);
+      const mine = await a4c(['ws', 'list', '--status', 'FAILED', '-o', 'json']);
+      expect((JSON.parse(mine.stdout) as { workspaces: Workspace[] }).workspaces.map((w) => w.id), "without --all-users: only the user's own").to.not.include(failed.id);
+      const bad = await a4c(['ws', 'list', '--all-users', '--status', 'BROKEN']);
+      expect(bad.code).to.equal(1);
+      expect(bad.stderr).to.contain('status must be one or more of');
+      expect((await t.api.call('DELETE', `/v1/workspaces/${failed.id}?wait=30`)).status).to.equal(202);
+    } finally {
+      await docker().getImage('cli-broken2:test').remove({ force: true }).catch(() => undefined);
+    }
+  });
+
+  it('ws get and ws list say when a workspace is on a lost host (last: it stops the agent)', async () => {
+    const ws = await t.api.createWorkspace(user, { projectName: 'lost', arch: 'linux-x64', tier: 'tiny', name: 'lost' });
+    expect(ws.status).to.equal('RUNNING');
+    await agent.kill();
+    await waitFor('hostLost', async () => (await t.api.workspace(ws.id)).hostLost, 15_000, 200);
+    const got = await a4c(['ws', 'get', ws.id]);
+    expect(got.stdout).to.match(/^host lost:\s+yes: the host stopped heartbeating/m);
+    const listed = await a4c(['ws', 'list']);
+    expect(listed.stdout).to.match(new RegExp(`${ws.id}.*RUNNING \\(host lost\\)`));
+    const asJson = JSON.parse((await a4c(['ws', 'get', ws.id, '-o', 'json'])).stdout) as Workspace;
+    expect(asJson.hostLost).to.equal(true);
   });
 });

@@ -77,7 +77,17 @@ function rawRequest(port: number, method: string, target: string, headers: [stri
       }
       resolve({ status, headers: hdrs, text, json });
     };
-    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      // An event stream never ends by itself: its head is the answer.
+      const all = Buffer.concat(chunks);
+      const sep = all.indexOf('\r\n\r\n');
+      if (sep > 0 && /^content-type:\s*text\/event-stream/im.test(all.subarray(0, sep).toString('latin1'))) {
+        chunks.splice(0, chunks.length, all.subarray(0, sep + 4));
+        finish();
+        sock.destroy();
+      }
+    });
     sock.on('end', () => finish());
     sock.on('close', () => finish());
     // A server that answers early (413) and closes may make our write fail: the
@@ -1261,14 +1271,18 @@ describe('REST API fuzz', () => {
       if (a === b) continue;
       const [table, ...rest] = key.split(':');
       const id = rest.join(':');
-      const row = JSON.parse((b ?? a) as string) as { workspace_id?: string; user_id?: string; data?: { userId?: string } };
+      const row = JSON.parse((b ?? a) as string) as { workspace_id?: string; user_id?: string; data?: { userId?: string; teamId?: string } };
       const explained =
         (table === 'workspaces' && touched.workspaces.has(id)) ||
         ((table === 'users' || table === 'user_quotas') && touched.users.has(id)) ||
         (table === 'team_quotas' && touched.teams.has(id)) ||
         // Tokens issued to sacrificial users (allowed, see allowValid); never a change to an existing token.
         (table === 'api_tokens' && a === undefined && row.user_id !== undefined && touched.users.has(row.user_id)) ||
-        (table === 'events' && a === undefined && ((row.workspace_id && touched.workspaces.has(row.workspace_id)) || (row.data?.userId && touched.users.has(row.data.userId))));
+        (table === 'events' &&
+          a === undefined &&
+          ((row.workspace_id && touched.workspaces.has(row.workspace_id)) ||
+            (row.data?.userId && touched.users.has(row.data.userId)) ||
+            (row.data?.teamId && touched.teams.has(row.data.teamId))));
       if (!explained) unexplained.push(`${key}\n    before: ${a ?? '(none)'}\n    after:  ${b ?? '(none)'}`);
     }
     expect(unexplained.length, `${unexplained.slice(0, 20).join('\n')}\n`).to.equal(0);

@@ -163,10 +163,50 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('POST', `/v1/workspaces/${approve.body.id}/approve?wait=30`)).status).to.equal(202);
     expect((await call('DELETE', `/v1/workspaces/${approve.body.id}?wait=30`)).status).to.equal(202);
 
+    // ---- fleet search, a page at a time
+    const fleet = await call<{ workspaces: Workspace[]; nextCursor: string | null }>('GET', `/v1/workspaces?status=RUNNING,FAILED,DELETED&project=oas&limit=1`, undefined, asUser);
+    expect(fleet.status).to.equal(200);
+    expect(fleet.body.nextCursor).to.be.a('string');
+    expect((await call('GET', `/v1/workspaces?q=oas&sort=updatedAt&cursor=${fleet.body.nextCursor}`)).status).to.equal(200);
+    expect((await call('GET', `/v1/workspaces?hostId=${hostId}&tier=tiny&userId=${user}&teamId=${team}`)).status).to.equal(200);
+    expect((await call('GET', '/v1/workspaces?cursor=bm9wZQ')).status, 'a cursor not given out').to.equal(400);
+
+    // ---- the activity log
+    const evs = await call<{ events: { cursor: string }[]; nextCursor: string }>('GET', `/v1/events?workspaceId=${id}&limit=3`, undefined, asUser);
+    expect(evs.status).to.equal(200);
+    expect(evs.body.events.length).to.equal(3);
+    expect((await call('GET', `/v1/events?after=${evs.body.nextCursor}&kind=workspace.running,workspace.stopped&since=2020-01-01T00:00:00Z`)).status).to.equal(200);
+    {
+      // The stream never ends by itself: read its head and first bytes, then hang up.
+      const abort = new AbortController();
+      const res = await fetch(`${t.api.baseUrl}/v1/events/stream?workspaceId=${id}&after=${evs.body.events[0]?.cursor}`, {
+        headers: { authorization: `Bearer ${tok.body.token}` },
+        signal: abort.signal,
+      });
+      const documented = doc.paths['/v1/events/stream']?.get?.responses[String(res.status)];
+      if (!documented?.content?.['text/event-stream']) problems.push(`streamEvents: answered ${res.status}, not documented as text/event-stream`);
+      (seen.get('streamEvents') ?? seen.set('streamEvents', new Set()).get('streamEvents'))?.add(res.status);
+      expect(res.headers.get('content-type')).to.match(/^text\/event-stream/);
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let text = '';
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+        if (/^event:/m.test(text)) break;
+      }
+      abort.abort();
+      expect(res.status, text).to.equal(200);
+      expect(text).to.match(/^id: ?\d+-\d+$/m);
+    }
+
     // ---- image builds
     const b = await call<Build>('POST', `/v1/users/${user}/image-schedules`, { imageName: 'oas/img', project: 'oas', arch: 'linux-x64', changeNumber: 'CL-1' }, asUser);
     expect(b.status).to.equal(202);
     expect((await call('GET', `/v1/image-schedules?status=SCHEDULED&limit=5`, undefined, asUser)).status).to.equal(200);
+    const searched = await call<{ builds: Build[]; nextCursor: string | null }>('GET', `/v1/image-schedules?q=nothing%20like%20this&hostId=${hostId}&limit=1`);
+    expect([searched.status, searched.body.builds, searched.body.nextCursor]).to.deep.equal([200, [], null]);
     expect((await call('GET', `/v1/image-schedules/${b.body.id}`, undefined, asUser)).status).to.equal(200);
     expect((await call('GET', `/v1/image-schedules/${b.body.id}/logs?after=0`, undefined, asUser)).status).to.equal(200);
 

@@ -62,6 +62,15 @@ export interface ControlPlaneConfig {
   };
   /** Single sign-on: JWTs from this OpenID Connect issuer are accepted besides API tokens. Unset: off. */
   oidc: OidcConfig | undefined;
+  /** The activity log: how long it is kept, and its live streams. */
+  events: {
+    /** Events older than this many days are deleted; 0 keeps them forever. */
+    retentionDays: number;
+    /** Rows deleted per statement when pruning. */
+    pruneBatch: number;
+    heartbeatMs: number;
+    streamMaxSeconds: number;
+  };
   /** The built web dashboard (ui/dist); unset: the one beside this control plane. */
   uiDir: string | undefined;
   /** Sessions into workspaces (exec, shell, port-forward, SSH). */
@@ -182,6 +191,12 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       sans,
     },
     oidc: loadOidc(env),
+    events: {
+      retentionDays: envInt(env, 'A4C_EVENT_RETENTION_DAYS', 90, 0, 36_500),
+      pruneBatch: envInt(env, 'A4C_EVENT_PRUNE_BATCH', 5000, 1, 1_000_000),
+      heartbeatMs: envInt(env, 'A4C_EVENT_HEARTBEAT_MS', 15_000, 100, 600_000),
+      streamMaxSeconds: envInt(env, 'A4C_EVENT_STREAM_MAX_SECONDS', 3600, 1, 86_400),
+    },
     uiDir: uiDir ? path.resolve(uiDir) : undefined,
     access: {
       maxPerWorkspace: envInt(env, 'A4C_SESSIONS_PER_WORKSPACE', 10, 0, 10_000),
@@ -295,6 +310,10 @@ export const CONFIG_HELP = `Environment:
   A4C_OIDC_ALGORITHMS       accepted signature algorithms, comma-separated, asymmetric only (default RS256,ES256)
   A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
   A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
+  A4C_EVENT_RETENTION_DAYS  activity-log events older than this are pruned, in batches; 0: kept forever (default 90)
+  A4C_EVENT_PRUNE_BATCH     events deleted per statement when pruning (default 5000)
+  A4C_EVENT_HEARTBEAT_MS    comment line on /v1/events/stream this often (default 15000)
+  A4C_EVENT_STREAM_MAX_SECONDS  an event stream ends after this; the client resumes with Last-Event-ID and its credential is checked again (default 3600)
   A4C_UI_DIR                the built web dashboard served at /ui/ (default ui/dist beside the control plane, made by npm run build)
   A4C_METRICS_TOKEN         bearer token GET /metrics requires (16+ characters); unset: /metrics is open like the probes
   A4C_METRICS_CACHE_MS      fleet gauges are read from PostgreSQL at most once per this many ms (default 2000)

@@ -10,7 +10,7 @@ import { AccessService } from './access/service.js';
 import { TunnelBroker } from './access/broker.js';
 import { AgentSessions } from './agents/sessions.js';
 import { accessOperations } from './api/ops/access.js';
-import { adminPkiOperations, enrollOperations } from './api/enroll-routes.js';
+import { adminPkiOperations, enrollOperations } from './api/ops/agents.js';
 import { audit, errors, requireToken, type State } from './api/http.js';
 import { LoadShedder, rateLimit } from './api/limits.js';
 import { OidcVerifier } from './auth/oidc.js';
@@ -21,7 +21,9 @@ import { mountOperations } from './api/operation.js';
 import { probeOperations, v1Operations } from './api/routes.js';
 import { loadAdminToken } from './auth/token.js';
 import type { ControlPlaneConfig } from './config.js';
+import { EventHub } from './events/hub.js';
 import { ChangeFeed } from './events/notify.js';
+import { pruneEvents } from './store/events.js';
 import { createPool } from './store/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.js';
 import { migrate } from './store/migrate.js';
@@ -84,6 +86,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   await migrate(db, log);
   const feed = new ChangeFeed(databaseUrl, log);
   await feed.start();
+  const eventHub = new EventHub(db, feed, log, { bufferSize: 5000, pollMs: 1000, pendingPollMs: 50 });
+  await eventHub.start();
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
   const metricsDb = createMetricsPool(databaseUrl, 5000);
@@ -152,12 +156,38 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
   leaseSweep.unref();
+  // The activity log keeps A4C_EVENT_RETENTION_DAYS; every replica prunes (SKIP LOCKED
+  // batches, so they share the work instead of waiting on each other).
+  let pruning = false;
+  const pruneSweep = setInterval(() => {
+    if (!config.events.retentionDays || pruning) return;
+    pruning = true;
+    pruneEvents(db, config.events.retentionDays, config.events.pruneBatch)
+      .then(
+        (n) => n && log.info({ events: n, retentionDays: config.events.retentionDays }, 'pruned the activity log'),
+        (e: unknown) => log.warn({ err: (e as Error).message }, 'activity log pruning failed'),
+      )
+      .finally(() => {
+        pruning = false;
+      });
+  }, 60_000);
+  pruneSweep.unref();
 
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
   const policy = new Policy(db);
   const authed = [
-    ...v1Operations({ db, workspaces, builds, quotas, policy, maxWaitSeconds: config.maxWaitSeconds, hostView: { liveWithinSeconds, headroom: config.placement.headroom } }),
+    ...v1Operations({
+      db,
+      workspaces,
+      builds,
+      quotas,
+      policy,
+      maxWaitSeconds: config.maxWaitSeconds,
+      hostView: { liveWithinSeconds, headroom: config.placement.headroom },
+      events: { hub: eventHub, heartbeatMs: config.events.heartbeatMs, streamMaxSeconds: config.events.streamMaxSeconds },
+      log,
+    }),
     ...adminPkiOperations(pki),
     ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
@@ -238,6 +268,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);
+        clearInterval(pruneSweep);
+        // Ends the event streams: their clients resume on another replica with Last-Event-ID.
+        eventHub.stop();
         httpServer.close();
         httpServer.closeIdleConnections();
         await access.stop();

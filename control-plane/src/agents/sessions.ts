@@ -19,7 +19,8 @@ import { checkCertificate } from '../pki/enrollment.js';
 import type { ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
-import { appendEvent } from '../store/events.js';
+import { agentEventKind } from '../events/kinds.js';
+import { appendEvent, changesOf } from '../store/events.js';
 import type { HostStatsJson } from '../store/hosts.js';
 import { desiredWorkspacesOfHost, type WorkspaceRow } from '../store/workspaces.js';
 import type { WorkspaceService } from '../workspaces/service.js';
@@ -261,15 +262,23 @@ class AgentSession {
         [h.hostId, this.id, statsJson(h.stats), opts.liveWithinSeconds, ...typedStats(h.stats), h.arch],
       );
       if (!rows[0]) return false;
+      const before = (await tx.query<{ arch: string; agent_version: string; memory_bytes: number; cpus: number; disk_bytes: number }>(
+        'SELECT arch, agent_version, memory_bytes, cpus, disk_bytes FROM hosts WHERE id = $1', [h.hostId])).rows[0];
       await tx.query(
         'UPDATE hosts SET arch = $2, agent_version = $3, memory_bytes = $4, cpus = $5, disk_bytes = $6, updated_at = now() WHERE id = $1',
         [h.hostId, h.arch, h.agentVersion, cap.memoryBytes, cap.cpus, cap.diskBytes],
       );
       await replaceImages(tx, h.hostId, h.images);
+      const was = before && { arch: before.arch, agentVersion: before.agent_version, memoryBytes: before.memory_bytes, cpus: before.cpus, diskBytes: before.disk_bytes };
       await appendEvent(tx, {
         kind: 'host.connected',
         actor: `agent:${h.hostId}`,
+        reason: 'its agent opened a session',
         hostId: h.hostId,
+        changes: changesOf(
+          { connected: false, ...was },
+          { connected: true, arch: h.arch, agentVersion: h.agentVersion, memoryBytes: cap.memoryBytes, cpus: cap.cpus, diskBytes: cap.diskBytes },
+        ),
         data: { sessionId: this.id, agentVersion: h.agentVersion, containers: h.workspaces.length, lastAppliedRevision: h.lastAppliedRevision },
       });
       return true;
@@ -340,12 +349,14 @@ class AgentSession {
     const kind = /^[a-z_]{1,40}$/.test(e.kind) ? e.kind : 'unknown';
     const workspaceId = UUID.test(e.workspaceId) ? e.workspaceId : null;
     await appendEvent(this.sessions.db, {
-      kind: `agent.${kind}`,
+      kind: agentEventKind(kind),
       actor: `agent:${this.hostId}`,
+      reason: e.message.slice(0, 500) || kind,
       workspaceId,
       hostId: this.hostId ?? null,
       data: {
         containerId: e.containerId.slice(0, 64) || null,
+        ...(agentEventKind(kind) === 'agent.unknown' ? { reportedKind: kind } : {}),
         message: e.message.slice(0, 2000),
         ...(kind === 'container_exited' ? { exitCode: e.exitCode, oomKilled: e.oomKilled } : {}),
         at: Number.isFinite(e.atUnixMs) && e.atUnixMs > 0 ? new Date(e.atUnixMs).toISOString() : null,
@@ -425,7 +436,16 @@ class AgentSession {
         this.hostId,
         this.id,
       ]);
-      if (rowCount) await appendEvent(tx, { kind: 'host.disconnected', actor: 'control-plane', hostId: this.hostId, data: { sessionId: this.id } });
+      if (rowCount) {
+        await appendEvent(tx, {
+          kind: 'host.disconnected',
+          actor: 'control-plane',
+          reason: "its agent's session ended",
+          hostId: this.hostId,
+          changes: { connected: { from: true, to: false } },
+          data: { sessionId: this.id },
+        });
+      }
     }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
   }
 }

@@ -4,6 +4,7 @@ import { A4cError, type Logger } from '@a4c/common';
 import { authenticateJwt, looksLikeJwt, type OidcVerifier } from '../auth/oidc.js';
 import { authenticate, type Principal } from '../auth/principals.js';
 import { tokenFromSubprotocols } from '../access/subprotocol.js';
+import { recordAudit } from '../store/audit.js';
 import type { Db } from '../store/db.js';
 
 export interface State {
@@ -91,14 +92,14 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
       if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/') && !ctx.state.unaudited) {
         const body = ctx.body as { error?: string; message?: string } | undefined;
         const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
-        db.query('INSERT INTO audit_log (request_id, actor, action, target, outcome, error) VALUES ($1, $2, $3, $4, $5, $6)', [
-          ctx.state.requestId ?? '',
-          ctx.state.actor ?? 'anonymous',
-          `${ctx.method} ${String(route).slice(0, 200)}`,
-          ctx.path.slice(0, 500).replace(/\u0000/g, ''),
-          ctx.status,
-          ctx.status >= 400 && body?.error ? `${body.error}: ${String(body.message ?? '').slice(0, 500)}` : null,
-        ]).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write the audit log'));
+        recordAudit(db, {
+          requestId: ctx.state.requestId ?? '',
+          actor: ctx.state.actor ?? 'anonymous',
+          action: `${ctx.method} ${String(route).slice(0, 200)}`,
+          target: ctx.path.slice(0, 500).replace(/\u0000/g, ''),
+          outcome: ctx.status,
+          error: ctx.status >= 400 && body?.error ? `${body.error}: ${String(body.message ?? '').slice(0, 500)}` : null,
+        }).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write the audit log'));
       }
     }
   };

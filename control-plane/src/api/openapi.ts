@@ -66,7 +66,7 @@ export function openApiDocument(ops: readonly Operation[], info: { version: stri
       responses[status] = {
         description: r.description,
         ...(r.headers ? { headers: Object.fromEntries(Object.entries(r.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])) } : {}),
-        ...(r.schema ? { content: { 'application/json': { schema: convert(r.schema, 'output') } } } : {}),
+        ...(r.schema ? { content: { [r.contentType ?? 'application/json']: { schema: convert(r.schema, 'output') } } } : {}),
       };
     }
     const errors = new Set([...(o.access === 'public' ? COMMON_ERRORS.filter((s) => s !== 401) : COMMON_ERRORS), ...(o.errors ?? [])]);

@@ -35,6 +35,8 @@ export interface ResponseSpec {
   description: string;
   /** The body's schema; absent for bodies the document leaves free. */
   schema?: z.ZodType;
+  /** The body's media type; default application/json. */
+  contentType?: string;
   headers?: Record<string, string>;
 }
 

@@ -20,6 +20,8 @@ import {
   type Workspace,
 } from '@a4c/common';
 import type { TokenView } from '../auth/principals.js';
+import { EVENT_KIND_NAMES } from '../events/kinds.js';
+import { CURSOR_PATTERN, type EventView } from '../store/events.js';
 import type { UserQuotaView } from '../quotas/quotas.js';
 
 // ---------------------------------------------------------------- building blocks
@@ -57,6 +59,43 @@ const limit = (what: string, int: boolean) =>
 const role = z.enum(['user', 'lead', 'admin']);
 /** A user id that may name a users row: "admin" is what the audit log calls the admin token. */
 const newUserId = id('a user id').refine((v) => v !== 'admin', 'admin is reserved for the admin token; choose another id');
+
+/** A comma-separated list of values from a fixed set, e.g. ?status=FAILED,STOPPED. */
+function listQuery<T extends string>(name: string, values: readonly T[], description: string) {
+  const rule = `${name} must be one or more of ${values.join(', ')}, separated by commas`;
+  return z
+    .string()
+    .max(2000)
+    .transform((v, ctx) => {
+      const items = [...new Set(v.split(',').map((x) => x.trim()).filter(Boolean))];
+      if (!items.length || items.some((x) => !(values as readonly string[]).includes(x))) {
+        ctx.addIssue({ code: 'custom', message: rule });
+        return z.NEVER;
+      }
+      return items as T[];
+    })
+    .meta({ description: `${description}; ${rule}` });
+}
+
+const eventCursor = z
+  .string()
+  .regex(CURSOR_PATTERN, 'must be a cursor from an earlier answer (nextCursor, or an event\'s cursor)')
+  .meta({ description: "only events after this cursor (nextCursor of the previous page, or an event's cursor)" });
+
+/** A cursor of the fleet and build listings: opaque, from the previous page's nextCursor. */
+const pageCursor = z
+  .string()
+  .max(300)
+  .regex(/^[A-Za-z0-9_-]+$/, 'must be the nextCursor of the previous page')
+  .meta({ description: 'nextCursor of the previous page' });
+
+/** Free text to search for: at most 200 characters. */
+const searchText = z
+  .string()
+  .trim()
+  .min(1, 'q must not be empty')
+  .max(200, 'q is at most 200 characters')
+  .meta({ description: 'text to find (substring, case-insensitive, typos tolerated)' });
 
 // ---------------------------------------------------------------- path parameters
 
@@ -112,7 +151,10 @@ export const requests = {
     project: id('a project name').optional(),
     arch: z.enum(ARCHES).optional(),
     userId: id('a user id').optional(),
+    hostId: id('a host id').meta({ description: 'only builds this host claimed' }).optional(),
+    q: searchText.meta({ description: 'text to find in the error or the log lines (substring, case-insensitive)' }).optional(),
     limit: intQuery('limit', 1, 1000).optional(),
+    cursor: pageCursor.optional(),
   }),
   logQuery: z.strictObject({
     after: intQuery('after', 0, 2 ** 31 - 1).meta({ description: 'only lines after this sequence number' }).optional(),
@@ -128,6 +170,40 @@ export const requests = {
   newToken: z.strictObject({
     name: z.string().min(1).max(100),
     ttlSeconds: z.number().int().min(60, 'a token lives at least 60 s').max(10 * 365 * 86400).optional(),
+  }),
+  events: z.strictObject({
+    workspaceId: uuid('a workspace', 'list workspaces with `a4c ws list`').optional(),
+    hostId: id('a host id').optional(),
+    userId: id('a user id').optional(),
+    buildId: uuid('an image build', 'list builds with `a4c build list`').optional(),
+    kind: listQuery('kind', EVENT_KIND_NAMES, 'only events of these kinds').optional(),
+    since: time.meta({ description: 'only events at or after this time (RFC 3339)' }).optional(),
+    after: eventCursor.optional(),
+    limit: intQuery('limit', 1, 1000).meta({ description: 'at most this many events (default 100)' }).optional(),
+  }),
+  eventStream: z.strictObject({
+    workspaceId: uuid('a workspace', 'list workspaces with `a4c ws list`').optional(),
+    hostId: id('a host id').optional(),
+    userId: id('a user id').optional(),
+    buildId: uuid('an image build', 'list builds with `a4c build list`').optional(),
+    kind: listQuery('kind', EVENT_KIND_NAMES, 'only events of these kinds').optional(),
+    since: time.meta({ description: 'start with the events at or after this time (without it, and without a cursor: from now on)' }).optional(),
+    after: eventCursor.meta({ description: 'start after this cursor; the Last-Event-ID header, when sent, wins' }).optional(),
+  }),
+  fleet: z.strictObject({
+    status: listQuery('status', WORKSPACE_STATUSES, 'only workspaces in these statuses (default: all but DELETED)').optional(),
+    userId: id('a user id').optional(),
+    teamId: id('a team id').optional(),
+    hostId: id('a host id').optional(),
+    project: id('a project name').optional(),
+    tier: z.string().min(1).max(32).optional(),
+    q: searchText.optional(),
+    sort: z
+      .enum(['-createdAt', 'createdAt', '-updatedAt', 'updatedAt'], { error: 'sort must be one of -createdAt, createdAt, -updatedAt, updatedAt' })
+      .meta({ description: 'order (default -createdAt: newest first)' })
+      .optional(),
+    limit: intQuery('limit', 1, 500).meta({ description: 'at most this many (default 50)' }).optional(),
+    cursor: pageCursor.optional(),
   }),
   auditQuery: z.strictObject({
     actor: z.string().min(1).max(100).optional(),
@@ -285,5 +361,42 @@ export const auditEntry = z
     error: z.string().nullable(),
   })
   .meta({ id: 'AuditEntry' });
+
+const changes = z.record(z.string(), z.strictObject({ from: z.unknown(), to: z.unknown() }));
+
+export const event: z.ZodType<EventView> = z
+  .strictObject({
+    id: z.number().int(),
+    cursor: z.string().meta({ description: 'where this event is in the log: pass it as after, or Last-Event-ID' }),
+    at: time,
+    kind: z.string().meta({ description: 'one of the kinds listed in docs/api.md' }),
+    actor: z.string().meta({ description: 'a user id, admin, agent:<host>, or control-plane' }),
+    reason: z.string(),
+    workspaceId: z.string().nullable(),
+    hostId: z.string().nullable(),
+    userId: z.string().nullable().meta({ description: 'whose thing the event is about' }),
+    buildId: z.string().nullable(),
+    changes: changes.meta({ description: 'each changed field: {from, to}' }),
+    data: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'Event' });
+
+export const eventPage = z
+  .strictObject({
+    events: z.array(event),
+    nextCursor: z.string().meta({ description: 'pass as after to read on; also when no events came (nothing to skip next time)' }),
+  })
+  .meta({ id: 'EventPage' });
+
+export const eventStream = z.string().meta({
+  description:
+    'text/event-stream: per event `id:` its cursor, `event:` its kind, `data:` the Event as JSON; a comment line every 15 s. Reconnect with Last-Event-ID.',
+});
+
+export const page = <K extends string>(key: K, item: z.ZodType) =>
+  z.strictObject({
+    [key]: z.array(item),
+    nextCursor: z.string().nullable().meta({ description: 'pass as cursor for the next page; null: this was the last' }),
+  } as Record<K | 'nextCursor', z.ZodType>);
 
 export const list = <K extends string>(key: K, item: z.ZodType) => z.strictObject({ [key]: z.array(item) } as Record<K, z.ZodArray<z.ZodType>>);

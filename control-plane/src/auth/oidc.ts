@@ -172,7 +172,14 @@ export class OidcVerifier {
         [userId],
       );
       if (created.rows[0]) {
-        await appendEvent(tx, { kind: 'user.created', actor: userId, data: { userId, teamId: null, role: 'user', via: 'oidc' } });
+        await appendEvent(tx, {
+          kind: 'user.created',
+          actor: userId,
+          reason: 'first single sign-on',
+          userId,
+          changes: { role: { from: null, to: 'user' } },
+          data: { userId, teamId: null, role: 'user', via: 'oidc' },
+        });
         this.log.info({ userId }, 'first single sign-on: user created');
         return created.rows[0];
       }

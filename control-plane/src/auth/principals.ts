@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { A4cError, notFound } from '@a4c/common';
-import type { Db } from '../store/db.js';
+import { inTx, type Db } from '../store/db.js';
+import { appendEvent } from '../store/events.js';
 import { tokenMatches } from './token.js';
 
 export type Role = 'user' | 'lead' | 'admin';
@@ -47,18 +48,27 @@ export async function authenticate(db: Db, adminToken: string, token: string): P
   return r ? { id: r.user_id, role: r.role, teamId: r.team_id } : undefined;
 }
 
-export async function issueToken(db: Db, userId: string, name: string, ttlSeconds: number | undefined): Promise<TokenView & { token: string }> {
+export async function issueToken(db: Db, userId: string, name: string, ttlSeconds: number | undefined, actor: string): Promise<TokenView & { token: string }> {
   const token = `a4c_u_${randomBytes(32).toString('base64url')}`;
-  const { rows } = await db.query<TokenRow>(
-    `INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, expires_at)
-     SELECT $1, u.id, $3, $4, $5, CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END
-       FROM users u WHERE u.id = $2
-     RETURNING *`,
-    [randomUUID(), userId, name, sha256(token), token.slice(0, 12), ttlSeconds ?? null],
-  );
-  const row = rows[0];
-  if (!row) throw notFound('user', userId, 'create the user first (POST /v1/users)');
-  return { ...toTokenView(row), token };
+  return inTx(db, async (tx) => {
+    const { rows } = await tx.query<TokenRow>(
+      `INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, expires_at)
+       SELECT $1, u.id, $3, $4, $5, CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END
+         FROM users u WHERE u.id = $2
+       RETURNING *`,
+      [randomUUID(), userId, name, sha256(token), token.slice(0, 12), ttlSeconds ?? null],
+    );
+    const row = rows[0];
+    if (!row) throw notFound('user', userId, 'create the user first (POST /v1/users)');
+    await appendEvent(tx, {
+      kind: 'user.token_issued',
+      actor,
+      reason: `API token ${JSON.stringify(name)} issued`,
+      userId,
+      data: { userId, tokenId: row.id, name, prefix: row.prefix, expiresAt: row.expires_at?.toISOString() ?? null },
+    });
+    return { ...toTokenView(row), token };
+  });
 }
 
 export async function listTokens(db: Db, userId: string): Promise<TokenView[]> {
@@ -66,14 +76,29 @@ export async function listTokens(db: Db, userId: string): Promise<TokenView[]> {
   return rows.map(toTokenView);
 }
 
-export async function revokeToken(db: Db, userId: string, tokenId: string): Promise<TokenView> {
+export async function revokeToken(db: Db, userId: string, tokenId: string, actor: string): Promise<TokenView> {
   if (!/^[0-9a-f-]{36}$/.test(tokenId)) throw notFound('token', tokenId);
-  const { rows } = await db.query<TokenRow>(
-    'UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 AND user_id = $2 RETURNING *',
-    [tokenId, userId],
-  );
-  if (!rows[0]) throw notFound('token', tokenId, `list the user's tokens with GET /v1/users/${userId}/tokens`);
-  return toTokenView(rows[0]);
+  return inTx(db, async (tx) => {
+    const { rows } = await tx.query<TokenRow & { was_revoked: boolean }>(
+      `UPDATE api_tokens t SET revoked_at = COALESCE(t.revoked_at, now())
+         FROM (SELECT revoked_at IS NOT NULL AS was_revoked FROM api_tokens WHERE id = $1 AND user_id = $2 FOR UPDATE) old
+        WHERE t.id = $1 AND t.user_id = $2 RETURNING t.*, old.was_revoked`,
+      [tokenId, userId],
+    );
+    const row = rows[0];
+    if (!row) throw notFound('token', tokenId, `list the user's tokens with GET /v1/users/${userId}/tokens`);
+    if (!row.was_revoked) {
+      await appendEvent(tx, {
+        kind: 'user.token_revoked',
+        actor,
+        reason: `API token ${JSON.stringify(row.name)} revoked`,
+        userId,
+        changes: { revokedAt: { from: null, to: row.revoked_at?.toISOString() ?? null } },
+        data: { userId, tokenId, name: row.name, prefix: row.prefix },
+      });
+    }
+    return toTokenView(row);
+  });
 }
 
 interface TokenRow {

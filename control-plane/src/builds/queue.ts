@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Arch, Build, BuildStatus } from '@a4c/common';
-import type { Db, Tx } from '../store/db.js';
+import pg from 'pg';
+import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
 
 export interface BuildRow {
@@ -80,6 +81,8 @@ export async function insertBuild(
  */
 export async function claimBuilds(db: Db | Tx, hostId: string, arch: string, slots: number): Promise<BuildRow[]> {
   if (slots <= 0) return [];
+  // The claims and their events commit together.
+  if (db instanceof pg.Pool) return inTx(db, (tx) => claimBuilds(tx, hostId, arch, slots));
   const { rows } = await db.query<BuildRow>(
     `UPDATE image_builds b
         SET status = 'IN_PROGRESS', worker_host_id = $1, claim_id = gen_random_uuid(), attempts = attempts + 1,
@@ -94,7 +97,19 @@ export async function claimBuilds(db: Db | Tx, hostId: string, arch: string, slo
       RETURNING b.*`,
     [hostId, arch, slots],
   );
-  return rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
+  rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
+  for (const b of rows) {
+    await appendEvent(db, {
+      kind: 'build.claimed',
+      actor: `agent:${hostId}`,
+      reason: `host ${hostId} had a free build slot`,
+      hostId,
+      buildId: b.id,
+      changes: { status: { from: 'SCHEDULED', to: 'IN_PROGRESS' }, worker: { from: null, to: hostId } },
+      data: { buildId: b.id, claimId: b.claim_id, attempts: b.attempts },
+    });
+  }
+  return rows;
 }
 
 /** Progress from the claim holder: heartbeat, percent, log lines. False if the claim is not theirs any more. */
@@ -136,10 +151,13 @@ export async function completeBuild(
   );
   const row = rows[0];
   if (!row) {
+    const known = (await tx.query<{ id: string }>('SELECT id FROM image_builds WHERE id = $1', [r.buildId])).rows[0];
     await appendEvent(tx, {
       kind: 'build.result_discarded',
       actor: `agent:${hostId}`,
+      reason: "the claim is no longer this worker's",
       hostId,
+      buildId: known ? r.buildId : null,
       data: { buildId: r.buildId, claimId: r.claimId, success: r.success, reason: 'the claim is no longer this worker\'s' },
     });
     return { outcome: 'discarded' };
@@ -148,7 +166,11 @@ export async function completeBuild(
   await appendEvent(tx, {
     kind: r.success ? 'build.completed' : 'build.failed',
     actor: `agent:${hostId}`,
+    reason: r.success ? `built ${row.image_tag} on host ${hostId}` : `the build failed on host ${hostId}: ${row.error}`,
     hostId,
+    buildId: row.id,
+    userId: row.user_id,
+    changes: { status: { from: 'IN_PROGRESS', to: row.status }, ...(row.error ? { error: { from: null, to: row.error } } : {}) },
     data: { buildId: row.id, imageTag: row.image_tag, imageId: row.image_id, error: row.error, attempts: row.attempts },
   });
   if (r.success) {
@@ -178,31 +200,38 @@ export async function completeBuild(
  * they are FAILED with the reason. One statement, SKIP LOCKED: safe on every replica.
  */
 export async function expireLeases(db: Db, leaseMs: number, maxRetries: number): Promise<BuildRow[]> {
-  const { rows } = await db.query<BuildRow>(
-    `WITH stale AS (
-       SELECT id FROM image_builds
-        WHERE status = 'IN_PROGRESS' AND heartbeat_at < now() - make_interval(secs => $1 / 1000.0)
-        ORDER BY heartbeat_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-     UPDATE image_builds b
-        SET retry_count = b.retry_count + 1,
-            status = CASE WHEN b.retry_count + 1 > $2 THEN 'FAILED' ELSE 'SCHEDULED' END,
-            claim_id = NULL,
-            error = CASE WHEN b.retry_count + 1 > $2
-                         THEN format('worker %s went silent for over %s s and the build was already retried %s times', b.worker_host_id, $1 / 1000, $2)
-                         ELSE format('requeued: worker %s went silent for over %s s', b.worker_host_id, $1 / 1000) END,
-            finished_at = CASE WHEN b.retry_count + 1 > $2 THEN now() END,
-            updated_at = now()
-       FROM stale WHERE b.id = stale.id
-     RETURNING b.*`,
-    [leaseMs, maxRetries],
-  );
-  for (const r of rows) {
-    await appendEvent(db, {
-      kind: r.status === 'FAILED' ? 'build.failed' : 'build.requeued',
-      actor: 'control-plane',
-      hostId: r.worker_host_id,
-      data: { buildId: r.id, retryCount: r.retry_count, reason: r.error },
-    });
-  }
-  return rows;
+  // The requeues and their events commit together.
+  return inTx(db, async (tx) => {
+    const { rows } = await tx.query<BuildRow>(
+      `WITH stale AS (
+         SELECT id FROM image_builds
+          WHERE status = 'IN_PROGRESS' AND heartbeat_at < now() - make_interval(secs => $1 / 1000.0)
+          ORDER BY heartbeat_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+       UPDATE image_builds b
+          SET retry_count = b.retry_count + 1,
+              status = CASE WHEN b.retry_count + 1 > $2 THEN 'FAILED' ELSE 'SCHEDULED' END,
+              claim_id = NULL,
+              error = CASE WHEN b.retry_count + 1 > $2
+                           THEN format('worker %s went silent for over %s s and the build was already retried %s times', b.worker_host_id, $1 / 1000, $2)
+                           ELSE format('requeued: worker %s went silent for over %s s', b.worker_host_id, $1 / 1000) END,
+              finished_at = CASE WHEN b.retry_count + 1 > $2 THEN now() END,
+              updated_at = now()
+         FROM stale WHERE b.id = stale.id
+       RETURNING b.*`,
+      [leaseMs, maxRetries],
+    );
+    for (const r of rows) {
+      await appendEvent(tx, {
+        kind: r.status === 'FAILED' ? 'build.failed' : 'build.requeued',
+        actor: 'control-plane',
+        reason: r.error ?? 'lease expired',
+        hostId: r.worker_host_id,
+        buildId: r.id,
+        userId: r.user_id,
+        changes: { status: { from: 'IN_PROGRESS', to: r.status }, retryCount: { from: r.retry_count - 1, to: r.retry_count } },
+        data: { buildId: r.id, retryCount: r.retry_count, reason: r.error },
+      });
+    }
+    return rows;
+  });
 }

@@ -1,6 +1,7 @@
 import { A4cError, notFound, type Arch, type Build, type BuildLogLine, type BuildStatus, type Logger } from '@a4c/common';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db } from '../store/db.js';
+import { searchBuilds, type BuildQuery } from '../store/builds.js';
 import { appendEvent } from '../store/events.js';
 import { insertBuild, toBuild, type BuildRow } from './queue.js';
 
@@ -15,13 +16,6 @@ export interface ScheduleInput {
   changeNumber: string;
 }
 
-export interface BuildFilter {
-  status?: BuildStatus | undefined;
-  project?: string | undefined;
-  arch?: Arch | undefined;
-  userId?: string | undefined;
-  limit: number;
-}
 
 /** The user-facing side of image builds; the agent side is in queue.ts and the agent sessions. */
 export class BuildService {
@@ -44,7 +38,15 @@ export class BuildService {
         );
       }
       const b = await insertBuild(tx, input);
-      await appendEvent(tx, { kind: 'build.scheduled', actor, data: { buildId: b.id, imageTag: b.image_tag, project: b.project, arch: b.arch } });
+      await appendEvent(tx, {
+        kind: 'build.scheduled',
+        actor,
+        reason: `build of ${b.project} at ${b.change_number} for ${b.arch} queued`,
+        buildId: b.id,
+        userId: b.user_id,
+        changes: { status: { from: null, to: b.status } },
+        data: { buildId: b.id, imageTag: b.image_tag, project: b.project, arch: b.arch, changeNumber: b.change_number },
+      });
       return b;
     });
     this.log.info({ buildId: row.id, userId: row.user_id, arch: row.arch, imageTag: row.image_tag }, 'build scheduled');
@@ -61,15 +63,9 @@ export class BuildService {
     return toBuild(row, rows.map((r) => r.line));
   }
 
-  async list(f: BuildFilter): Promise<Build[]> {
-    const { rows } = await this.db.query<BuildRow>(
-      `SELECT * FROM image_builds
-        WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR project = $2)
-          AND ($3::text IS NULL OR arch = $3) AND ($4::text IS NULL OR user_id = $4)
-        ORDER BY created_at DESC, id LIMIT $5`,
-      [f.status ?? null, f.project ?? null, f.arch ?? null, f.userId ?? null, f.limit],
-    );
-    return rows.map((r) => toBuild(r));
+  async list(f: BuildQuery): Promise<{ builds: Build[]; nextCursor: string | null }> {
+    const { rows, nextCursor } = await searchBuilds(this.db, f);
+    return { builds: rows.map((r) => toBuild(r)), nextCursor };
   }
 
   /** Log lines after a sequence number, for following a build as it runs. */

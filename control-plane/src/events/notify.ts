@@ -11,6 +11,8 @@ import type { Tx } from '../store/db.js';
  */
 export const CHANNEL_HOST = 'a4c_host';
 export const CHANNEL_WORKSPACE = 'a4c_workspace';
+/** Sent by a trigger on events (migration 020): the activity log grew. */
+export const CHANNEL_EVENT = 'a4c_event';
 /** A session into a workspace waits for its host's agent to open a tunnel: the id of its access_sessions row. */
 export const CHANNEL_TUNNEL = 'a4c_tunnel';
 
@@ -28,7 +30,7 @@ export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void
 
 /**
  * One dedicated connection LISTENing on every channel; emits 'host', 'workspace' and 'tunnel'
- * with the id, and 'reconnected' after a lost connection (listeners then re-read
+ * with the id, 'event' when the activity log grew, and 'reconnected' after a lost connection (listeners then re-read
  * whatever they wait on, since notifications sent meanwhile are lost).
  */
 export class ChangeFeed extends EventEmitter {
@@ -50,6 +52,7 @@ export class ChangeFeed extends EventEmitter {
   private async connect(): Promise<void> {
     const client = new pg.Client({ connectionString: this.url });
     client.on('notification', (n) => {
+      if (n.channel === CHANNEL_EVENT) this.emit('event');
       if (!n.payload) return;
       if (n.channel === CHANNEL_HOST) this.emit('host', n.payload);
       else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
@@ -61,7 +64,7 @@ export class ChangeFeed extends EventEmitter {
       this.scheduleReconnect();
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}`);
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_EVENT}`);
     this.client = client;
   }
 

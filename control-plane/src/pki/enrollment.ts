@@ -19,7 +19,13 @@ export async function createJoinToken(db: Db, o: { hostId: string | undefined; t
        RETURNING expires_at`,
       [sha256(token), o.hostId ?? null, o.actor, o.ttlSeconds],
     );
-    await appendEvent(tx, { kind: 'join_token.created', actor: o.actor, hostId: o.hostId ?? null, data: { expiresAt: r.rows[0]?.expires_at } });
+    await appendEvent(tx, {
+      kind: 'join_token.created',
+      actor: o.actor,
+      reason: o.hostId ? `a join token for host ${o.hostId}` : 'a join token for any host id',
+      hostId: o.hostId ?? null,
+      data: { expiresAt: r.rows[0]?.expires_at },
+    });
     return r;
   });
   return { token, expiresAt: (rows[0] as { expires_at: Date }).expires_at.toISOString(), hostId: o.hostId ?? null };
@@ -54,8 +60,15 @@ export async function enroll(db: Db, ca: CertificateAuthority, o: { joinToken: s
     await tx.query('UPDATE join_tokens SET used_at = now(), used_by_host = $2 WHERE token_sha256 = $1', [sha256(o.joinToken), o.hostId]);
     const superseded = await revokeCertificatesOfHost(tx, o.hostId, `agent:${o.hostId}`, 'superseded by a new enrollment');
     await tx.query('INSERT INTO agent_certificates (serial, host_id, expires_at) VALUES ($1, $2, $3)', [issued.serial, o.hostId, issued.notAfter]);
-    await tx.query('UPDATE hosts SET removed_at = NULL, draining = false, updated_at = now() WHERE id = $1 AND removed_at IS NOT NULL', [o.hostId]);
-    await appendEvent(tx, { kind: 'agent.enrolled', actor: `agent:${o.hostId}`, hostId: o.hostId, data: { serial: issued.serial, expiresAt: issued.notAfter, superseded } });
+    const { rowCount: restored } = await tx.query('UPDATE hosts SET removed_at = NULL, draining = false, updated_at = now() WHERE id = $1 AND removed_at IS NOT NULL', [o.hostId]);
+    await appendEvent(tx, {
+      kind: 'host.enrolled',
+      actor: `agent:${o.hostId}`,
+      reason: superseded.length ? `enrolled again with a join token; ${superseded.length} older certificate(s) revoked` : 'enrolled with a join token',
+      hostId: o.hostId,
+      changes: restored ? { removed: { from: true, to: false }, draining: { from: true, to: false } } : {},
+      data: { serial: issued.serial, expiresAt: issued.notAfter, superseded },
+    });
   });
   return { certificate: issued.certPem, ca: ca.certPem, serial: issued.serial, expiresAt: issued.notAfter.toISOString() };
 }
@@ -82,7 +95,14 @@ export async function removeHost(db: Db, hostId: string, actor: string): Promise
     const { rowCount: certs } = await tx.query('SELECT 1 FROM agent_certificates WHERE host_id = $1', [hostId]);
     if (!hosts && !certs) return undefined;
     await tx.query('UPDATE host_status SET connected = false WHERE host_id = $1', [hostId]);
-    await appendEvent(tx, { kind: 'host.removed', actor, hostId, data: { revokedSerials } });
+    await appendEvent(tx, {
+      kind: 'host.removed',
+      actor,
+      reason: `removed by ${actor}: ${revokedSerials.length} certificate(s) revoked`,
+      hostId,
+      changes: hosts ? { removed: { from: false, to: true }, draining: { from: null, to: true } } : {},
+      data: { revokedSerials },
+    });
     if (hosts) await notifyHost(tx, hostId);
     return { revokedSerials };
   });

@@ -1,6 +1,7 @@
 import { A4cError } from '@a4c/common';
 import type { QuotaLimits } from '../config.js';
-import type { Db, Tx } from '../store/db.js';
+import { inTx, type Db, type Tx } from '../store/db.js';
+import { appendEvent, changesOf } from '../store/events.js';
 
 export type QuotaSource = 'user' | 'team' | 'default';
 export type QuotaKey = keyof QuotaLimits;
@@ -139,9 +140,14 @@ export class Quotas {
     );
   }
 
-  async setUser(userId: string, o: Partial<QuotaOverride>): Promise<UserQuotaView> {
-    await this.upsert('user_quotas', 'user_id', userId, o);
-    await this.db.query('INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING', [userId]);
+  async setUser(userId: string, o: Partial<QuotaOverride>, actor: string): Promise<UserQuotaView> {
+    await inTx(this.db, async (tx) => {
+      await tx.query('INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING', [userId]);
+      const changes = await this.upsert(tx, 'user_quotas', 'user_id', userId, o);
+      if (Object.keys(changes).length) {
+        await appendEvent(tx, { kind: 'user.quota_updated', actor, reason: `quota overrides set by ${actor}`, userId, changes, data: { userId } });
+      }
+    });
     return this.view(this.db, userId);
   }
 
@@ -170,18 +176,26 @@ export class Quotas {
     };
   }
 
-  async setTeam(teamId: string, o: Partial<QuotaOverride>): Promise<ReturnType<Quotas['team']>> {
-    await this.upsert('team_quotas', 'team_id', teamId, o);
+  async setTeam(teamId: string, o: Partial<QuotaOverride>, actor: string): Promise<ReturnType<Quotas['team']>> {
+    await inTx(this.db, async (tx) => {
+      const changes = await this.upsert(tx, 'team_quotas', 'team_id', teamId, o);
+      if (Object.keys(changes).length) {
+        await appendEvent(tx, { kind: 'team.quota_updated', actor, reason: `team default quota set by ${actor}`, changes, data: { teamId } });
+      }
+    });
     return this.team(teamId);
   }
 
-  /** Only the fields present change; null clears an override back to "inherit". */
-  private async upsert(table: 'user_quotas' | 'team_quotas', key: string, id: string, o: Partial<QuotaOverride>): Promise<void> {
+  /** Only the fields present change; null clears an override back to "inherit". Returns what changed. */
+  private async upsert(tx: Tx, table: 'user_quotas' | 'team_quotas', key: string, id: string, o: Partial<QuotaOverride>): Promise<ReturnType<typeof changesOf>> {
     const keys = (Object.keys(COLUMNS) as QuotaKey[]).filter((k) => o[k] !== undefined);
-    await this.db.query(`INSERT INTO ${table} (${key}) VALUES ($1) ON CONFLICT DO NOTHING`, [id]);
-    if (!keys.length) return;
+    await tx.query(`INSERT INTO ${table} (${key}) VALUES ($1) ON CONFLICT DO NOTHING`, [id]);
+    const { rows } = await tx.query<Record<string, number | null>>(`SELECT * FROM ${table} WHERE ${key} = $1 FOR UPDATE`, [id]);
+    const before = Object.fromEntries(keys.map((k) => [k, rows[0]?.[COLUMNS[k]] ?? null]));
+    if (!keys.length) return {};
     const sets = keys.map((k, i) => `${COLUMNS[k]} = $${i + 2}`).join(', ');
-    await this.db.query(`UPDATE ${table} SET ${sets}, updated_at = now() WHERE ${key} = $1`, [id, ...keys.map((k) => o[k])]);
+    await tx.query(`UPDATE ${table} SET ${sets}, updated_at = now() WHERE ${key} = $1`, [id, ...keys.map((k) => o[k])]);
+    return changesOf(before, Object.fromEntries(keys.map((k) => [k, o[k] ?? null])));
   }
 }
 

@@ -51,3 +51,8 @@ export async function inTx<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>): Promis
     client.release();
   }
 }
+
+/** Rejects unless the database answers. */
+export async function ping(db: pg.Pool): Promise<void> {
+  await db.query('SELECT 1');
+}

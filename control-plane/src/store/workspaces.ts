@@ -39,11 +39,12 @@ export interface WorkspaceRow {
 /** Live statuses whose host matters: a lost host makes their status uncertain. */
 const ON_HOST = `w.status NOT IN ('DELETED', 'FAILED', 'REJECTED', 'PENDING_APPROVAL')`;
 
-/** Workspaces with host_lost; $1 is the liveness window in seconds. */
-const VIEW_SQL = `
+/** Workspaces (from the table, or a subquery of its rows) with host_lost; $1 is the liveness window in seconds. */
+export const viewSql = (from = 'workspaces') => `
   SELECT w.*, (${ON_HOST} AND w.host_id IS NOT NULL
                AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1) AND s.docker_ready, false)) AS host_lost
-    FROM workspaces w LEFT JOIN host_status s ON s.host_id = w.host_id`;
+    FROM ${from} w LEFT JOIN host_status s ON s.host_id = w.host_id`;
+const VIEW_SQL = viewSql();
 
 export function toWorkspace(r: WorkspaceRow): Workspace {
   return {

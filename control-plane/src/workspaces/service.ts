@@ -11,12 +11,14 @@ import {
   type WorkspaceStatus,
 } from '@a4c/common';
 import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
+import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
-import { appendEvent } from '../store/events.js';
+import { appendEvent, changesOf } from '../store/events.js';
+import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
 import { bumpRevision } from '../store/hosts.js';
 import { getWorkspace, listWorkspacesOfUser, toWorkspace, viewWorkspace, type WorkspaceRow } from '../store/workspaces.js';
 
@@ -96,9 +98,12 @@ export class WorkspaceService {
       await appendEvent(tx, {
         kind: placed ? 'workspace.created' : 'workspace.requested',
         actor,
+        reason: placed ? `placed on host ${placed.hostId}` : `tier ${tier.name} needs an admin's approval`,
         workspaceId: id,
         hostId: placed?.hostId ?? null,
-        data: { tier: tier.name, image, revision: placed?.revision ?? null },
+        userId: input.userId,
+        changes: changesOf({}, { status: inserted.status, hostId: inserted.host_id }),
+        data: { name, projectName: input.projectName, arch: input.arch, tier: tier.name, image, revision: placed?.revision ?? null },
       });
       if (placed) await notifyHost(tx, placed.hostId);
       await notifyWorkspace(tx, id);
@@ -124,7 +129,15 @@ export class WorkspaceService {
         `UPDATE workspaces SET status = 'CREATING', host_id = $2, desired_revision = $3, updated_at = now() WHERE id = $1 RETURNING *`,
         [id, placed.hostId, placed.revision],
       );
-      await appendEvent(tx, { kind: 'workspace.approved', actor, workspaceId: id, hostId: placed.hostId, data: { revision: placed.revision } });
+      await appendEvent(tx, {
+        kind: 'workspace.approved',
+        actor,
+        reason: `approved by ${actor}; placed on host ${placed.hostId}`,
+        workspaceId: id,
+        hostId: placed.hostId,
+        changes: changesOf({ status: cur.status, hostId: cur.host_id }, { status: 'CREATING', hostId: placed.hostId }),
+        data: { revision: placed.revision },
+      });
       await notifyHost(tx, placed.hostId);
       await notifyWorkspace(tx, id);
       return rows[0] as WorkspaceRow;
@@ -156,11 +169,16 @@ export class WorkspaceService {
       );
       const r = rows[0] as WorkspaceRow;
       await appendEvent(tx, {
-        kind: 'workspace.retry',
+        kind: 'workspace.retried',
         actor,
+        reason: `retry of a workspace that failed at step ${cur.failed_step ?? 'unknown'}; placed on host ${placed.hostId}`,
         workspaceId: id,
         hostId: placed.hostId,
-        data: { attempt: r.attempt, previousHost: cur.host_id, failedStep: cur.failed_step, error: cur.error, revision: placed.revision },
+        changes: changesOf(
+          { status: cur.status, hostId: cur.host_id, attempt: cur.attempt, containerId: cur.container_id, failedStep: cur.failed_step, error: cur.error },
+          { status: r.status, hostId: r.host_id, attempt: r.attempt, containerId: null, failedStep: null, error: null },
+        ),
+        data: { revision: placed.revision },
       });
       await notifyHost(tx, placed.hostId);
       await notifyWorkspace(tx, id);
@@ -179,9 +197,9 @@ export class WorkspaceService {
     const hosts = new Set<string>();
     let creationsFailed = 0;
     const n = await inTx(this.db, async (tx) => {
-      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; was: string }>(
+      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string; error: string; was: string; container_id: string | null }>(
         `WITH stuck AS (
-           SELECT id, status FROM workspaces
+           SELECT id, status AS was FROM workspaces
             WHERE status IN ('CREATING', 'STARTING') AND status_changed_at < now() - make_interval(secs => $1)
             ORDER BY status_changed_at LIMIT 100 FOR UPDATE SKIP LOCKED)
          UPDATE workspaces w
@@ -192,13 +210,21 @@ export class WorkspaceService {
                                CASE WHEN w.current_step IS NULL THEN ' (the host''s agent never reported on it; is the host connected?)' ELSE '' END),
                 updated_at = now()
            FROM stuck WHERE w.id = stuck.id
-         RETURNING w.id, w.host_id, w.failed_step, stuck.status AS was`,
+         RETURNING w.id, w.host_id, w.failed_step, w.status, w.error, stuck.was, w.container_id`,
         [timeoutSeconds],
       );
       creationsFailed = rows.filter((r) => r.was === 'CREATING').length;
       for (const r of rows) {
         if (r.host_id) hosts.add(r.host_id);
-        await appendEvent(tx, { kind: 'workspace.failed', actor: 'control-plane', workspaceId: r.id, hostId: r.host_id, data: { step: r.failed_step, reason: 'timeout' } });
+        await appendEvent(tx, {
+          kind: 'workspace.failed',
+          actor: 'control-plane',
+          reason: r.error,
+          workspaceId: r.id,
+          hostId: r.host_id,
+          changes: changesOf({ status: r.was, failedStep: null, error: null }, { status: r.status, failedStep: r.failed_step, error: r.error }),
+          data: { step: r.failed_step, timeoutSeconds },
+        });
         await notifyWorkspace(tx, r.id);
       }
       // Failed workspaces leave their host's desired set.
@@ -223,9 +249,17 @@ export class WorkspaceService {
         `UPDATE workspaces SET status = 'REJECTED', error = $2, updated_at = now() WHERE id = $1 RETURNING *`,
         [id, `rejected by an admin${reason ? `: ${reason}` : ''}`],
       );
-      await appendEvent(tx, { kind: 'workspace.rejected', actor, workspaceId: id, data: { reason: reason ?? null } });
+      const r = rows[0] as WorkspaceRow;
+      await appendEvent(tx, {
+        kind: 'workspace.rejected',
+        actor,
+        reason: reason ? `rejected by ${actor}: ${reason}` : `rejected by ${actor}`,
+        workspaceId: id,
+        changes: changesOf({ status: cur.status, error: cur.error }, { status: r.status, error: r.error }),
+        data: { reason: reason ?? null },
+      });
       await notifyWorkspace(tx, id);
-      return rows[0] as WorkspaceRow;
+      return r;
     });
     return toWorkspace(row);
   }
@@ -247,6 +281,15 @@ export class WorkspaceService {
     return toWorkspace(row);
   }
 
+  /** The fleet's workspaces matching a search, a page at a time. */
+  async search(q: FleetQuery): Promise<{ workspaces: Workspace[]; nextCursor: string | null }> {
+    // Hostnames are searched by their first label (migration 021): a full hostname finds it too.
+    const domain = `.${this.opts.hostnameDomain}`;
+    const text = q.q?.toLowerCase().endsWith(domain) ? q.q.slice(0, -domain.length) : q.q;
+    const { rows, nextCursor } = await searchWorkspaces(this.db, { ...q, q: text || q.q }, this.opts.placement.liveWithinSeconds);
+    return { workspaces: rows.map(toWorkspace), nextCursor };
+  }
+
   async listOfUser(userId: string, includeDeleted = false): Promise<Workspace[]> {
     return (await listWorkspacesOfUser(this.db, userId, includeDeleted, this.opts.placement.liveWithinSeconds)).map(toWorkspace);
   }
@@ -265,7 +308,7 @@ export class WorkspaceService {
   }
 
   stop(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'workspace.stop', (s) => {
+    return this.transition(id, actor, 'stop asked', (s) => {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
@@ -274,7 +317,7 @@ export class WorkspaceService {
   }
 
   start(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'workspace.start', (s) => {
+    return this.transition(id, actor, 'start asked', (s) => {
       if (s === 'RUNNING' || s === 'STARTING' || s === 'CREATING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval', 'ask an admin to approve it');
       if (s === 'STOPPED' || s === 'STOPPING') return 'STARTING';
@@ -283,7 +326,7 @@ export class WorkspaceService {
   }
 
   delete(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'workspace.delete', (s, row) => {
+    return this.transition(id, actor, 'delete asked', (s, row) => {
       if (s === 'DELETED' || s === 'DELETING') return null;
       // Nothing on a host to remove: done at once.
       return row.host_id ? 'DELETING' : 'DELETED';
@@ -293,7 +336,7 @@ export class WorkspaceService {
   private async transition(
     id: string,
     actor: string,
-    kind: string,
+    reason: string,
     next: (status: WorkspaceStatus, row: WorkspaceRow) => WorkspaceStatus | null,
   ): Promise<Workspace> {
     let changedHost: string | null = null;
@@ -312,9 +355,18 @@ export class WorkspaceService {
           WHERE id = $1 RETURNING *`,
         [id, to, revision],
       );
-      await appendEvent(tx, { kind, actor, workspaceId: id, hostId: cur.host_id, data: { from: cur.status, to, revision } });
+      const r = rows[0] as WorkspaceRow;
+      await appendEvent(tx, {
+        kind: TRANSITION_KINDS[to as keyof typeof TRANSITION_KINDS],
+        actor,
+        reason: to === 'DELETED' ? `${reason}; on no host, so deleted at once` : reason,
+        workspaceId: id,
+        hostId: cur.host_id,
+        changes: changesOf({ status: cur.status, failedStep: cur.failed_step, error: cur.error }, { status: r.status, failedStep: r.failed_step, error: r.error }),
+        data: { revision },
+      });
       await notifyWorkspace(tx, id);
-      return rows[0] as WorkspaceRow;
+      return r;
     });
     if (changedHost) this.hostChanged(changedHost);
     return { ...toWorkspace(row), hostLost: (await this.get(id)).hostLost };
@@ -438,18 +490,20 @@ export class WorkspaceService {
           WHERE id = $1`,
         [cur.id, update.status, fields.container_id, fields.failed_step, fields.error, revision],
       );
+      const failed = update.status === 'FAILED';
       await appendEvent(tx, {
-        kind: `workspace.${update.status.toLowerCase()}`,
+        kind: REPORT_KINDS[update.status as keyof typeof REPORT_KINDS],
         actor: `agent:${hostId}`,
+        reason: failed
+          ? `the agent reported a failure at step ${fields.failed_step}: ${fields.error}`
+          : `the agent reported the container ${update.status === 'RUNNING' ? 'running' : 'stopped'}`,
         workspaceId: cur.id,
         hostId,
-        data: {
-          from: s,
-          containerId: fields.container_id,
-          ...(update.status === 'FAILED'
-            ? { step: fields.failed_step, error: fields.error, exitCode: report.exitCode, oomKilled: report.oomKilled }
-            : {}),
-        },
+        changes: changesOf(
+          { status: s, containerId: cur.container_id, failedStep: cur.failed_step, error: cur.error },
+          { status: update.status, containerId: fields.container_id, failedStep: fields.failed_step, error: fields.error },
+        ),
+        data: failed ? { step: fields.failed_step, exitCode: report.exitCode, oomKilled: report.oomKilled } : {},
       });
       await notifyWorkspace(tx, cur.id);
       return true;
@@ -466,13 +520,23 @@ export class WorkspaceService {
   async applyAck(db: Db, hostId: string, revision: number): Promise<void> {
     const ids = await inTx(db, async (tx) => {
       // Lock order everywhere: workspace rows, then their host row.
-      const { rows } = await tx.query<{ id: string }>(
-        `UPDATE workspaces SET status = 'DELETED', container_id = NULL, updated_at = now()
-          WHERE host_id = $1 AND status = 'DELETING' AND desired_revision <= $2 RETURNING id`,
+      const { rows } = await tx.query<{ id: string; container_id: string | null }>(
+        `WITH gone AS (SELECT id, container_id FROM workspaces
+                        WHERE host_id = $1 AND status = 'DELETING' AND desired_revision <= $2 FOR UPDATE)
+         UPDATE workspaces w SET status = 'DELETED', container_id = NULL, updated_at = now()
+           FROM gone WHERE w.id = gone.id RETURNING w.id, gone.container_id`,
         [hostId, revision],
       );
       for (const r of rows) {
-        await appendEvent(tx, { kind: 'workspace.deleted', actor: `agent:${hostId}`, workspaceId: r.id, hostId, data: { revision } });
+        await appendEvent(tx, {
+          kind: 'workspace.deleted',
+          actor: `agent:${hostId}`,
+          reason: `the host applied revision ${revision}, which removed its container`,
+          workspaceId: r.id,
+          hostId,
+          changes: changesOf({ status: 'DELETING', containerId: r.container_id }, { status: 'DELETED', containerId: null }),
+          data: { revision },
+        });
         await notifyWorkspace(tx, r.id);
       }
       await tx.query('UPDATE hosts SET applied_revision = GREATEST(applied_revision, $2) WHERE id = $1 AND applied_revision < $2', [hostId, revision]);
@@ -481,6 +545,21 @@ export class WorkspaceService {
     if (ids.length) this.log.info({ hostId, revision, workspaces: ids }, 'workspaces deleted');
   }
 }
+
+/** The event of each status a user's command moves a workspace to. */
+const TRANSITION_KINDS = {
+  STOPPING: 'workspace.stopping',
+  STARTING: 'workspace.starting',
+  DELETING: 'workspace.deleting',
+  DELETED: 'workspace.deleted',
+} as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
+
+/** The event of each status an agent's report moves a workspace to. */
+const REPORT_KINDS = {
+  RUNNING: 'workspace.running',
+  STOPPED: 'workspace.stopped',
+  FAILED: 'workspace.failed',
+} as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

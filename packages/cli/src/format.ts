@@ -1,4 +1,5 @@
 import type { Build, HostView, Workspace } from '@a4c/common';
+import type { StreamedEvent } from './stream.js';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -10,7 +11,7 @@ export function workspacesTable(list: Workspace[]): string {
   if (!list.length) return 'no workspaces; create one with: a4c ws create --project P --arch linux-x64 --tier standard';
   return table(
     ['ID', 'NAME', 'PROJECT', 'TIER', 'STATUS', 'HOST', 'HOSTNAME'],
-    list.map((w) => [w.id, w.name, w.projectName, w.tier, w.status, w.hostId ?? '-', w.hostname ?? '-']),
+    list.map((w) => [w.id, w.name, w.projectName, w.tier, w.hostLost ? `${w.status} (host lost)` : w.status, w.hostId ?? '-', w.hostname ?? '-']),
   );
 }
 
@@ -25,6 +26,7 @@ export function workspaceDetails(w: Workspace): string {
     ['image', w.image],
     ['status', w.status],
     ['host', w.hostId],
+    ['host lost', w.hostLost ? "yes: the host stopped heartbeating (or its Docker Engine answers no more); the status is the last one known" : null],
     ['container', w.containerId?.slice(0, 12) ?? null],
     ['hostname', w.hostname],
     ['ssh', w.sshCommand],
@@ -37,6 +39,38 @@ export function workspaceDetails(w: Workspace): string {
     .filter(([, v]) => v !== null && v !== '')
     .map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`)
     .join('\n');
+}
+
+/** What changed, short: "status CREATING→RUNNING, hostId -→h1". */
+function changesText(e: StreamedEvent): string {
+  const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v));
+  return Object.entries(e.changes)
+    .map(([k, c]) => `${k} ${show(c.from)}→${show(c.to)}`)
+    .join(', ');
+}
+
+function subject(e: StreamedEvent): string {
+  return e.workspaceId ?? e.buildId ?? (e.hostId ? `host ${e.hostId}` : e.userId ? `user ${e.userId}` : '-');
+}
+
+export function eventsTable(list: StreamedEvent[]): string {
+  if (!list.length) return 'no events in that window; widen it with --since 7d, or watch with --follow';
+  return table(
+    ['AT', 'KIND', 'ACTOR', 'ABOUT', 'CHANGES', 'REASON'],
+    list.map((e) => [e.at, e.kind, e.actor, subject(e), changesText(e) || '-', e.reason]),
+  );
+}
+
+/** One event as a line, for --follow. */
+export function eventLine(e: StreamedEvent): string {
+  const changes = changesText(e);
+  return `${e.at}  ${e.kind}  ${subject(e)}  by ${e.actor}${changes ? `  ${changes}` : ''}  (${e.reason})`;
+}
+
+/** A workspace's latest events, under its details (a4c ws get). */
+export function historyText(list: StreamedEvent[]): string {
+  if (!list.length) return 'history:     none';
+  return ['history:', ...list.map((e) => `  ${e.at}  ${e.kind.padEnd(26)} by ${e.actor}${changesText(e) ? `  ${changesText(e)}` : ''}`)].join('\n');
 }
 
 const pct = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(1)}%`);

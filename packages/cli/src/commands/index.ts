@@ -3,6 +3,7 @@ import type { Context } from '../context.js';
 import { registerAccess } from './access.js';
 import { registerAudit } from './audit.js';
 import { registerConfigSsh } from './config-ssh.js';
+import { registerEvents } from './events.js';
 import { registerBuilds } from './builds.js';
 import { registerHosts } from './hosts.js';
 import { registerQuota } from './quota.js';
@@ -21,6 +22,7 @@ export const COMMAND_GROUPS: readonly ((program: CommandUnknownOpts, ctx: Contex
   registerConfigSsh,
   registerBuilds,
   registerHosts,
+  registerEvents,
   registerQuota,
   registerUsers,
   registerTokens,

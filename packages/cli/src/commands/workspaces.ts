@@ -1,9 +1,12 @@
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
-import { ARCHES, DEFAULT_TIERS, type Workspace } from '@a4c/common';
+import { ARCHES, DEFAULT_TIERS, WORKSPACE_STATUSES, type Workspace } from '@a4c/common';
 import type { Context } from '../context.js';
 import { commandGroup } from './group.js';
 import { finishWorkspace, followWorkspace } from '../follow.js';
-import { workspaceDetails, workspacesTable } from '../format.js';
+import { historyText, workspaceDetails, workspacesTable } from '../format.js';
+import type { StreamedEvent } from '../stream.js';
+
+const HISTORY = 10;
 
 const TIERS = DEFAULT_TIERS.map((t) => (t.requiresApproval ? `${t.name} (needs an admin's approval)` : t.name)).join(', ');
 const NO_WAIT = 'return as soon as the control plane accepts the request';
@@ -37,24 +40,73 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
 
   ws.command('list')
     .alias('ls')
-    .description('your workspaces')
+    .description('your workspaces; with --all-users, every workspace you may see (admins: the fleet, leads: their team)')
     .option('--all', 'deleted ones too')
+    .option('--all-users', "not only yours: everyone's you may see")
+    .option('--status <statuses>', `only these, comma-separated: ${WORKSPACE_STATUSES.join(', ')}`)
+    .option('--host <id>', 'only those on this host')
+    .option('--project <name>', 'only this project')
+    .option('--tier <tier>', 'only this tier')
+    .option('--team <id>', "only this team's (leads: their own team)")
+    .option('--search <text>', 'text in the name, project, hostname, host or error (typos tolerated)')
     .action(
       ctx.action(async (opts) => {
-        const r = await ctx.client.request<{ workspaces: Workspace[] }>('GET', `/v1/users/${ctx.userPath()}/workspaces${opts.all ? '?includeDeleted=true' : ''}`);
-        ctx.print(r, () => workspacesTable(r.workspaces));
+        const filtered = opts.allUsers || opts.status || opts.host || opts.project || opts.tier || opts.team || opts.search;
+        if (!filtered) {
+          const r = await ctx.client.request<{ workspaces: Workspace[] }>('GET', `/v1/users/${ctx.userPath()}/workspaces${opts.all ? '?includeDeleted=true' : ''}`);
+          ctx.print(r, () => workspacesTable(r.workspaces));
+          return 0;
+        }
+        // The fleet search (GET /v1/workspaces), every page.
+        const params = new URLSearchParams({ limit: '500' });
+        if (!opts.allUsers) {
+          ctx.userPath(); // an error if there is no user
+          params.set('userId', ctx.user);
+        }
+        const status = opts.status ?? (opts.all ? WORKSPACE_STATUSES.join(',') : undefined);
+        if (status) params.set('status', status);
+        if (opts.host) params.set('hostId', opts.host);
+        if (opts.project) params.set('project', opts.project);
+        if (opts.tier) params.set('tier', opts.tier);
+        if (opts.team) params.set('teamId', opts.team);
+        if (opts.search) params.set('q', opts.search);
+        const workspaces: Workspace[] = [];
+        for (;;) {
+          const page = await ctx.client.request<{ workspaces: Workspace[]; nextCursor: string | null }>('GET', `/v1/workspaces?${params}`);
+          workspaces.push(...page.workspaces);
+          if (!page.nextCursor) break;
+          params.set('cursor', page.nextCursor);
+        }
+        ctx.print({ workspaces }, () => workspacesTable(workspaces));
         return 0;
       }),
     );
 
   ws.command('get')
     .alias('show')
-    .description('one workspace')
+    .description(`one workspace, with its last ${HISTORY} events (a4c events --workspace ID for all of them)`)
     .argument('<id>', 'workspace id')
     .action(
       ctx.action(async (id) => {
         const w = await ctx.client.request<Workspace>('GET', path(id));
-        ctx.print(w, () => workspaceDetails(w));
+        if (ctx.json) {
+          ctx.print(w, () => '');
+          return 0;
+        }
+        // The log is oldest first: read to its end, keep the last few.
+        const history: StreamedEvent[] = [];
+        let after = '';
+        for (;;) {
+          const page = await ctx.client.request<{ events: StreamedEvent[]; nextCursor: string }>(
+            'GET',
+            `/v1/events?workspaceId=${encodeURIComponent(w.id)}&limit=1000${after ? `&after=${after}` : ''}`,
+          );
+          history.push(...page.events);
+          history.splice(0, Math.max(0, history.length - HISTORY));
+          if (page.events.length < 1000) break;
+          after = page.nextCursor;
+        }
+        ctx.print(w, () => `${workspaceDetails(w)}\n${historyText(history)}`);
         return 0;
       }),
     );

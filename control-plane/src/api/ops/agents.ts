@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { notFound } from '@a4c/common';
-import type { CertificateAuthority } from '../pki/ca.js';
-import { createJoinToken, enroll, JOIN_TOKEN_DEFAULT_TTL_SECONDS, JOIN_TOKEN_MAX_TTL_SECONDS, removeHost } from '../pki/enrollment.js';
-import type { Db } from '../store/db.js';
-import { op, type Operation } from './operation.js';
-import { id, params, time } from './schemas.js';
+import type { CertificateAuthority } from '../../pki/ca.js';
+import { createJoinToken, enroll, JOIN_TOKEN_DEFAULT_TTL_SECONDS, JOIN_TOKEN_MAX_TTL_SECONDS, removeHost } from '../../pki/enrollment.js';
+import type { Db } from '../../store/db.js';
+import { op, type Operation } from '../operation.js';
+import { id, params, time } from '../schemas.js';
 
 export interface EnrollDeps {
   db: Db;

@@ -1,0 +1,27 @@
+import type { Logger } from '@a4c/common';
+import type { Policy } from '../../auth/principals.js';
+import type { EventHub } from '../../events/hub.js';
+import type { BuildService } from '../../builds/service.js';
+import type { Quotas } from '../../quotas/quotas.js';
+import type { Db } from '../../store/db.js';
+import type { HostViewOptions } from '../../store/hosts.js';
+import type { WorkspaceService } from '../../workspaces/service.js';
+
+/** What the /v1 operations need; each file of operations takes the parts it uses. */
+export interface RouteDeps {
+  db: Db;
+  workspaces: WorkspaceService;
+  builds: BuildService;
+  quotas: Quotas;
+  policy: Policy;
+  maxWaitSeconds: number;
+  hostView: HostViewOptions;
+  events: {
+    hub: EventHub;
+    /** A comment line on event streams this often. */
+    heartbeatMs: number;
+    /** Event streams end after this long; clients reconnect with Last-Event-ID. */
+    streamMaxSeconds: number;
+  };
+  log: Logger;
+}

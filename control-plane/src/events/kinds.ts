@@ -1,0 +1,58 @@
+/**
+ * Every kind of event the activity log holds: a stable list, documented in docs/api.md
+ * (a test checks the two agree). Kinds are never renamed or reused; new ones are added.
+ * Each says what happened, to what, in the past tense.
+ */
+export const EVENT_KINDS = {
+  // workspaces: the owner's, their lead's and admins' to see
+  'workspace.requested': 'created in a tier that needs approval: PENDING_APPROVAL, placed nowhere yet',
+  'workspace.created': 'placed on a host: CREATING',
+  'workspace.approved': 'an admin approved it: placed, CREATING',
+  'workspace.rejected': 'an admin rejected it: REJECTED',
+  'workspace.retried': 'a FAILED workspace placed again with the next attempt: CREATING',
+  'workspace.stopping': 'stop asked: STOPPING',
+  'workspace.starting': 'start asked: STARTING',
+  'workspace.deleting': 'delete asked: DELETING (or straight to workspace.deleted when on no host)',
+  'workspace.running': 'the agent reports its container running',
+  'workspace.stopped': 'the agent reports its container stopped',
+  'workspace.failed': 'the agent reported a failure, or it was stuck coming up past the timeout',
+  'workspace.deleted': 'its container is gone from the host: DELETED',
+  'agent.container_vanished': 'the agent found its container missing (and recreates it if it should run)',
+  'agent.container_exited': 'its container exited (exit code, OOM-killed)',
+  'agent.container_restarted': 'the agent restarted its crashed container',
+  'agent.orphan_removed': 'the agent removed a container nobody wants (admins; the owner when the workspace is known)',
+  // image builds: the owner's, their lead's and admins'
+  'build.scheduled': 'queued: SCHEDULED',
+  'build.claimed': 'a host claimed it: IN_PROGRESS',
+  'build.completed': 'finished: COMPLETED, the image recorded on the host',
+  'build.failed': 'finished: FAILED (the build failed, or its worker went silent too often)',
+  'build.requeued': 'its worker went silent: back to SCHEDULED with retryCount + 1',
+  'build.result_discarded': 'a worker that had lost its claim reported late; nothing changed',
+  // hosts: admins only
+  'host.connected': "an agent's session began (capacity, version)",
+  'host.disconnected': "an agent's session ended",
+  'host.drained': 'an admin drained it: nothing new is placed there',
+  'host.activated': 'an admin activated it again',
+  'host.enrolled': 'an agent enrolled with a join token and got a certificate',
+  'host.removed': "an admin removed it: its certificates revoked",
+  'agent.docker_unreachable': "the host's Docker Engine stopped answering",
+  'agent.docker_reachable': "the host's Docker Engine answers again",
+  'agent.unknown': 'the agent reported an event of a kind this control plane does not know',
+  'join_token.created': 'an admin created a join token',
+  // users: the user's own, their lead's and admins'
+  'user.created': 'a user was created (by an admin, or at first single sign-on)',
+  'user.updated': "an admin changed a user's team or role",
+  'user.token_issued': 'an API token was issued',
+  'user.token_revoked': 'an API token was revoked',
+  'user.quota_updated': "an admin changed a user's quota overrides",
+  'team.quota_updated': "an admin changed a team's default quota (admins only)",
+} as const;
+
+export type EventKind = keyof typeof EVENT_KINDS;
+export const EVENT_KIND_NAMES = Object.keys(EVENT_KINDS) as EventKind[];
+
+/** The agent reports its own events by name; unknown names are logged as agent.unknown. */
+export function agentEventKind(name: string): EventKind {
+  const kind = `agent.${name}`;
+  return kind in EVENT_KINDS ? (kind as EventKind) : 'agent.unknown';
+}
