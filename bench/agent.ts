@@ -10,7 +10,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /** A real a4c-agent process for a benchmark. */
 export async function spawnBenchAgent(o: { hostId: string; controlPlane: string; dockerHost: string; env?: Record<string, string> }): Promise<{ pid: number; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'agent/dist/main.js')], {
+  // BENCH_AGENT_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the agent.
+  const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'agent/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_CONTROL_PLANE: o.controlPlane,

@@ -10,7 +10,9 @@
  *     once, and while one slow reader pulls a 1 GiB stream at 8 MiB/s.
  *
  * Run with `npm run bench -- exec` (starts a private engine). The control plane runs
- * as its own process here, so its memory is its own.
+ * as its own process here, so its memory is its own. BENCH_N, BENCH_GIB size the runs;
+ * BENCH_CP_NODE_ARGS / BENCH_AGENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR")
+ * profile the control plane or the agent.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -52,7 +54,9 @@ function rss(pid: number): { rss: number; peak: number } {
 async function startControlPlaneProcess(): Promise<{ proc: ChildProcess; api: string; grpc: string; token: string; stop(): Promise<void> }> {
   const [http, grpc, pg] = await Promise.all([freePort(), freePort(), freePort()]);
   const token = `bench-admin-token-${process.pid}`;
-  const proc = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
+  // BENCH_CP_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the control plane.
+  const nodeArgs = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-cp-')),
