@@ -34,7 +34,10 @@ export function loadOrCreateHostKey(stateDir: string): HostKey {
   }
   if (pem === undefined) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const pair = utils.generateKeyPairSync('ed25519', { comment: 'a4c-agent' });
+    // ssh2's generator now and then (about 1 key in 200) writes an ed25519 key that its
+    // own parser refuses as malformed: only a key that parses is kept.
+    let pair = utils.generateKeyPairSync('ed25519', { comment: 'a4c-agent' });
+    for (let i = 0; i < 20 && utils.parseKey(pair.private) instanceof Error; i++) pair = utils.generateKeyPairSync('ed25519', { comment: 'a4c-agent' });
     const tmp = `${file}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'wx', 0o600);
     try {

@@ -153,11 +153,16 @@ export class Tunnels {
   private pumpExec(call: TunnelCall, proc: ExecProcess, finish: (exit: { exitCode: number; error: string }) => void): void {
     const up = (stream: 'stdout' | 'stderr') => {
       const src = proc[stream];
+      let waiting = false;
       src.on('data', (chunk: Buffer) => {
         const ok = call.write({ payload: stream === 'stdout' ? { $case: 'stdout', value: chunk } : { $case: 'stderr', value: chunk } });
-        if (!ok) {
+        if (!ok && !waiting) {
+          waiting = true;
           src.pause();
-          call.once('drain', () => src.resume());
+          call.once('drain', () => {
+            waiting = false;
+            src.resume();
+          });
         }
       });
       return new Promise<void>((resolve) => {
@@ -166,13 +171,18 @@ export class Tunnels {
       });
     };
     const outputs = Promise.all([up('stdout'), up('stderr')]);
+    let inputWaiting = false;
     call.on('data', (m: TunnelDown) => {
       const p = m.payload;
       if (!p) return;
       if (p.$case === 'stdin') {
-        if (!proc.stdin.write(Buffer.from(p.value))) {
+        if (!proc.stdin.write(Buffer.from(p.value)) && !inputWaiting) {
+          inputWaiting = true;
           call.pause();
-          proc.stdin.once('drain', () => call.resume());
+          proc.stdin.once('drain', () => {
+            inputWaiting = false;
+            call.resume();
+          });
         }
       } else if (p.$case === 'resize') void proc.resize(p.value.cols, p.value.rows).catch(() => undefined);
       else if (p.$case === 'closeStdin') proc.stdin.end();

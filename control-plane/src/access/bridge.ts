@@ -115,12 +115,17 @@ export function bridge(ws: WebSocket, call: TunnelCall, broker: TunnelBroker, o:
       }
     };
 
+    let userPaused = false;
     const toAgent = (msg: TunnelDown) => {
       if (ended) return;
-      if (!call.write(msg)) {
+      if (!call.write(msg) && !userPaused) {
         // HTTP/2's window toward the agent is full: stop reading the user until it drains.
+        userPaused = true;
         ws.pause();
-        call.once('drain', () => ws.resume());
+        call.once('drain', () => {
+          userPaused = false;
+          ws.resume();
+        });
       }
     };
 
