@@ -88,7 +88,7 @@ export function registerConfigSsh(program: CommandUnknownOpts, ctx: Context): vo
           { sshConfig: file, tokenFile: opts.tokenFile, hosts: r.workspaces.map((w) => `${w.name}.a4c`) },
           () =>
             r.workspaces.length
-              ? `wrote ${r.workspaces.length} host${r.workspaces.length === 1 ? '' : 's'} to ${file}: ${r.workspaces.map((w) => `${w.name}.a4c`).join(', ')}\ntry: ssh ${r.workspaces[0]?.name}.a4c`
+              ? `wrote ${r.workspaces.length} host${r.workspaces.length === 1 ? '' : 's'} to ${file}: ${r.workspaces.map((w) => `${w.name}.a4c`).join(', ')}\ntry: ssh ${file === defaultConfig() ? '' : `-F ${file} `}${r.workspaces[0]?.name}.a4c`
               : `no workspaces yet; ${file} has an empty A4C block (run a4c config-ssh again after a4c ws create)`,
         );
         return 0;
