@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -271,6 +271,15 @@ describe('image build leases', function () {
       const b = await build(r.body.id);
       return b.status === 'IN_PROGRESS' && b.worker === first.hostId;
     }, 60_000, 100);
+    // The claim is IN_PROGRESS as soon as the control plane records it; the late result
+    // below needs the agent to have persisted the build it took (builds.json) first.
+    await waitFor('the first agent to persist the build it took', async () => {
+      try {
+        return readFileSync(path.join(first.stateDir, 'builds.json'), 'utf8').includes(r.body.id);
+      } catch {
+        return false;
+      }
+    }, 30_000, 50);
     await first.kill('SIGKILL');
 
     const second = await spawnAgent({ hostId: uniqueId('mac-b'), controlPlane: t.grpcAddress, env: { ...FAST, A4C_ARCH: 'darwin-arm64' } });
