@@ -1,3 +1,4 @@
+import type { ActivityEvent } from '@a4c/common';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -9,20 +10,7 @@ import { removeHostContainers, ROOT, spawnAgent, startTestControlPlane, uniqueId
 import { waitFor } from './support/net.js';
 import { SseFollower, type StreamedEvent } from './support/sse.js';
 
-interface EventJson {
-  id: number;
-  cursor: string;
-  at: string;
-  kind: string;
-  actor: string;
-  reason: string;
-  workspaceId: string | null;
-  hostId: string | null;
-  userId: string | null;
-  buildId: string | null;
-  changes: Record<string, { from: unknown; to: unknown }>;
-  data: Record<string, unknown>;
-}
+type EventJson = ActivityEvent;
 interface EventPage {
   events: EventJson[];
   nextCursor: string;

@@ -1,3 +1,4 @@
+import type { ActivityEvent } from '@a4c/common';
 import type { EventKind } from '../events/kinds.js';
 import type { Db, Tx } from './db.js';
 
@@ -110,20 +111,7 @@ function belowWatermark(xmin: bigint): Cursor {
   return { xid: xmin - 1n, id: ID_MAX };
 }
 
-export interface EventView {
-  id: number;
-  cursor: string;
-  at: string;
-  kind: string;
-  actor: string;
-  reason: string;
-  workspaceId: string | null;
-  hostId: string | null;
-  userId: string | null;
-  buildId: string | null;
-  changes: Changes;
-  data: Record<string, unknown>;
-}
+export type EventView = ActivityEvent;
 
 /** An event as a follower matches it: its view, its position, and its user's team now. */
 export interface LoggedEvent {

@@ -1,20 +1,8 @@
+import type { ActivityEvent } from '@a4c/common';
 import { createParser } from 'eventsource-parser';
 import { CliError } from './client.js';
 
-export interface StreamedEvent {
-  id: number;
-  cursor: string;
-  at: string;
-  kind: string;
-  actor: string;
-  reason: string;
-  workspaceId: string | null;
-  hostId: string | null;
-  userId: string | null;
-  buildId: string | null;
-  changes: Record<string, { from: unknown; to: unknown }>;
-  data: Record<string, unknown>;
-}
+export type StreamedEvent = ActivityEvent;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -137,3 +137,19 @@ export interface BuildLogLine {
   at: string;
   line: string;
 }
+
+/** One entry of the activity log, as GET /v1/events and /v1/events/stream give it. */
+export interface ActivityEvent {
+  id: number;
+  cursor: string;
+  at: string;
+  kind: string;
+  actor: string;
+  reason: string;
+  workspaceId: string | null;
+  hostId: string | null;
+  userId: string | null;
+  buildId: string | null;
+  changes: Record<string, { from: unknown; to: unknown }>;
+  data: Record<string, unknown>;
+}
