@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import pg from 'pg';
 import type { Workspace } from '@a4c/common';
-import { execSession, openSocket, sendControl, sendStdin, UpgradeRefused } from './support/access.js';
+import { closeLiveSockets, execSession, openSocket, sendControl, sendStdin, UpgradeRefused } from './support/access.js';
 import { docker, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { waitFor } from './support/net.js';
 
@@ -52,6 +52,19 @@ describe('getting into a workspace: exec and port-forward through the agent\'s t
     malloryToken = (await t.api.call<{ token: string }>('POST', `/v1/users/${mallory}/tokens`, { name: 't' })).body.token;
     ws = await t.api.createWorkspace(alice, { projectName: 'access', arch: 'linux-x64', tier: 'tiny', name: 'box' });
     expect(ws.status).to.equal('RUNNING');
+  });
+
+  // Each test starts with no open session: what one test opened is closed after it (also
+  // when it failed half-way), and the sessions must really end, processes included.
+  afterEach(async function () {
+    closeLiveSockets();
+    if (!t || !ws || this.currentTest?.title.includes('control plane shuts down')) return;
+    await waitFor('every session of the test to end', async () => {
+      const r = await t.api.call<{ sessions: SessionView[] }>('GET', `/v1/workspaces/${ws.id}/sessions`, undefined, { token: aliceToken });
+      const open = r.body.sessions.filter((s) => s.endedAt === null);
+      if (open.length) throw new Error(`still open: ${open.map((s) => `${s.kind} ${JSON.stringify(s.command)}`).join(', ')}`);
+      return true;
+    }, 20_000, 100);
   });
 
   after(async () => {
@@ -113,10 +126,11 @@ describe('getting into a workspace: exec and port-forward through the agent\'s t
       await new Promise((r) => setTimeout(r, 5));
     }
     sock.close();
-    // Docker cannot kill an exec: end the producer so it does not eat the tiny tier's CPU
-    // for the tests after this one.
-    const killer = await docker().getContainer(ws.containerId as string).exec({ Cmd: ['sh', '-c', 'kill $(pidof head) 2>/dev/null; true'] });
-    await killer.start({ Detach: true });
+    // The session is over, so is its producer: the agent ends what the session started.
+    await waitFor('the producer to be ended with its session', async () => {
+      const r = await execSession(t.api.baseUrl, ws.id, aliceToken, { command: ['sh', '-c', 'pidof head || echo none'] });
+      return r.stdout.toString().trim() === 'none';
+    }, 15_000, 250);
     expect(got, 'the producer was held back to what the reader read').to.be.lessThan(300 * 1024 * 1024);
     expect(peak - before, `agent RSS grew from ${before.toFixed(0)} to ${peak.toFixed(0)} MiB while the reader got ${(got / 2 ** 20).toFixed(0)} MiB`).to.be.lessThan(64);
   });
@@ -130,7 +144,9 @@ describe('getting into a workspace: exec and port-forward through the agent\'s t
     });
     const closed = new Promise<number>((resolve) => sock.on('close', (code) => resolve(code)));
     sendStdin(sock, 'stty size\n');
-    await waitFor('the first size', async () => out.includes('30 100'), 10_000, 50);
+    await waitFor('the first size', async () => out.includes('30 100'), 20_000, 50).catch((e: Error) => {
+      throw new Error(`${e.message}; the terminal showed ${JSON.stringify(out)}`);
+    });
     sendControl(sock, { type: 'resize', cols: 132, rows: 43 });
     await new Promise((r) => setTimeout(r, 200));
     sendStdin(sock, 'stty size; exit 4\n');

@@ -38,6 +38,17 @@ export function wsUrl(baseUrl: string, path: string): string {
   return baseUrl.replace(/^http/, 'ws') + path;
 }
 
+/** Every access socket a test opened and that is not closed yet (see closeLiveSockets). */
+const live = new Set<WebSocket>();
+
+/** Closes what a test left open (a failed assertion skips its own close), so one failure cannot use up the next test's session limit. */
+export function closeLiveSockets(): number {
+  const n = live.size;
+  for (const s of live) s.terminate();
+  live.clear();
+  return n;
+}
+
 /** Opens an access WebSocket; rejects with UpgradeRefused carrying the JSON error if the server answers without upgrading. */
 export function openSocket(
   baseUrl: string,
@@ -51,6 +62,8 @@ export function openSocket(
   const ws = new WebSocket(wsUrl(baseUrl, path), protocols, asSubprotocol ? {} : { headers: { authorization: `Bearer ${token}` } });
   // Attached before 'open': the first frames can arrive in the same read as the handshake.
   if (onMessage) ws.on('message', onMessage);
+  live.add(ws);
+  ws.on('close', () => live.delete(ws));
   if (onClose) ws.on('close', (code, reason) => onClose(code, reason.toString()));
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import type Docker from 'dockerode';
@@ -26,7 +27,11 @@ export interface ExecProcess {
   resize(cols: number, rows: number): Promise<void>;
   /** The exit code, once the process ended and all its output was handed to stdout and stderr. */
   exit: Promise<number>;
-  /** Tears the exec stream down (the process sees its stdin and terminal go away). */
+  /**
+   * Tears the exec stream down and ends the process if it still runs: the session is
+   * over, so what it started must not go on eating the workspace's CPU. (The Engine API
+   * has no way to kill an exec; see endExecProcess.)
+   */
   close(): void;
 }
 
@@ -103,7 +108,11 @@ export async function startExec(docker: Docker, containerId: string, opts: ExecO
     }
     return -1;
   });
-  if (opts.tty && opts.cols && opts.rows) void exec.resize({ h: opts.rows, w: opts.cols }).catch(() => undefined);
+  // Engines before API 1.42 (Debian's 20.10) ignore ConsoleSize: the terminal has no
+  // size until this resize, and a program reading it first sees 0x0 (`stty size` fails).
+  // So the size is set before any stdin is passed on, retried while the engine is not
+  // ready for it.
+  if (opts.tty && opts.cols && opts.rows) await resizeWhenReady(exec, opts.cols, opts.rows);
   return {
     stdin,
     stdout,
@@ -112,8 +121,60 @@ export async function startExec(docker: Docker, containerId: string, opts: ExecO
       if (opts.tty) await exec.resize({ h: rows, w: cols });
     },
     exit,
-    close: () => socket.destroy(),
+    close: () => {
+      socket.destroy();
+      void endExecProcess(exec, containerId);
+    },
   };
+}
+
+async function resizeWhenReady(exec: Docker.Exec, cols: number, rows: number): Promise<void> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      await exec.resize({ h: rows, w: cols });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+    }
+  }
+}
+
+/** How long a process has after SIGHUP/SIGTERM before SIGKILL. */
+const END_GRACE_MS = 2_000;
+
+/**
+ * Ends an exec's process that outlived its session: SIGHUP and SIGTERM (what a closed
+ * terminal and a polite stop send), then SIGKILL after a grace period. The Engine API
+ * reports the exec's PID in the host's PID namespace; the signal is sent only when
+ * /proc says that PID belongs to this container's cgroup, so a PID from another
+ * namespace or one already reused is never touched. Best effort: an exec the agent
+ * cannot see this way (an engine in another PID namespace) runs to its own end, as
+ * with `docker exec`.
+ */
+async function endExecProcess(exec: Docker.Exec, containerId: string): Promise<void> {
+  const owned = async (): Promise<number | undefined> => {
+    try {
+      const info = await exec.inspect();
+      if (!info.Running || !info.Pid) return undefined;
+      const cgroup = await readFile(`/proc/${info.Pid}/cgroup`, 'utf8');
+      return cgroup.includes(containerId) ? info.Pid : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  const pid = await owned();
+  if (pid === undefined) return;
+  signal(pid, 'SIGHUP');
+  signal(pid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, END_GRACE_MS).unref());
+  if ((await owned()) === pid) signal(pid, 'SIGKILL');
 }
 
 /** Reads src into write(); when write() says the consumer is full, pauses src until it drains. */

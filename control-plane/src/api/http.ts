@@ -82,7 +82,8 @@ export function requireToken(db: Db, adminToken: string, sso?: OidcVerifier): Ko
 /**
  * An audit row for every mutating call, whatever its outcome: who, what (method and
  * route template), on what (the path), the status, and the request id. Written after
- * the response is decided; a failure to write it is logged, never turned into an error.
+ * the response is decided and before it is sent, so whoever got the answer finds its
+ * row; a failure to write it is logged, never turned into an error.
  */
 export function audit(db: Db, log: Logger): Koa.Middleware<State> {
   return async (ctx, next) => {
@@ -92,7 +93,7 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
       if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/') && !ctx.state.unaudited) {
         const body = ctx.body as { error?: string; message?: string } | undefined;
         const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
-        recordAudit(db, {
+        await recordAudit(db, {
           requestId: ctx.state.requestId ?? '',
           actor: ctx.state.actor ?? 'anonymous',
           action: `${ctx.method} ${String(route).slice(0, 200)}`,
