@@ -52,7 +52,7 @@ export interface ControlPlaneConfig {
   /** Per-user workspace creations (across replicas, in PostgreSQL); perMinute 0: off. */
   createRate: { perMinute: number; burst: number };
   /** Fast 503s when saturated; 0 turns a bound off. */
-  shedding: { maxDbWaiters: number; maxEventLoopLagMs: number };
+  shedding: { targetMs: number; intervalMs: number; maxEventLoopLagMs: number };
   /** The agent plane's TLS: the CA (supplied, or kept in dataDir/ca) and the server certificate's extra names. */
   grpcTls: {
     /** A4C_GRPC_INSECURE=true: plaintext gRPC, no client certificates (tests, local experiments). */
@@ -177,8 +177,9 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       burst: envInt(env, 'A4C_CREATE_RATE_BURST', 3, 1, 1e6),
     },
     shedding: {
-      maxDbWaiters: envInt(env, 'A4C_SHED_DB_WAITERS', dbPoolSize, 0, 1e6),
-      maxEventLoopLagMs: envInt(env, 'A4C_SHED_EVENT_LOOP_LAG_MS', 1000, 0, 600_000),
+      targetMs: envInt(env, 'A4C_SHED_TARGET_MS', 500, 0, 600_000),
+      intervalMs: envInt(env, 'A4C_SHED_INTERVAL_MS', 2000, 10, 600_000),
+      maxEventLoopLagMs: envInt(env, 'A4C_SHED_EVENT_LOOP_LAG_MS', 200, 0, 600_000),
     },
     defaultQuota: {
       maxWorkspaces: envInt(env, 'A4C_QUOTA_MAX_WORKSPACES', 5, 0, 100_000),
@@ -297,8 +298,10 @@ export const CONFIG_HELP = `Environment:
   A4C_RATE_LIMIT_BURST      requests a token may send at once (default 40)
   A4C_CREATE_RATE_PER_MINUTE  workspace creations per user per minute, across replicas; 0: off (default 1)
   A4C_CREATE_RATE_BURST     creations a user may make at once before the rate applies (default 3)
-  A4C_SHED_DB_WAITERS       answer 503 at once when this many requests wait for a database connection; 0: never (default A4C_DB_POOL_SIZE)
-  A4C_SHED_EVENT_LOOP_LAG_MS  answer 503 at once while the event loop lags more than this; 0: never (default 1000)
+  A4C_SHED_TARGET_MS        answer 503 at once while requests have waited over this for a database connection
+                            for a whole interval (CoDel); 0: never (default 500)
+  A4C_SHED_INTERVAL_MS      how long queueing or lag must last before shedding (default 2000)
+  A4C_SHED_EVENT_LOOP_LAG_MS  answer 503 at once while the event loop's median lag over the interval exceeds this; 0: never (default 200)
   A4C_GRPC_TLS_SANS         extra names/IPs of the gRPC server certificate, comma-separated (127.0.0.1 and localhost always)
   A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: A4C_DATA_DIR/ca, created once
   A4C_CA_KEY                PEM file of that CA's private key (RSA)

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type Koa from 'koa';
-import { A4cError, type Logger } from '@a4c/common';
-import type { Ctx, State } from './http.js';
+import { A4cError } from '@a4c/common';
+import type { State } from './http.js';
 
 export interface RequestRateLimit {
   /** Sustained requests per second per credential; 0: no limit. */
@@ -65,101 +65,4 @@ export function rateLimit(limit: RequestRateLimit): Koa.Middleware<State> {
     }
     await next();
   };
-}
-
-export interface LoadSheddingOptions {
-  /** Shed when this many requests already wait for a database connection; 0: never. */
-  maxDbWaiters: number;
-  /** Shed while the event loop lagged more than this in the last second; 0: never. */
-  maxEventLoopLagMs: number;
-}
-
-/** What the shedder needs to know about the pool (pg.Pool has these). */
-export interface PoolGauge {
-  readonly waitingCount: number;
-  readonly totalCount: number;
-}
-
-const LAG_SAMPLE_MS = 50;
-const LAG_WINDOW_MS = 1000;
-
-/**
- * Load shedding: when the control plane is saturated, new API requests get a fast 503
- * with Retry-After instead of joining a queue where they would all time out together.
- * Saturated means requests already queue for a database connection (the pool is
- * exhausted and its wait queue is long) or the event loop is lagging (a timer that
- * should fire every 50 ms fired late by more than the bound within the last second).
- * Probes, the OpenAPI document and the agents' gRPC plane are never shed.
- */
-export class LoadShedder {
-  private timer: NodeJS.Timeout | undefined;
-  private lagMs = 0;
-  private lagAt = 0;
-  private shed = 0;
-
-  constructor(
-    private readonly opts: LoadSheddingOptions,
-    private readonly pool: PoolGauge,
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    if (this.opts.maxEventLoopLagMs <= 0 || this.timer) return;
-    let expected = performance.now() + LAG_SAMPLE_MS;
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      const lag = Math.max(0, now - expected);
-      expected = now + LAG_SAMPLE_MS;
-      // Keep the worst lag of the last second: one late timer is the symptom of a
-      // blocked loop, and the requests that queued behind it are still being read.
-      if (lag >= this.lagMs || now - this.lagAt > LAG_WINDOW_MS) {
-        this.lagMs = lag;
-        this.lagAt = now;
-      }
-    }, LAG_SAMPLE_MS);
-    this.timer.unref();
-  }
-
-  /** Requests answered 503 by this shedder since it started. */
-  get shedCount(): number {
-    return this.shed;
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  /** Why a request should be shed now, or undefined. */
-  overloaded(): string | undefined {
-    const { maxDbWaiters, maxEventLoopLagMs } = this.opts;
-    if (maxDbWaiters > 0 && this.pool.waitingCount >= maxDbWaiters) {
-      return `all ${this.pool.totalCount} database connections are busy and ${this.pool.waitingCount} requests already wait for one`;
-    }
-    if (maxEventLoopLagMs > 0 && performance.now() - this.lagAt <= LAG_WINDOW_MS && this.lagMs > maxEventLoopLagMs) {
-      return `the control plane is running ${Math.round(this.lagMs)} ms behind (event-loop lag)`;
-    }
-    return undefined;
-  }
-
-  middleware(): Koa.Middleware<State> {
-    return async (ctx: Ctx, next) => {
-      if (!isShedExempt(ctx.path)) {
-        const why = this.overloaded();
-        if (why) {
-          ctx.state.unaudited = true; // writing a row per shed request would add to the load
-          if (this.shed++ % 100 === 0) this.log.warn({ why, shedSoFar: this.shed }, 'shedding load: answering 503');
-          throw new A4cError('UNAVAILABLE', `overloaded, request not started: ${why}; nothing was changed`, {
-            retryAfterSeconds: 1,
-            suggestion: 'retry in 1 s (Retry-After), backing off if it happens again',
-          });
-        }
-      }
-      await next();
-    };
-  }
-}
-
-function isShedExempt(path: string): boolean {
-  return path === '/healthz' || path === '/readyz' || path === '/v1/openapi.json';
 }
