@@ -9,6 +9,8 @@ export interface BrowserSignIn {
   authorizationEndpoint: string;
   tokenEndpoint: string;
   scopes: string[];
+  /** ID token signature algorithms the API accepts (A4C_OIDC_ALGORITHMS). */
+  algorithms: string[];
 }
 
 const DISCOVERY_TIMEOUT_MS = 5000;
@@ -82,7 +84,7 @@ export class BrowserSignInSettings {
 
   private settings(authorizationEndpoint: string, tokenEndpoint: string): BrowserSignIn {
     const b = this.config.browser;
-    return { issuer: this.config.issuer, clientId: b.clientId, authorizationEndpoint, tokenEndpoint, scopes: b.scopes };
+    return { issuer: this.config.issuer, clientId: b.clientId, authorizationEndpoint, tokenEndpoint, scopes: b.scopes, algorithms: this.config.algorithms };
   }
 
   private async discover(): Promise<BrowserSignIn> {

@@ -10,6 +10,7 @@ const AuthConfig = z.strictObject({
       authorizationEndpoint: z.string().describe('Where the browser is sent to sign in (authorization code flow with PKCE S256)'),
       tokenEndpoint: z.string().describe('Where the browser exchanges the code and its code_verifier for tokens'),
       scopes: z.array(z.string()).describe('Scopes to ask for; includes openid'),
+      algorithms: z.array(z.string()).describe('ID token signature algorithms the API accepts'),
     })
     .nullable()
     .describe('null: single sign-on is off; sign in with an API token'),
