@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import type { Page } from 'playwright-core';
 import type { Workspace } from '@a4c/common';
+import { loadConfig } from '@a4c/control-plane';
 import { removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { launchBrowser, screenshot, type Browser } from './support/browser.js';
 import { LoopbackIdp } from './support/idp.js';
@@ -112,6 +113,7 @@ describe('web dashboard single sign-on (OIDC, PKCE) in a real browser', function
     expect(page.url()).to.equal(start);
     await page.locator('.whoami-id').filter({ hasText: alice }).waitFor();
 
+    expect(browser.console.filter((m) => /Content.Security.Policy|Refused to/i.test(m)), 'the token request passed the CSP').to.deep.equal([]);
     // The API takes the ID token as the bearer it is.
     const me = await t.api.call<{ id: string }>('GET', '/v1/me', undefined, { token: x?.idToken as string });
     expect(me.body.id).to.equal(alice);
@@ -176,6 +178,40 @@ describe('web dashboard single sign-on (OIDC, PKCE) in a real browser', function
     await page.getByText('Your single sign-on session expired').waitFor();
     await ssoButton(page).waitFor();
     expect(await storage(page, 'a4c.token')).to.equal(null);
+  });
+
+  it('configuration: client id defaults to the audience; scopes need openid; endpoints are https or loopback', () => {
+    const all = { A4C_OIDC_ISSUER: 'https://id.a4c.test', A4C_OIDC_AUDIENCE: 'a4c', A4C_OIDC_JWKS_URL: 'https://id.a4c.test/keys' };
+    expect(loadConfig(all).oidc?.browser).to.deep.equal({ clientId: 'a4c', authorizationUrl: undefined, tokenUrl: undefined, scopes: ['openid', 'profile', 'email'] });
+    const set = loadConfig({ ...all, A4C_OIDC_CLIENT_ID: 'dash', A4C_OIDC_SCOPES: ' openid  groups ', A4C_OIDC_TOKEN_URL: 'http://127.0.0.1:9/token', A4C_OIDC_AUTHORIZATION_URL: 'https://id.a4c.test/auth' });
+    expect(set.oidc?.browser).to.deep.equal({ clientId: 'dash', authorizationUrl: 'https://id.a4c.test/auth', tokenUrl: 'http://127.0.0.1:9/token', scopes: ['openid', 'groups'] });
+    const refused: [Record<string, string>, RegExp][] = [
+      [{ ...all, A4C_OIDC_SCOPES: 'profile email' }, /A4C_OIDC_SCOPES must include "openid"/],
+      [{ ...all, A4C_OIDC_SCOPES: 'openid "x"' }, /A4C_OIDC_SCOPES must be scope names/],
+      [{ ...all, A4C_OIDC_TOKEN_URL: 'http://id.a4c.test/token' }, /A4C_OIDC_TOKEN_URL must be an https URL/],
+      [{ ...all, A4C_OIDC_AUTHORIZATION_URL: 'nope' }, /A4C_OIDC_AUTHORIZATION_URL must be a URL/],
+      [{ ...all, A4C_OIDC_CLIENT_ID: 'has space' }, /A4C_OIDC_CLIENT_ID/],
+    ];
+    for (const [env, message] of refused) expect(() => loadConfig(env), JSON.stringify(env)).to.throw(message);
+  });
+
+  it('answers 503 saying why when the discovery document cannot be read, and API tokens still work', async () => {
+    const down = new LoopbackIdp();
+    await down.start();
+    const issuer = `${down.issuer}/wrong-realm`; // its discovery URL answers 404
+    const cp = await startTestControlPlane({ A4C_OIDC_ISSUER: issuer, A4C_OIDC_AUDIENCE: 'a4c', A4C_OIDC_JWKS_URL: `${down.issuer}/jwks` });
+    try {
+      const r = await cp.api.call<{ error: string; message: string; suggestion: string }>('GET', '/v1/auth/config', undefined, { token: null });
+      expect(r.status).to.equal(503);
+      expect(r.body.message).to.include(`${issuer}/.well-known/openid-configuration answered 404`);
+      expect(r.body.suggestion).to.include('A4C_OIDC_AUTHORIZATION_URL');
+      const csp = (await fetch(`${cp.api.baseUrl}/ui/`)).headers.get('content-security-policy') ?? '';
+      expect(csp).to.include("connect-src 'self';");
+      expect((await cp.api.call('GET', '/v1/me')).status).to.equal(200);
+    } finally {
+      await cp.stop();
+      await down.stop();
+    }
   });
 
   it('has no SSO button and allows no other origin when single sign-on is off', async () => {

@@ -88,7 +88,7 @@ function takePending(): Pending | undefined {
   }
 }
 
-const signInAgain = 'Go back to the sign-in page and choose "Sign in with SSO" again.';
+const signInAgain = 'Choose "Sign in with SSO" to start again.';
 
 const ssoError = (code: string, message: string, suggestion: string) => new ApiError(0, code, message, suggestion);
 
@@ -101,7 +101,7 @@ const ssoError = (code: string, message: string, suggestion: string) => new ApiE
 export async function completeSignIn(s: SsoSettings, params: URLSearchParams): Promise<{ idToken: string; returnTo: string }> {
   const pending = takePending();
   if (!pending) {
-    throw ssoError('SSO_NOT_STARTED', 'This sign-in was not started from this browser tab, or it was already completed.', `${signInAgain} (A sign-in must end in the tab where it began.)`);
+    throw ssoError('SSO_NOT_STARTED', 'This sign-in was not started from this browser tab, or it was already completed.', `${signInAgain} (A sign-in must end in the browser tab where it began.)`);
   }
   if (params.get('state') !== pending.state) {
     throw ssoError(
@@ -139,7 +139,7 @@ export async function completeSignIn(s: SsoSettings, params: URLSearchParams): P
       throw ssoError('SSO_TOKEN_REFUSED', `The identity provider would not exchange the sign-in code for a token (${e.error})${why}.`, signInAgain);
     }
     if (e instanceof TypeError || (e as Error).name === 'TypeError') {
-      throw ssoError('SSO_TOKEN_UNREACHABLE', `The identity provider's token endpoint ${s.tokenEndpoint} could not be reached from this browser.`, `Check your connection and ${signInAgain.toLowerCase()} If it persists, an operator should check that the token endpoint allows requests from ${location.origin} (CORS).`);
+      throw ssoError('SSO_TOKEN_UNREACHABLE', `The identity provider's token endpoint ${s.tokenEndpoint} could not be reached from this browser.`, `Check your connection, then ${signInAgain} If it persists, an operator should check that the token endpoint allows requests from ${location.origin} (CORS).`);
     }
     if (e instanceof oauth.OperationProcessingError && e.code === oauth.JWT_CLAIM_COMPARISON && /nonce/i.test(e.message)) {
       throw ssoError('SSO_NONCE_MISMATCH', 'Sign-in refused: the ID token was not issued for this sign-in (nonce mismatch).', signInAgain);
