@@ -4,7 +4,7 @@ import type { Page } from 'playwright-core';
 import type { Workspace } from '@a4c/common';
 import { loadConfig } from '@a4c/control-plane';
 import { removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
-import { launchBrowser, screenshot, type Browser } from './support/browser.js';
+import { axeViolations, launchBrowser, screenshot, type Browser } from './support/browser.js';
 import { LoopbackIdp } from './support/idp.js';
 
 /**
@@ -28,6 +28,7 @@ describe('web dashboard single sign-on (OIDC, PKCE) in a real browser', function
 
   const base = () => t.api.baseUrl;
   const ssoButton = (p: Page) => p.getByRole('button', { name: 'Sign in with SSO' });
+  const seriousAxe = async (p: Page) => (await axeViolations(p)).filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} ${JSON.stringify(v.nodes)}`);
   const storage = (p: Page, key: string) => p.evaluate<string | null>(`sessionStorage.getItem(${JSON.stringify(key)})`);
 
   /** Presses the button but stops the browser at the provider's door: the authorization URL it was sent to. */
@@ -86,6 +87,7 @@ describe('web dashboard single sign-on (OIDC, PKCE) in a real browser', function
     await page.goto(start);
     await ssoButton(page).waitFor();
     await screenshot(page, 'sign-in-sso');
+    expect(await seriousAxe(page), 'accessibility of the sign-in page with SSO').to.deep.equal([]);
     await ssoButton(page).click();
     await page.locator('.whoami-id').filter({ hasText: alice }).waitFor();
     await page.locator(`tr[data-workspace="${aliceWs.id}"]`).waitFor();
@@ -138,6 +140,7 @@ describe('web dashboard single sign-on (OIDC, PKCE) in a real browser', function
     await alert.waitFor();
     expect(await alert.textContent()).to.include('Sign in with SSO');
     await screenshot(page, 'sign-in-sso-state-mismatch');
+    expect(await seriousAxe(page), 'accessibility of the refusal').to.deep.equal([]);
     expect(idp.exchanges.length, 'no token request for a forged answer').to.equal(exchanges);
     expect(page.url()).to.equal(`${base()}/ui/`);
     expect(await storage(page, 'a4c.token')).to.equal(null);
