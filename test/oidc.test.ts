@@ -298,7 +298,7 @@ describe('single sign-on (OIDC JWTs)', function () {
   it('configuration: issuer, audience and key-set URL come together; URLs and algorithms are checked', () => {
     const all = { A4C_OIDC_ISSUER: ISSUER, A4C_OIDC_AUDIENCE: AUDIENCE, A4C_OIDC_JWKS_URL: 'https://idp.a4c.test/certs' };
     expect(loadConfig({}).oidc).to.equal(undefined);
-    expect(loadConfig(all).oidc).to.deep.equal({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: 'https://idp.a4c.test/certs', userClaim: 'sub', algorithms: ['RS256', 'ES256'], clockToleranceSeconds: 30, jwksCooldownSeconds: 30 });
+    expect(loadConfig(all).oidc).to.deep.equal({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: 'https://idp.a4c.test/certs', userClaim: 'sub', algorithms: ['RS256', 'ES256'], clockToleranceSeconds: 30, jwksCooldownSeconds: 30, browser: { clientId: AUDIENCE, authorizationUrl: undefined, tokenUrl: undefined, scopes: ['openid', 'profile', 'email'] } });
     const refused: [Record<string, string>, RegExp][] = [
       [{ A4C_OIDC_ISSUER: ISSUER }, /A4C_OIDC_AUDIENCE is unset/],
       [{ A4C_OIDC_ISSUER: ISSUER, A4C_OIDC_AUDIENCE: AUDIENCE }, /A4C_OIDC_JWKS_URL is unset.*jwks_uri.*idp\.a4c\.test\/realms\/dev\/\.well-known\/openid-configuration/],

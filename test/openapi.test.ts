@@ -222,6 +222,7 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('GET', '/healthz', undefined, { token: null })).status).to.equal(200);
     expect((await call('GET', '/readyz', undefined, { token: null })).status).to.equal(200);
     expect((await call('GET', '/v1/openapi.json', undefined, { token: null })).status).to.equal(200);
+    expect((await call('GET', '/v1/auth/config', undefined, { token: null })).status).to.equal(200);
 
     // ---- the audit log, and token revocation last
     expect((await call('GET', '/v1/audit?limit=10')).status).to.equal(200);

@@ -108,6 +108,19 @@ export interface OidcConfig {
   clockToleranceSeconds: number;
   /** Shortest time between two key-set fetches caused by tokens naming an unknown key. */
   jwksCooldownSeconds: number;
+  /** The dashboard's sign-in: authorization code with PKCE, as a public client in the browser. */
+  browser: OidcBrowserConfig;
+}
+
+export interface OidcBrowserConfig {
+  /** The dashboard's client id at the identity provider; its ID tokens carry it as `aud`. */
+  clientId: string;
+  /** Unset: the issuer's discovery document's `authorization_endpoint`. */
+  authorizationUrl: string | undefined;
+  /** Unset: the discovery document's `token_endpoint`. */
+  tokenUrl: string | undefined;
+  /** Asked for at sign-in; always includes `openid`. */
+  scopes: string[];
 }
 
 export interface QuotaLimits {
@@ -265,6 +278,25 @@ function loadOidc(env: Env): OidcConfig | undefined {
     algorithms,
     clockToleranceSeconds,
     jwksCooldownSeconds,
+    browser: loadOidcBrowser(env, audience),
+  };
+}
+
+function loadOidcBrowser(env: Env, audience: string): OidcBrowserConfig {
+  const clientId = envString(env, 'A4C_OIDC_CLIENT_ID', audience);
+  if (!/^[\x21-\x7e]{1,256}$/.test(clientId)) throw new ConfigError('A4C_OIDC_CLIENT_ID', `must be a client id (printable ASCII, no spaces), got ${JSON.stringify(clientId)}`);
+  const authorizationUrl = envOptional(env, 'A4C_OIDC_AUTHORIZATION_URL');
+  const tokenUrl = envOptional(env, 'A4C_OIDC_TOKEN_URL');
+  const scopes = envString(env, 'A4C_OIDC_SCOPES', 'openid profile email').split(/\s+/).filter(Boolean);
+  for (const scope of scopes) {
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/.test(scope)) throw new ConfigError('A4C_OIDC_SCOPES', `must be scope names separated by spaces, got ${JSON.stringify(scope)}`);
+  }
+  if (!scopes.includes('openid')) throw new ConfigError('A4C_OIDC_SCOPES', `must include "openid" (without it there is no ID token to sign in with), got ${JSON.stringify(scopes.join(' '))}`);
+  return {
+    clientId,
+    authorizationUrl: authorizationUrl && secureUrl('A4C_OIDC_AUTHORIZATION_URL', authorizationUrl),
+    tokenUrl: tokenUrl && secureUrl('A4C_OIDC_TOKEN_URL', tokenUrl),
+    scopes,
   };
 }
 
@@ -313,6 +345,10 @@ export const CONFIG_HELP = `Environment:
   A4C_OIDC_ALGORITHMS       accepted signature algorithms, comma-separated, asymmetric only (default RS256,ES256)
   A4C_OIDC_CLOCK_TOLERANCE_SECONDS  slack for exp/nbf against clock skew (default 30)
   A4C_OIDC_JWKS_COOLDOWN_SECONDS    least time between key-set fetches caused by unknown key ids (default 30)
+  A4C_OIDC_CLIENT_ID        the dashboard's client id for "Sign in with SSO" (public client, PKCE; default A4C_OIDC_AUDIENCE)
+  A4C_OIDC_AUTHORIZATION_URL  the provider's authorization endpoint; unset: from <issuer>/.well-known/openid-configuration
+  A4C_OIDC_TOKEN_URL        the provider's token endpoint; unset: from the discovery document
+  A4C_OIDC_SCOPES           scopes the dashboard asks for, space-separated, with openid (default "openid profile email")
   A4C_EVENT_RETENTION_DAYS  activity-log events older than this are pruned, in batches; 0: kept forever (default 90)
   A4C_EVENT_PRUNE_BATCH     events deleted per statement when pruning (default 5000)
   A4C_EVENT_HEARTBEAT_MS    comment line on /v1/events/stream this often (default 15000)

@@ -15,6 +15,8 @@ import { audit, errors, requireToken, type State } from './api/http.js';
 import { rateLimit } from './api/limits.js';
 import { LoadShedder } from './api/shedding.js';
 import { OidcVerifier } from './auth/oidc.js';
+import { BrowserSignInSettings } from './auth/oidc-browser.js';
+import { authOperations } from './api/ops/auth.js';
 import { Policy } from './auth/principals.js';
 import { openApiDocument } from './api/openapi.js';
 import { meOperations } from './api/me.js';
@@ -194,7 +196,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     ...accessOperations({ db, workspaces, policy, access }),
   ];
   let document: unknown;
-  const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
+  const browserSignIn = config.oidc && new BrowserSignInSettings(config.oidc, log);
+  const open = [...probeOperations(db, () => document), ...enrollOperations(pki), ...authOperations(browserSignIn)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
 
   const app = new Koa<State>();
@@ -209,7 +212,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   shedder = new LoadShedder(config.shedding, db, log);
   app.use(shedder.middleware());
   // The web dashboard: static, public (it asks for a token itself), same origin as the API.
-  app.use(serveUi(config.uiDir ?? DEFAULT_UI_DIR, log));
+  app.use(serveUi(config.uiDir ?? DEFAULT_UI_DIR, log, browserSignIn));
   const publicRouter = new Router<State>();
   mountOperations(publicRouter, open, undefined); // probes, the document, enrollment (the join token in the body is the credential)
   app.use(publicRouter.routes());

@@ -1,7 +1,9 @@
 import type { ComponentChildren } from 'preact';
 import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, api, clearToken, getToken, onUnauthorized, setToken } from './lib/api.js';
+import { ApiError, api, clearToken, getToken, onUnauthorized, refusedTokenReason, setToken } from './lib/api.js';
+import { CALLBACK_PATH } from './lib/sso.js';
+import { SsoCallback } from './sso-callback.js';
 import { SessionContext, type Session } from './lib/hooks.js';
 import type { Me } from './lib/model.js';
 import { ErrorBox, Loading } from './components.js';
@@ -27,18 +29,25 @@ export function App() {
   );
 }
 
-/** Asks who the stored token belongs to; without a (valid) token, the sign-in page at whatever deep link was opened. */
+/**
+ * Asks who the stored token belongs to; without a (valid) token, the sign-in page at
+ * whatever deep link was opened. The single sign-on callback comes first: it ends with
+ * a token (and the page the person started from) or with the reason it failed.
+ */
 function SessionGate() {
-  const [me, setMe] = useState<Me | null | undefined>(getToken() ? undefined : null);
+  const { route } = useLocation();
+  const [callback, setCallback] = useState(() => location.pathname === CALLBACK_PATH);
+  const [me, setMe] = useState<Me | null | undefined>(getToken() && !callback ? undefined : null);
   const [error, setError] = useState<unknown>();
   const [signedOutBecause, setSignedOutBecause] = useState<string>();
+  const [ssoError, setSsoError] = useState<unknown>();
 
   useEffect(() => {
     if (me !== undefined) return;
     api<Me>('GET', '/v1/me').then(setMe, (e: unknown) => {
       if (e instanceof ApiError && e.status === 401) {
+        setSignedOutBecause(refusedTokenReason());
         clearToken();
-        setSignedOutBecause('Your token was refused (expired or revoked); sign in again.');
         setMe(null);
       } else setError(e);
     });
@@ -52,13 +61,36 @@ function SessionGate() {
             signOut: (reason?: string) => {
               clearToken();
               setSignedOutBecause(reason);
+              setSsoError(undefined);
               setMe(null);
             },
           }
         : null,
     [me],
   );
-  useEffect(() => (session ? onUnauthorized(() => session.signOut('Your token was refused (expired or revoked); sign in again.')) : undefined), [session]);
+  useEffect(() => (session ? onUnauthorized(() => session.signOut(refusedTokenReason())) : undefined), [session]);
+
+  if (callback) {
+    return (
+      <SsoCallback
+        onDone={(outcome) => {
+          setCallback(false);
+          setSignedOutBecause(undefined);
+          if ('idToken' in outcome) {
+            setToken(outcome.idToken, 'sso');
+            setSsoError(undefined);
+            route(outcome.returnTo, true);
+            setMe(undefined);
+          } else {
+            // Off the callback address, so that signing in from here lands on a real page.
+            route('/ui/', true);
+            setSsoError(outcome.error);
+            setMe(null);
+          }
+        }}
+      />
+    );
+  }
 
   if (error) {
     return (
@@ -72,9 +104,11 @@ function SessionGate() {
     return (
       <SignIn
         reason={signedOutBecause}
+        ssoError={ssoError}
         onSignedIn={(token, who) => {
           setToken(token);
           setSignedOutBecause(undefined);
+          setSsoError(undefined);
           setMe(who);
         }}
       />

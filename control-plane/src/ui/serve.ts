@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type Koa from 'koa';
 import type { Logger } from '@a4c/common';
 import type { State } from '../api/http.js';
+import { tokenEndpointOrigin, type BrowserSignInSettings } from '../auth/oidc-browser.js';
 
 /** Where `npm run build` puts the dashboard: ui/dist beside control-plane/ in the checkout or the install prefix. */
 export const DEFAULT_UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../ui/dist');
@@ -27,16 +28,18 @@ const ASSET = /^\/ui\/assets\/([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.(?:js|css|ma
  * origin, plus <style> elements carrying this response's nonce: xterm.js makes a few
  * at run time (its cell sizes and theme), and the app stamps the nonce on them as they
  * are created (ui/src/lib/csp-nonce.ts) — no 'unsafe-inline' anywhere. connect-src
- * 'self' covers the API, the events stream and the exec WebSocket (same origin).
+ * 'self' covers the API, the events stream and the exec WebSocket (same origin); with
+ * single sign-on, also the identity provider's token endpoint (the browser exchanges
+ * its code there), and no other origin.
  */
-export function contentSecurityPolicy(nonce: string): string {
+export function contentSecurityPolicy(nonce: string, tokenOrigin?: string): string {
   return [
     "default-src 'none'",
     "script-src 'self'",
     `style-src 'self' 'nonce-${nonce}'`,
     "img-src 'self' data:",
     "font-src 'self'",
-    "connect-src 'self'",
+    tokenOrigin ? `connect-src 'self' ${tokenOrigin}` : "connect-src 'self'",
     "manifest-src 'self'",
     "base-uri 'none'",
     "form-action 'self'",
@@ -58,7 +61,7 @@ function securityHeaders(ctx: Koa.Context): void {
  * routes in the browser). `/` and `/ui` redirect to `/ui/`. Without a bundle the
  * control plane still runs and /ui/ says how to build it.
  */
-export function serveUi(dir: string, log: Logger): Koa.Middleware<State> {
+export function serveUi(dir: string, log: Logger, sso?: BrowserSignInSettings): Koa.Middleware<State> {
   let warned = false;
   return async (ctx, next) => {
     const p = ctx.path;
@@ -103,7 +106,9 @@ export function serveUi(dir: string, log: Logger): Koa.Middleware<State> {
       return;
     }
     const nonce = randomBytes(18).toString('base64');
-    ctx.set('content-security-policy', contentSecurityPolicy(nonce));
+    // Unknown yet (discovery failed): the page says so from /v1/auth/config, and a reload retries.
+    const signIn = sso && (await sso.get().catch(() => undefined));
+    ctx.set('content-security-policy', contentSecurityPolicy(nonce, signIn && tokenEndpointOrigin(signIn)));
     ctx.type = 'text/html; charset=utf-8';
     ctx.body = html.replaceAll('__CSP_NONCE__', nonce);
   };

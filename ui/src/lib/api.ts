@@ -5,17 +5,34 @@
  */
 
 const TOKEN_KEY = 'a4c.token';
+const VIA_KEY = 'a4c.token.via';
+
+/** How the stored token was had: pasted, or from single sign-on (an ID token that expires). */
+export type TokenVia = 'token' | 'sso';
 
 export function getToken(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-export function setToken(token: string): void {
+export function tokenVia(): TokenVia {
+  return sessionStorage.getItem(VIA_KEY) === 'sso' ? 'sso' : 'token';
+}
+
+export function setToken(token: string, via: TokenVia = 'token'): void {
   sessionStorage.setItem(TOKEN_KEY, token);
+  sessionStorage.setItem(VIA_KEY, via);
 }
 
 export function clearToken(): void {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(VIA_KEY);
+}
+
+/** Why the API refused the stored token, in words for the sign-in page. */
+export function refusedTokenReason(): string {
+  return tokenVia() === 'sso'
+    ? 'Your single sign-on session expired (or was refused). Sign in again to continue.'
+    : 'Your token was refused (expired or revoked); sign in again.';
 }
 
 export class ApiError extends Error {

@@ -2,13 +2,15 @@ import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import type { Me } from '../lib/model.js';
 import { ErrorBox } from '../components.js';
+import { SsoButton } from '../sso-button.js';
 
 /**
- * Sign-in with an API token, pasted into a password field. The token is kept in this
- * tab's sessionStorage (gone when the tab closes), sent only in the Authorization
- * header, never put in a URL.
+ * Sign-in with an API token, pasted into a password field, or with single sign-on when
+ * the control plane has an identity provider. The token is kept in this tab's
+ * sessionStorage (gone when the tab closes), sent only in the Authorization header,
+ * never put in a URL.
  */
-export function SignIn({ onSignedIn, reason }: { onSignedIn(token: string, me: Me): void; reason?: string }) {
+export function SignIn({ onSignedIn, reason, ssoError }: { onSignedIn(token: string, me: Me): void; reason?: string; ssoError?: unknown }) {
   const [token, setTokenText] = useState('');
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
@@ -37,6 +39,8 @@ export function SignIn({ onSignedIn, reason }: { onSignedIn(token: string, me: M
         <h1 id="page-title" tabIndex={-1}>Sign in</h1>
         <p class="muted">Your workspaces, the hosts they run on, and your image builds.</p>
         {reason ? <p class="notice notice-warn">{reason}</p> : null}
+        <ErrorBox error={ssoError} title="Single sign-on failed" />
+        <SsoButton />
         <form onSubmit={submit} class="form">
           <label for="token">API token</label>
           <input
