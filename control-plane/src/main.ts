@@ -2,6 +2,7 @@
 import { ConfigError, createLogger } from '@a4c/common';
 import { CONFIG_HELP, loadConfig } from './config.js';
 import { startControlPlane } from './server.js';
+import { describeFailure } from './startup.js';
 
 const HELP = `a4c-control-plane: the A4C REST API, scheduler and agent gRPC endpoint.
 
@@ -53,6 +54,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`a4c-control-plane: failed to start: ${(e as Error).stack ?? String(e)}\n`);
+  process.stderr.write(`a4c-control-plane: failed to start: ${describeFailure(e)}\n`);
   process.exit(1);
 });

@@ -29,6 +29,7 @@ import { ChangeFeed } from './events/notify.js';
 import { pruneEvents } from './store/events.js';
 import { createPool } from './store/db.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.js';
+import { databaseFailure, isConnectionFailure, listenFailure } from './startup.js';
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
@@ -74,23 +75,56 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a replica. A start that fails half-way undoes what it started (above all the
+ * embedded PostgreSQL, a child process that would outlive us and hold its port and data
+ * directory), then rethrows: main.ts prints what failed and the fix.
+ */
 export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+  const undo: Array<() => Promise<unknown> | unknown> = [];
+  try {
+    return await startSteps(config, log, undo);
+  } catch (e) {
+    for (const u of undo.reverse()) {
+      try {
+        await u();
+      } catch (err) {
+        log.warn({ err: (err as Error | undefined)?.message }, 'could not undo a start-up step');
+      }
+    }
+    throw e;
+  }
+}
+
+async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<() => Promise<unknown> | unknown>): Promise<ControlPlane> {
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, log);
+    const e = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, log);
+    embedded = e;
+    undo.push(() => e.stop());
     databaseUrl = embedded.url;
   }
   const db = createPool(databaseUrl, config.dbPoolSize);
   const agentDb = createPool(databaseUrl, config.dbAgentPoolSize);
-  await migrate(db, log);
+  undo.push(() => db.end(), () => agentDb.end());
+  try {
+    await migrate(db, log);
+  } catch (e) {
+    // The first contact with the database: a wrong URL, a refused password or a server
+    // that is down all surface here.
+    if (isConnectionFailure(e)) throw databaseFailure(e, databaseUrl, Boolean(embedded));
+    throw e;
+  }
   const feed = new ChangeFeed(databaseUrl, log);
   await feed.start();
+  undo.push(() => feed.stop());
   const eventHub = new EventHub(db, feed, log, { bufferSize: 5000, pollMs: 1000, pendingPollMs: 50 });
   await eventHub.start();
+  undo.push(() => eventHub.stop());
 
   const liveWithinSeconds = (config.heartbeatIntervalMs * config.heartbeatMissLimit) / 1000;
   const metricsDb = createMetricsPool(databaseUrl, 5000);
@@ -132,6 +166,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   );
   const builds = new BuildService(db, quotas, log);
   sessions.start();
+  undo.push(() => sessions?.stop());
   const broker = new TunnelBroker(
     db,
     feed,
@@ -141,6 +176,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   );
   broker.start();
   const access = new AccessService(broker, log);
+  undo.push(() => access.stop());
 
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
@@ -223,8 +259,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   app.use(v1.routes());
   app.use(v1.allowedMethods({ throw: true }));
   const httpServer = http.createServer(app.callback());
+  undo.push(() => httpServer.close());
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
+    httpServer.once('error', (e) => reject(listenFailure(e, 'the REST API', `${config.bindAddress}:${config.httpPort}`, 'A4C_HTTP_PORT')));
     httpServer.listen(config.httpPort, config.bindAddress, () => resolve());
   });
 
@@ -248,7 +285,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   }
   const grpcPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(`${config.bindAddress}:${config.grpcPort}`, grpcCredentials, (err, port) =>
-      err ? reject(err) : resolve(port),
+      err ? reject(listenFailure(err, 'the agents\' gRPC endpoint', `${config.bindAddress}:${config.grpcPort}`, 'A4C_GRPC_PORT')) : resolve(port),
     );
   });
 

