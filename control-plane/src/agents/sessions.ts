@@ -14,6 +14,8 @@ import {
   type WorkspaceSpec,
 } from '@a4c/proto';
 import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
+import { recordPrunedImages } from '../disk/pruned.js';
+import { applyDiskUsage } from '../disk/usage.js';
 import { agentIdentity } from '../pki/ca.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import type { ChangeFeed } from '../events/notify.js';
@@ -37,6 +39,8 @@ export interface SessionOptions {
    * names, and the certificate must be one enrollment issued and nobody revoked.
    */
   requireClientCertificates?: boolean;
+  /** A workspace using this share of its tier's disk is warned (default 90). */
+  diskWarnPercent?: number;
 }
 
 type Identity = { hostId: string; serial: string } | { error: string } | undefined;
@@ -189,6 +193,12 @@ class AgentSession {
         return;
       case 'event':
         await this.recordEvent(p.value);
+        return;
+      case 'diskUsage':
+        await applyDiskUsage(this.sessions.db, this.sessions.workspaces, this.hostId, p.value, this.sessions.opts.diskWarnPercent ?? 90, this.log);
+        return;
+      case 'imagesPruned':
+        await recordPrunedImages(this.sessions.db, this.hostId, p.value, this.log);
         return;
       case 'buildPoll':
         await this.assignBuilds(p.value.slots);
