@@ -13,6 +13,7 @@ import {
   type ImageInfo,
   type WorkspaceSpec,
 } from '@a4c/proto';
+import { readoptBuild } from '../builds/hygiene.js';
 import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
 import { recordPrunedImages } from '../disk/pruned.js';
 import { applyDiskUsage } from '../disk/usage.js';
@@ -207,6 +208,12 @@ class AgentSession {
         const b = p.value;
         if (!UUID.test(b.buildId) || !UUID.test(b.claimId)) return;
         if (!(await recordProgress(this.sessions.db, b.buildId, b.claimId, b.percent, b.logLines.slice(-500)))) {
+          const again = await readoptBuild(this.sessions.db, this.hostId, b.buildId, this.sessions.opts.buildLeaseMs);
+          if (again) {
+            this.log.info({ buildId: b.buildId }, 'build re-claimed by the host still running it');
+            this.write(again);
+            return;
+          }
           this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, or finished)' } } });
         }
         return;

@@ -1,6 +1,6 @@
 import { conflict, notFound, type Build, type Logger } from '@a4c/common';
 import type { ControlMessage } from '@a4c/proto';
-import { cancelBuildRow, failOverlongBuilds } from '../store/build-hygiene.js';
+import { cancelBuildRow, failOverlongBuilds, reclaimForSameWorker } from '../store/build-hygiene.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
 import { toBuild, type BuildRow } from './queue.js';
@@ -71,4 +71,44 @@ export async function failOverlong(db: Db, send: SendToHost, maxSeconds: number)
   });
   for (const r of rows) tellWorker(send, r, r.error ?? 'the build ran too long');
   return rows;
+}
+
+/**
+ * The worker of a requeued build reported progress under its old claim: if nobody else
+ * claimed the build meanwhile, it is the same host's again under a new claim, and the
+ * answer is a BuildAssignment that the agent adopts for the build it is still running
+ * (agent/src/builds/builder.ts). undefined: the worker must stop instead.
+ */
+export async function readoptBuild(db: Db, hostId: string, buildId: string, leaseMs: number): Promise<ControlMessage | undefined> {
+  const row = await inTx(db, async (tx) => {
+    const r = await reclaimForSameWorker(tx, buildId, hostId);
+    if (r) {
+      await appendEvent(tx, {
+        kind: 'build.claimed',
+        actor: `agent:${hostId}`,
+        reason: `host ${hostId} was still running it after its lease lapsed; claimed again by the same host, which carries on`,
+        hostId,
+        buildId: r.id,
+        changes: { status: { from: 'SCHEDULED', to: 'IN_PROGRESS' }, worker: { from: hostId, to: hostId } },
+        data: { buildId: r.id, claimId: r.claim_id, attempts: r.attempts, readopted: true },
+      });
+    }
+    return r;
+  });
+  if (!row) return undefined;
+  return {
+    payload: {
+      $case: 'buildAssignment',
+      value: {
+        buildId: row.id,
+        claimId: row.claim_id as string,
+        imageName: row.image_name,
+        project: row.project,
+        arch: row.arch,
+        changeNumber: row.change_number,
+        imageTag: row.image_tag,
+        leaseMs,
+      },
+    },
+  };
 }

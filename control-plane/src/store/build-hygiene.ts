@@ -39,3 +39,21 @@ export async function failOverlongBuilds(tx: Tx, maxSeconds: number): Promise<Bu
   );
   return rows;
 }
+
+/**
+ * A build requeued after a silent lease whose worker (the same host) reports progress
+ * again before anyone else claimed it: claimed again for that host with a new claim id,
+ * so the run in flight goes on instead of being aborted and started over. undefined:
+ * not SCHEDULED any more, or last held by another host.
+ */
+export async function reclaimForSameWorker(tx: Tx, buildId: string, hostId: string): Promise<BuildRow | undefined> {
+  const { rows } = await tx.query<BuildRow>(
+    `UPDATE image_builds
+        SET status = 'IN_PROGRESS', claim_id = gen_random_uuid(), attempts = attempts + 1,
+            claimed_at = now(), heartbeat_at = now(), error = NULL, updated_at = now()
+      WHERE id = $1 AND status = 'SCHEDULED' AND worker_host_id = $2
+      RETURNING *`,
+    [buildId, hostId],
+  );
+  return rows[0];
+}
