@@ -27,7 +27,8 @@ export interface Agent {
 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<Agent> {
   let session: ControlPlaneSession | undefined;
-  const disk = new DiskAndImages(config, (m) => session?.send(m) ?? false, log);
+  let builder: Builder | undefined;
+  const disk = new DiskAndImages(config, (m) => session?.send(m) ?? false, log, () => builder?.snapshot().inFlight.map((b) => b.buildId) ?? []);
   const runtime: ContainerRuntime = new DockerRuntime({
     storageOpt: disk.storageOpt,
     dockerHost: config.dockerHost,
@@ -112,7 +113,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     }
   };
 
-  const builder = new Builder(
+  builder = new Builder(
     { dockerHost: config.dockerHost, stateDir: config.stateDir, ...config.builds },
     (m) => session?.send(m) ?? false,
     log,

@@ -25,6 +25,8 @@ export class DiskAndImages {
     private readonly config: AgentConfig,
     private readonly send: (m: AgentMessage) => boolean,
     private readonly log: Logger,
+    /** Ids of the builds running on this host (their images are never pruned). */
+    private readonly buildsInFlight: () => string[] = () => [],
   ) {
     this.docker = new Docker(dockerOptions(config.dockerHost, 120_000));
     this.storageOpt = new StorageOptLimit(this.desired, log);
@@ -54,6 +56,7 @@ export class DiskAndImages {
         diskPercent: async () => (await diskOf(c.diskPath ?? ((await this.docker.info()) as { DockerRootDir: string }).DockerRootDir)).percent,
         desiredImages: () => (this.desired.known ? this.desired.images() : undefined),
         send: (value) => this.send({ payload: { $case: 'imagesPruned', value } }),
+        buildsInFlight: this.buildsInFlight,
       },
       this.log,
     );

@@ -23,6 +23,8 @@ export interface ImageGcDeps {
   /** Image references the desired state names; undefined before the first desired state. */
   desiredImages: () => string[] | undefined;
   send: (m: ImagesPruned) => boolean;
+  /** Builds running on this host: their images (intermediate or not yet tagged) are never pruned. */
+  buildsInFlight?: () => string[];
   now?: () => number;
 }
 
@@ -41,7 +43,7 @@ const statusOf = (e: unknown) => (e as { statusCode?: number }).statusCode;
  * the engine is ours to remove), least recently used first, until the disk is below the
  * low threshold. Never an image any container on the engine was made from (running or
  * stopped, ours or not), nor one the desired state names, nor one used within the
- * minimum age. "Last used" is when this agent last saw a container or the desired state
+ * minimum age, nor one of a build running here. "Last used" is when this agent last saw a container or the desired state
  * use it, kept in <stateDir>/image-usage.json; an image never seen used counts from its
  * creation. Nothing is collected before the first desired state (never act on ignorance).
  */
@@ -96,8 +98,12 @@ export class ImageGc {
       return undefined;
     }
     const minAgeMs = this.opts.minAgeSeconds * 1000;
+    const building = new Set(this.deps.buildsInFlight?.() ?? []);
     const candidates: Candidate[] = (await docker.listImages())
-      .filter((i) => i.Labels?.[LABEL_IMAGE_BUILD_ID] && !inUse.has(i.Id))
+      .filter((i) => {
+        const buildId = i.Labels?.[LABEL_IMAGE_BUILD_ID];
+        return buildId && !building.has(buildId) && !inUse.has(i.Id);
+      })
       .map((i) => ({
         id: i.Id,
         refs: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'),
