@@ -71,7 +71,7 @@ export function buildOperations(d: Pick<RouteDeps, 'builds' | 'policy'>): Operat
       summary: 'Cancel an image build',
       description:
         'A SCHEDULED build never runs; an IN_PROGRESS one is stopped on its host (the agent stops the Docker build). ' +
-        'The build becomes CANCELLED with a build.cancelled event. A build that already finished: 409.',
+        'The build becomes CANCELLED with a build.cancelled event. Cancelling a cancelled build changes nothing (200); a COMPLETED or FAILED one: 409.',
       tag: BUILDS,
       access: 'owner',
       params: s.params.build,
