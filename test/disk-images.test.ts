@@ -1,8 +1,12 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import pg from 'pg';
-import type { Build } from '@a4c/common';
-import { commitImage, docker, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
+import { ImageGc, loadConfig as loadAgentConfig } from '@a4c/agent';
+import { createLogger, type Build } from '@a4c/common';
+import type { ImagesPruned } from '@a4c/proto';
+import { commitImage, docker, tmpDir, removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { waitFor } from './support/net.js';
 
 /** 0.01 GiB: a workspace that a few MiB written with dd takes past 90 % and then past its limit. */
@@ -257,5 +261,57 @@ describe('disk and images', function () {
     for (const ref of [images.used, images.stopped, images.foreign]) expect(names).not.to.include(ref);
     expect(all.length).to.be.at.least(passes);
     expect((await t.api.workspace(ws.id)).status).to.equal('RUNNING');
+  });
+});
+
+describe('disk and images: image GC order and thresholds (in-process, real engine)', function () {
+  this.timeout(60_000);
+  const refs = { a: `${uniqueId('gco-a')}:1`, b: `${uniqueId('gco-b')}:1`, c: `${uniqueId('gco-c')}:1`, recent: `${uniqueId('gco-recent')}:1` };
+  after(async () => {
+    for (const ref of Object.values(refs)) await docker().getImage(ref).remove({ force: true }).catch(() => undefined);
+  });
+
+  it('prunes least recently used first, stops once below low, keeps what was used within the minimum age', async () => {
+    for (const [k, ref] of Object.entries(refs)) await commitImage(ref, [`LABEL a4c.build.id=gc-order-${k}`]);
+    const id = async (ref: string) => (await docker().getImage(ref).inspect()).Id;
+    // Recorded uses long ago order the three (before anything else an earlier suite left
+    // unused, which counts from its creation); the fourth was used seconds ago.
+    const now = Date.now();
+    const stateDir = tmpDir('gc-order');
+    writeFileSync(
+      path.join(stateDir, 'image-usage.json'),
+      JSON.stringify({ [await id(refs.a)]: 3_000, [await id(refs.b)]: 1_000, [await id(refs.c)]: 2_000, [await id(refs.recent)]: now - 10_000 }),
+    );
+    // The disk: 90 % with all four images, 84 % once one is gone, 79 % once two are.
+    const disk = [90, 84, 79, 70, 60];
+    const gone = async () => (await Promise.all(Object.values(refs).map(imageExists))).filter((x) => !x).length;
+    const sent: ImagesPruned[] = [];
+    const gc = new ImageGc(
+      { highPercent: 85, lowPercent: 80, intervalMs: 60_000, minAgeSeconds: 60, stateDir },
+      {
+        docker: docker(),
+        diskPercent: async () => disk[await gone()] as number,
+        desiredImages: () => [],
+        send: (m) => {
+          sent.push(m);
+          return true;
+        },
+        now: () => now,
+      },
+      createLogger('gc-order', { A4C_LOG_LEVEL: 'silent' }),
+    );
+    const report = await gc.collect();
+    expect(report?.images.map((i) => i.refs[0])).to.deep.equal([refs.b, refs.c]);
+    expect(report?.diskPercentBefore).to.equal(90);
+    expect(report?.diskPercentAfter).to.equal(79);
+    expect(sent).to.have.length(1);
+    expect(await imageExists(refs.b)).to.equal(false);
+    expect(await imageExists(refs.c)).to.equal(false);
+    expect(await imageExists(refs.a), 'below low before its turn').to.equal(true);
+    expect(await imageExists(refs.recent), 'used within the minimum age').to.equal(true);
+  });
+
+  it('refuses a low threshold that is not below the high one, naming the variable', () => {
+    expect(() => loadAgentConfig({ A4C_IMAGE_GC_HIGH_PERCENT: '80', A4C_IMAGE_GC_LOW_PERCENT: '80' })).to.throw(/A4C_IMAGE_GC_LOW_PERCENT.*below A4C_IMAGE_GC_HIGH_PERCENT/);
   });
 });

@@ -108,7 +108,8 @@ export class ImageGc {
         id: i.Id,
         refs: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'),
         size: i.Size,
-        lastUsed: Math.max(this.lastUsed.get(i.Id) ?? 0, i.Created * 1000),
+        // A recorded use is never before the image's creation; without one, its creation.
+        lastUsed: this.lastUsed.get(i.Id) ?? i.Created * 1000,
       }))
       .filter((c) => this.now() - c.lastUsed >= minAgeMs)
       .sort((a, b) => a.lastUsed - b.lastUsed || a.id.localeCompare(b.id));
