@@ -222,7 +222,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     },
   });
 
-  await disk.start();
+  void disk.start();
   await watchDocker();
   reconciler.requestPass(); // adopt and observe what runs before the first desired state
   const sweep = setInterval(() => {

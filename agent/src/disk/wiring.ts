@@ -20,6 +20,7 @@ export class DiskAndImages {
   private readonly docker: Docker;
   private meter: DiskMeter | undefined;
   private gc: ImageGc | undefined;
+  private stopped = false;
 
   constructor(
     private readonly config: AgentConfig,
@@ -36,12 +37,17 @@ export class DiskAndImages {
     this.desired.update(workspaces);
   }
 
-  /** Detects the storage driver's abilities, then measures and collects on their periods. */
+  /**
+   * Detects the storage driver's abilities, then measures and collects on their
+   * periods. Not awaited by the agent's start: an engine slow to answer `docker info`
+   * must not hold up the agent (until it answers, writable layers are not capped).
+   */
   async start(): Promise<void> {
     const c = this.config;
     await this.storageOpt.detect(this.docker, c.disk.storageOpt).catch((e: unknown) => {
       this.log.warn({ err: (e as Error).message }, 'could not ask the engine about its storage driver; measuring disk use only');
     });
+    if (this.stopped) return;
     this.meter = new DiskMeter(
       this.docker,
       this.desired,
@@ -65,6 +71,7 @@ export class DiskAndImages {
   }
 
   stop(): void {
+    this.stopped = true;
     this.meter?.stop();
     this.gc?.stop();
   }

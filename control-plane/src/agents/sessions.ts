@@ -214,7 +214,7 @@ class AgentSession {
             this.write(again);
             return;
           }
-          this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, or finished)' } } });
+          this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, cancelled, past its maximum duration, or finished)' } } });
         }
         return;
       }
