@@ -278,6 +278,10 @@ describe('the a4c CLI (packages/cli) against a control plane', () => {
     expect(list.stdout).to.contain(b.id);
     const logs = await a4c(['build', 'logs', b.id]);
     expect(logs.stdout).to.contain('project=cliproj');
+    // A finished build cannot be cancelled: the CLI says why and what to do.
+    const cancel = await a4c(['build', 'cancel', b.id]);
+    expect(cancel.code).to.not.equal(0);
+    expect(cancel.stderr).to.match(/already finished \(COMPLETED\)/);
   });
 
   it('users create, tokens issue/list/revoke: a user acts with their own token', async () => {

@@ -204,6 +204,8 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     // ---- image builds
     const b = await call<Build>('POST', `/v1/users/${user}/image-schedules`, { imageName: 'oas/img', project: 'oas', arch: 'linux-x64', changeNumber: 'CL-1' }, asUser);
     expect(b.status).to.equal(202);
+    // Cancelled at once, before its build (a second or more) can finish.
+    expect((await call('POST', `/v1/image-schedules/${b.body.id}/cancel`, undefined, asUser)).status).to.equal(200);
     expect((await call('GET', `/v1/image-schedules?status=SCHEDULED&limit=5`, undefined, asUser)).status).to.equal(200);
     const searched = await call<{ builds: Build[]; nextCursor: string | null }>('GET', `/v1/image-schedules?q=nothing%20like%20this&hostId=${hostId}&limit=1`);
     expect([searched.status, searched.body.builds, searched.body.nextCursor]).to.deep.equal([200, [], null]);

@@ -6,6 +6,7 @@ import { loadOrCreateHostKey } from './access/host-key.js';
 import { serveSsh } from './access/ssh.js';
 import { Tunnels } from './access/tunnels.js';
 import { Builder } from './builds/builder.js';
+import { DiskAndImages } from './disk/wiring.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime, dockerOptions } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -25,7 +26,11 @@ export interface Agent {
 }
 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<Agent> {
+  let session: ControlPlaneSession | undefined;
+  let builder: Builder | undefined;
+  const disk = new DiskAndImages(config, (m) => session?.send(m) ?? false, log, () => builder?.snapshot().inFlight.map((b) => b.buildId) ?? []);
   const runtime: ContainerRuntime = new DockerRuntime({
+    storageOpt: disk.storageOpt,
     dockerHost: config.dockerHost,
     hostId: config.hostId,
     networkMode: config.networkMode,
@@ -33,7 +38,6 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
   });
   const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
-  let session: ControlPlaneSession | undefined;
   let observePass: ((seconds: number) => void) | undefined;
   const reconciler = new Reconciler(
     runtime,
@@ -109,7 +113,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     }
   };
 
-  const builder = new Builder(
+  builder = new Builder(
     { dockerHost: config.dockerHost, stateDir: config.stateDir, ...config.builds },
     (m) => session?.send(m) ?? false,
     log,
@@ -170,6 +174,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       onDesiredState: (ds) => {
         log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
         tunnels.onDesiredState(ds.workspaces);
+        disk.onDesiredState(ds.workspaces);
         void reconciler.setDesired(ds);
       },
       onOpenTunnel: (t) => tunnels.open(t),
@@ -211,11 +216,13 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         docker,
         reconcile: reconciler.snapshot(),
         builds: builder.snapshot(),
+        disk: disk.snapshot(),
         stats: hostStats,
       };
     },
   });
 
+  void disk.start();
   await watchDocker();
   reconciler.requestPass(); // adopt and observe what runs before the first desired state
   const sweep = setInterval(() => {
@@ -231,6 +238,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     stop: async () => {
       clearInterval(sweep);
       builder.stop();
+      disk.stop();
       tunnels.stop();
       clearTimeout(debounce);
       unwatch?.();

@@ -36,6 +36,18 @@ export interface AgentConfig {
   controlPlaneUrl: string;
   /** A4C_GRPC_INSECURE=true: plaintext gRPC without a client certificate. */
   grpcInsecure: boolean;
+  disk: {
+    /** How often each workspace's writable layer and volume are measured. */
+    measureIntervalMs: number;
+    /** auto: cap writable layers with --storage-opt size where the driver can; off: never. */
+    storageOpt: 'auto' | 'off';
+  };
+  imageGc: {
+    highPercent: number;
+    lowPercent: number;
+    intervalMs: number;
+    minAgeSeconds: number;
+  };
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
 }
@@ -52,6 +64,26 @@ function registry(env: Env): string | undefined {
     throw new ConfigError('A4C_REGISTRY', `must be a registry host[:port][/path], e.g. registry.internal:5000, got ${JSON.stringify(r)}`);
   }
   return r;
+}
+
+function imageGc(env: Env): AgentConfig['imageGc'] {
+  const highPercent = envNumber(env, 'A4C_IMAGE_GC_HIGH_PERCENT', 85, 0, 100);
+  const lowPercent = envNumber(env, 'A4C_IMAGE_GC_LOW_PERCENT', 80, 0, 100);
+  if (lowPercent >= highPercent) {
+    throw new ConfigError('A4C_IMAGE_GC_LOW_PERCENT', `must be below A4C_IMAGE_GC_HIGH_PERCENT (${highPercent}), got ${lowPercent}`);
+  }
+  return {
+    highPercent,
+    lowPercent,
+    intervalMs: envInt(env, 'A4C_IMAGE_GC_INTERVAL_MS', 300_000, 100, 86_400_000),
+    minAgeSeconds: envInt(env, 'A4C_IMAGE_GC_MIN_AGE_SECONDS', 3600, 0, 365 * 86_400),
+  };
+}
+
+function storageOpt(env: Env): 'auto' | 'off' {
+  const v = envString(env, 'A4C_STORAGE_OPT', 'auto');
+  if (v !== 'auto' && v !== 'off') throw new ConfigError('A4C_STORAGE_OPT', `must be auto or off, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 export function loadConfig(env: Env = process.env): AgentConfig {
@@ -95,6 +127,11 @@ export function loadConfig(env: Env = process.env): AgentConfig {
       syncCommand: envString(env, 'A4C_BUILD_SYNC_COMMAND', DEFAULT_SYNC_COMMAND),
       registry: registry(env),
     },
+    disk: {
+      measureIntervalMs: envInt(env, 'A4C_DISK_MEASURE_INTERVAL_MS', 60_000, 100, 86_400_000),
+      storageOpt: storageOpt(env),
+    },
+    imageGc: imageGc(env),
     offer: {
       ...(envOptional(env, 'A4C_CAPACITY_MEMORY_MB') ? { memoryMb: envInt(env, 'A4C_CAPACITY_MEMORY_MB', 0, 1) } : {}),
       ...(envOptional(env, 'A4C_CAPACITY_CPUS') ? { cpus: envNumber(env, 'A4C_CAPACITY_CPUS', 0, 0.001, 100_000) } : {}),
@@ -125,6 +162,12 @@ export const CONFIG_HELP = `Environment:
   A4C_BUILD_BASE_IMAGE       FROM of the build template (default a4c-base:latest)
   A4C_BUILD_SYNC_COMMAND     source-sync step (default: record project and change in /opt/a4c/source)
   A4C_REGISTRY               image registry host:port built images are pushed to (default: none)
+  A4C_DISK_MEASURE_INTERVAL_MS  how often each workspace's writable layer and volume are measured (default 60000)
+  A4C_STORAGE_OPT            auto: cap writable layers with --storage-opt size where the driver can (overlay2 on xfs, pquota); off (default auto)
+  A4C_IMAGE_GC_HIGH_PERCENT  image GC starts when the disk is at or above this (default 85)
+  A4C_IMAGE_GC_LOW_PERCENT   ... and prunes until it is below this (default 80)
+  A4C_IMAGE_GC_INTERVAL_MS   how often the disk is checked for image GC (default 300000)
+  A4C_IMAGE_GC_MIN_AGE_SECONDS  images used or created more recently are kept (default 3600)
   A4C_CAPACITY_MEMORY_MB     memory this host offers to workspaces (default: all of it)
   A4C_CAPACITY_CPUS          CPUs this host offers (default: all of them)
   A4C_CAPACITY_DISK_GB       disk this host offers (default: the Docker data root's size)

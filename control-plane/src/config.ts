@@ -33,6 +33,10 @@ export interface ControlPlaneConfig {
   buildLeaseMs: number;
   /** Requeues before a build is FAILED. */
   buildMaxRetries: number;
+  /** A build running (claimed) longer than this is FAILED and its worker told to stop it, heartbeat or not. */
+  buildMaxSeconds: number;
+  /** A workspace using this share of its tier's disk gets a warning event (once per crossing). */
+  diskWarnPercent: number;
   /** Longest ?wait a request may ask for. */
   maxWaitSeconds: number;
   dbPoolSize: number;
@@ -174,6 +178,8 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
     buildLeaseMs: envInt(env, 'A4C_BUILD_LEASE_MS', 300_000, 500, 86_400_000),
     buildMaxRetries: envInt(env, 'A4C_BUILD_MAX_RETRIES', 3, 0, 100),
+    buildMaxSeconds: envInt(env, 'A4C_BUILD_MAX_SECONDS', 7200, 1, 7 * 86_400),
+    diskWarnPercent: envInt(env, 'A4C_DISK_WARN_PERCENT', 90, 1, 100),
     dbPoolSize,
     dbAgentPoolSize: envInt(env, 'A4C_DB_AGENT_POOL_SIZE', 10, 2, 1000),
     placement: {
@@ -318,6 +324,8 @@ export const CONFIG_HELP = `Environment:
   A4C_CREATE_TIMEOUT_SECONDS  a workspace still coming up after this is FAILED (default 600)
   A4C_BUILD_LEASE_MS        a build whose worker is silent this long is requeued (default 300000)
   A4C_BUILD_MAX_RETRIES     requeues before a build is FAILED (default 3)
+  A4C_BUILD_MAX_SECONDS     a build running longer is FAILED and its agent told to stop it (default 7200)
+  A4C_DISK_WARN_PERCENT     share of its tier's disk at which a workspace is warned (default 90; past 100 it is stopped)
   A4C_DB_POOL_SIZE          PostgreSQL connections for the REST API (default 20)
   A4C_DB_AGENT_POOL_SIZE    PostgreSQL connections for agent streams, kept apart (default 10)
   A4C_HEADROOM_PERCENT      share of each host's capacity never reserved (default 20)

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from '@a4c/common';
-import { AgentServiceService } from '@a4c/proto';
+import { AgentServiceService, type ControlMessage } from '@a4c/proto';
 import { AccessService } from './access/service.js';
 import { TunnelBroker } from './access/broker.js';
 import { AgentSessions } from './agents/sessions.js';
@@ -34,6 +34,7 @@ import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
 import { expireLeases } from './builds/queue.js';
+import { failOverlong } from './builds/hygiene.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
 import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
@@ -160,11 +161,12 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
     agentDb,
     feed,
     workspaces,
-    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
+    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure, diskWarnPercent: config.diskWarnPercent },
     log,
     metrics,
   );
-  const builds = new BuildService(db, quotas, log);
+  const sendToHost = (hostId: string, msg: ControlMessage) => sessions?.sendTo(hostId, msg) ?? false;
+  const builds = new BuildService(db, quotas, log, sendToHost);
   sessions.start();
   undo.push(() => sessions?.stop());
   const broker = new TunnelBroker(
@@ -195,6 +197,17 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
     );
   }, Math.min(10_000, Math.max(200, config.buildLeaseMs / 4)));
   leaseSweep.unref();
+  // Builds running past A4C_BUILD_MAX_SECONDS fail even while their worker heartbeats.
+  const overlongSweep = setInterval(() => {
+    failOverlong(db, sendToHost, config.buildMaxSeconds).then(
+      (rows) => {
+        rows.forEach(() => metrics.imageBuilt('failed'));
+        if (rows.length) log.warn({ builds: rows.map((r) => r.id), maxSeconds: config.buildMaxSeconds }, 'builds past their maximum duration failed');
+      },
+      (e: unknown) => log.warn({ err: (e as Error).message }, 'build duration sweep failed'),
+    );
+  }, Math.min(10_000, Math.max(250, (config.buildMaxSeconds * 1000) / 4)));
+  overlongSweep.unref();
   // The activity log keeps A4C_EVENT_RETENTION_DAYS; every replica prunes (SKIP LOCKED
   // batches, so they share the work instead of waiting on each other).
   let pruning = false;
@@ -309,6 +322,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);
+        clearInterval(overlongSweep);
         clearInterval(pruneSweep);
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
         eventHub.stop();

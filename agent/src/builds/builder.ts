@@ -73,7 +73,18 @@ export class Builder {
   }
 
   onAssignment(a: BuildAssignment): void {
-    if (this.inFlight.has(a.buildId)) return;
+    const f = this.inFlight.get(a.buildId);
+    if (f) {
+      // Re-claimed by this same host (its lease lapsed while the stream was down, say):
+      // the build runs on here under the new claim; reports carry it from now on, and a
+      // cancel for the old claim is ignored.
+      if (f.assignment.claimId !== a.claimId) {
+        this.log.info({ buildId: a.buildId, oldClaimId: f.assignment.claimId, claimId: a.claimId }, 'build re-claimed by this host: adopting the new claim');
+        f.assignment = a;
+        void this.persist();
+      }
+      return;
+    }
     this.run(a);
   }
 
@@ -87,8 +98,11 @@ export class Builder {
 
   private run(a: BuildAssignment): void {
     const abort = new AbortController();
-    this.inFlight.set(a.buildId, { assignment: a, abort });
+    const flight: InFlight = { assignment: a, abort };
+    this.inFlight.set(a.buildId, flight);
     void this.persist();
+    /** The claim held now: a re-claim by this host replaces it mid-build. */
+    const claimId = () => flight.assignment.claimId;
     const log = this.log.child({ buildId: a.buildId });
     const tail: string[] = [];
     let batch: string[] = [];
@@ -96,7 +110,7 @@ export class Builder {
     const flush = () => {
       const lines = batch;
       batch = [];
-      this.send({ payload: { $case: 'buildProgress', value: { buildId: a.buildId, claimId: a.claimId, logLines: lines, percent } } });
+      this.send({ payload: { $case: 'buildProgress', value: { buildId: a.buildId, claimId: claimId(), logLines: lines, percent } } });
     };
     const beat = setInterval(flush, Math.min(this.opts.heartbeatMs, Math.max(100, a.leaseMs / 3)));
     let linesTimer: NodeJS.Timeout | undefined;
@@ -128,12 +142,12 @@ export class Builder {
       ({ imageId, pushedRef }) => {
         this.completed++;
         log.info({ imageTag: a.imageTag, imageId, pushedRef }, 'build completed');
-        this.finish(a, { success: true, imageId, error: '', pushedRef }, tail);
+        this.finish(flight.assignment, { success: true, imageId, error: '', pushedRef }, tail);
       },
       (e: unknown) => {
         this.failed++;
         log.warn({ err: (e as Error).message }, 'build failed');
-        this.finish(a, { success: false, imageId: '', error: (e as Error).message, pushedRef: '' }, tail);
+        this.finish(flight.assignment, { success: false, imageId: '', error: (e as Error).message, pushedRef: '' }, tail);
       },
     ).finally(() => {
       clearInterval(beat);

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
-import { LABEL_IMAGE_ARCH, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT } from '@a4c/common';
+import { LABEL_IMAGE_ARCH, LABEL_IMAGE_BUILD_ID, LABEL_IMAGE_CHANGE, LABEL_IMAGE_PROJECT } from '@a4c/common';
 import { dockerOptions, splitRef } from '../runtime/docker.js';
 
 export interface BuildSpec {
@@ -27,7 +27,7 @@ export interface BuildSpec {
 export function dockerfile(s: BuildSpec): string {
   return [
     `FROM ${s.baseImage}`,
-    `LABEL ${LABEL_IMAGE_PROJECT}="${s.project}" ${LABEL_IMAGE_ARCH}="${s.arch}" ${LABEL_IMAGE_CHANGE}="${s.changeNumber}" a4c.build.id="${s.buildId}"`,
+    `LABEL ${LABEL_IMAGE_PROJECT}="${s.project}" ${LABEL_IMAGE_ARCH}="${s.arch}" ${LABEL_IMAGE_CHANGE}="${s.changeNumber}" ${LABEL_IMAGE_BUILD_ID}="${s.buildId}"`,
     `ENV A4C_PROJECT="${s.project}" A4C_CHANGE_NUMBER="${s.changeNumber}" A4C_ARCH="${s.arch}"`,
     `RUN ${s.syncCommand}`,
     '',

@@ -15,6 +15,11 @@ export interface DockerRuntimeOptions {
   hostId: string;
   networkMode: string;
   stopTimeoutSeconds: number;
+  /** Caps writable layers where the storage driver can (disk/storage-opt.ts); absent: never. */
+  storageOpt?: {
+    forWorkspace(workspaceId: string): Record<string, string> | undefined;
+    refused(message: string): void;
+  };
 }
 
 /** dockerode options from a DOCKER_HOST value (unix:// or tcp://); unset: the default socket. */
@@ -171,7 +176,7 @@ export class DockerRuntime implements ContainerRuntime {
     );
     if (!confined.ok) throw new Error(`refusing to create the workspace container: ${confined.error}`);
     const { readOnlyRootFs, user } = confined.confinement;
-    const c = await this.docker.createContainer({
+    const c = await this.createCapped(spec.workspaceId, {
       name: containerName(spec.workspaceId),
       Image: spec.image,
       Hostname: spec.hostname,
@@ -215,6 +220,24 @@ export class DockerRuntime implements ContainerRuntime {
       },
     });
     return c.id;
+  }
+
+  /**
+   * Creates with the tier's disk as HostConfig.StorageOpt where the driver can cap a
+   * writable layer; an engine that refuses the option (xfs without pquota) gets the
+   * container without it, and the option is not tried again.
+   */
+  private async createCapped(workspaceId: string, options: Docker.ContainerCreateOptions): Promise<Docker.Container> {
+    const storageOpt = this.opts.storageOpt?.forWorkspace(workspaceId);
+    if (!storageOpt) return this.docker.createContainer(options);
+    try {
+      return await this.docker.createContainer({ ...options, HostConfig: { ...options.HostConfig, StorageOpt: storageOpt } });
+    } catch (e) {
+      const message = (e as Error).message;
+      if (!/storage.?opt|quota|size/i.test(message) || statusOf(e) === 409) throw e;
+      this.opts.storageOpt?.refused(message);
+      return this.docker.createContainer(options);
+    }
   }
 
   async start(id: string): Promise<void> {

@@ -13,7 +13,10 @@ import {
   type ImageInfo,
   type WorkspaceSpec,
 } from '@a4c/proto';
+import { readoptBuild } from '../builds/hygiene.js';
 import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
+import { recordPrunedImages } from '../disk/pruned.js';
+import { applyDiskUsage } from '../disk/usage.js';
 import { agentIdentity } from '../pki/ca.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import type { ChangeFeed } from '../events/notify.js';
@@ -37,6 +40,8 @@ export interface SessionOptions {
    * names, and the certificate must be one enrollment issued and nobody revoked.
    */
   requireClientCertificates?: boolean;
+  /** A workspace using this share of its tier's disk is warned (default 90). */
+  diskWarnPercent?: number;
 }
 
 type Identity = { hostId: string; serial: string } | { error: string } | undefined;
@@ -190,6 +195,12 @@ class AgentSession {
       case 'event':
         await this.recordEvent(p.value);
         return;
+      case 'diskUsage':
+        await applyDiskUsage(this.sessions.db, this.sessions.workspaces, this.hostId, p.value, this.sessions.opts.diskWarnPercent ?? 90, this.log);
+        return;
+      case 'imagesPruned':
+        await recordPrunedImages(this.sessions.db, this.hostId, p.value, this.log);
+        return;
       case 'buildPoll':
         await this.assignBuilds(p.value.slots);
         return;
@@ -197,7 +208,13 @@ class AgentSession {
         const b = p.value;
         if (!UUID.test(b.buildId) || !UUID.test(b.claimId)) return;
         if (!(await recordProgress(this.sessions.db, b.buildId, b.claimId, b.percent, b.logLines.slice(-500)))) {
-          this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, or finished)' } } });
+          const again = await readoptBuild(this.sessions.db, this.hostId, b.buildId, this.sessions.opts.buildLeaseMs);
+          if (again) {
+            this.log.info({ buildId: b.buildId }, 'build re-claimed by the host still running it');
+            this.write(again);
+            return;
+          }
+          this.write({ payload: { $case: 'buildCancel', value: { buildId: b.buildId, claimId: b.claimId, reason: 'the claim is no longer yours (requeued after a silent lease, cancelled, past its maximum duration, or finished)' } } });
         }
         return;
       }

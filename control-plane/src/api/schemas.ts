@@ -243,6 +243,17 @@ export const workspace: z.ZodType<Workspace> = z
     failedStep: z.string().nullable(),
     error: z.string().nullable(),
     attempt: z.number().int(),
+    disk: z
+      .strictObject({
+        usedBytes: z.number().meta({ description: 'writableBytes + volumeBytes: what counts against the limit' }),
+        limitBytes: z.number().meta({ description: "the tier's disk; warned at A4C_DISK_WARN_PERCENT (90 %), stopped past 100 % with the reason in error" }),
+        writableBytes: z.number().meta({ description: "the container's writable layer" }),
+        volumeBytes: z.number().meta({ description: "the user's volume at /workspace (shared by the user's workspaces on the host)" }),
+        layerLimitEnforced: z.boolean().meta({ description: 'the storage driver also caps the writable layer (--storage-opt size)' }),
+        measuredAt: time,
+      })
+      .nullable()
+      .meta({ description: "disk use as the host's agent last measured it (every A4C_DISK_MEASURE_INTERVAL_MS); null before the first measure" }),
     createdAt: time,
     updatedAt: time,
   })

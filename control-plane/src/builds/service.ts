@@ -3,6 +3,7 @@ import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db } from '../store/db.js';
 import { searchBuilds, type BuildQuery } from '../store/builds.js';
 import { appendEvent } from '../store/events.js';
+import { cancelBuild, type SendToHost } from './hygiene.js';
 import { insertBuild, toBuild, type BuildRow } from './queue.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -23,7 +24,14 @@ export class BuildService {
     private readonly db: Db,
     private readonly quotas: Quotas,
     private readonly log: Logger,
+    /** Reaches a build's worker now when this replica holds its stream (cancel). */
+    private readonly sendToHost: SendToHost = () => false,
   ) {}
+
+  /** Cancels a queued or running build (409 once it has finished). */
+  cancel(id: string, actor: string): Promise<Build> {
+    return cancelBuild(this.db, this.sendToHost, id, actor, this.log);
+  }
 
   /** Queues a build, refusing it if the user already has their maximum of builds queued or running. */
   async schedule(input: ScheduleInput, actor: string): Promise<Build> {

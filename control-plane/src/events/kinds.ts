@@ -17,6 +17,7 @@ export const EVENT_KINDS = {
   'workspace.stopped': 'the agent reports its container stopped',
   'workspace.failed': 'the agent reported a failure, or it was stuck coming up past the timeout',
   'workspace.deleted': 'its container is gone from the host: DELETED',
+  'workspace.disk_warning': "its writable layer and volume reached A4C_DISK_WARN_PERCENT (90 %) of its tier's disk (once per crossing); past 100 % it is stopped",
   'agent.container_vanished': 'the agent found its container missing (and recreates it if it should run)',
   'agent.container_exited': 'its container exited (exit code, OOM-killed)',
   'agent.container_restarted': 'the agent restarted its crashed container',
@@ -28,6 +29,7 @@ export const EVENT_KINDS = {
   'build.failed': 'finished: FAILED (the build failed, or its worker went silent too often)',
   'build.requeued': 'its worker went silent: back to SCHEDULED with retryCount + 1',
   'build.result_discarded': 'a worker that had lost its claim reported late; nothing changed',
+  'build.cancelled': 'a user or an admin cancelled it: CANCELLED (a running build is stopped on its host)',
   // hosts: admins only
   'host.connected': "an agent's session began (capacity, version)",
   'host.disconnected': "an agent's session ended",
@@ -37,6 +39,7 @@ export const EVENT_KINDS = {
   'host.removed': "an admin removed it: its certificates revoked",
   'agent.docker_unreachable': "the host's Docker Engine stopped answering",
   'agent.docker_reachable': "the host's Docker Engine answers again",
+  'agent.image_pruned': "image garbage collection removed an unused A4C-built image (the host's disk was past A4C_IMAGE_GC_HIGH_PERCENT)",
   'agent.unknown': 'the agent reported an event of a kind this control plane does not know',
   'join_token.created': 'an admin created a join token',
   // users: the user's own, their lead's and admins'

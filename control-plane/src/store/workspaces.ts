@@ -1,4 +1,4 @@
-import type { Arch, Workspace, WorkspaceStatus } from '@a4c/common';
+import type { Arch, Workspace, WorkspaceDisk, WorkspaceStatus } from '@a4c/common';
 import type { Db, Tx } from './db.js';
 
 export interface WorkspaceRow {
@@ -34,6 +34,11 @@ export interface WorkspaceRow {
   host_lost?: boolean;
   /** Only in desired-state reads: where to pull the image from, if it is in a registry. */
   pull_ref?: string | null;
+  /** Only in reads that join workspace_disk (viewSql); null before the first measure. */
+  disk_writable_bytes?: number | null;
+  disk_volume_bytes?: number | null;
+  disk_layer_limit_enforced?: boolean | null;
+  disk_measured_at?: Date | null;
 }
 
 /** Live statuses whose host matters: a lost host makes their status uncertain. */
@@ -42,8 +47,11 @@ const ON_HOST = `w.status NOT IN ('DELETED', 'FAILED', 'REJECTED', 'PENDING_APPR
 /** Workspaces (from the table, or a subquery of its rows) with host_lost; $1 is the liveness window in seconds. */
 export const viewSql = (from = 'workspaces') => `
   SELECT w.*, (${ON_HOST} AND w.host_id IS NOT NULL
-               AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1) AND s.docker_ready, false)) AS host_lost
-    FROM ${from} w LEFT JOIN host_status s ON s.host_id = w.host_id`;
+               AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1) AND s.docker_ready, false)) AS host_lost,
+         d.writable_bytes AS disk_writable_bytes, d.volume_bytes AS disk_volume_bytes,
+         d.layer_limit_enforced AS disk_layer_limit_enforced, d.measured_at AS disk_measured_at
+    FROM ${from} w LEFT JOIN host_status s ON s.host_id = w.host_id
+    LEFT JOIN workspace_disk d ON d.workspace_id = w.id`;
 const VIEW_SQL = viewSql();
 
 export function toWorkspace(r: WorkspaceRow): Workspace {
@@ -65,8 +73,26 @@ export function toWorkspace(r: WorkspaceRow): Workspace {
     failedStep: r.failed_step,
     error: r.error,
     attempt: r.attempt,
+    disk: diskOf(r),
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+/** The tier's disk of a workspace, in bytes (as the agent's WorkspaceSpec has it). */
+export const diskLimitBytes = (r: Pick<WorkspaceRow, 'disk_gb'>): number => Math.round(r.disk_gb * 1024 ** 3);
+
+function diskOf(r: WorkspaceRow): WorkspaceDisk | null {
+  if (!r.disk_measured_at) return null;
+  const writableBytes = r.disk_writable_bytes ?? 0;
+  const volumeBytes = r.disk_volume_bytes ?? 0;
+  return {
+    usedBytes: writableBytes + volumeBytes,
+    limitBytes: diskLimitBytes(r),
+    writableBytes,
+    volumeBytes,
+    layerLimitEnforced: r.disk_layer_limit_enforced ?? false,
+    measuredAt: r.disk_measured_at.toISOString(),
   };
 }
 

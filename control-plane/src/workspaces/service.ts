@@ -39,6 +39,13 @@ export interface WorkspaceServiceOptions {
   placement: PlacementPolicy;
 }
 
+/** Why the control plane itself moves a workspace: the event's reason and data, the workspace's error. */
+export interface TransitionWhy {
+  reason?: string;
+  error?: string;
+  data?: Record<string, unknown>;
+}
+
 /** Told after commit when a host's desired state changed, to push it without waiting for NOTIFY. */
 export type HostChanged = (hostId: string) => void;
 
@@ -307,13 +314,17 @@ export class WorkspaceService {
     return ws;
   }
 
-  stop(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'stop asked', (s) => {
+  /**
+   * why: a stop the control plane decided on its own (disk past its limit) says why in
+   * its event and in the workspace's error, which stays until it is started again.
+   */
+  stop(id: string, actor: string, why: TransitionWhy = {}): Promise<Workspace> {
+    return this.transition(id, actor, why.reason ?? 'stop asked', (s) => {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
       throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : 'delete it if you no longer need it');
-    });
+    }, why);
   }
 
   start(id: string, actor: string): Promise<Workspace> {
@@ -338,6 +349,7 @@ export class WorkspaceService {
     actor: string,
     reason: string,
     next: (status: WorkspaceStatus, row: WorkspaceRow) => WorkspaceStatus | null,
+    why: TransitionWhy = {},
   ): Promise<Workspace> {
     let changedHost: string | null = null;
     const row = await inTx(this.db, async (tx) => {
@@ -351,9 +363,9 @@ export class WorkspaceService {
         changedHost = cur.host_id;
       }
       const { rows } = await tx.query<WorkspaceRow>(
-        `UPDATE workspaces SET status = $2, desired_revision = $3, failed_step = NULL, error = NULL, updated_at = now()
+        `UPDATE workspaces SET status = $2, desired_revision = $3, failed_step = NULL, error = $4, updated_at = now()
           WHERE id = $1 RETURNING *`,
-        [id, to, revision],
+        [id, to, revision, why.error ?? null],
       );
       const r = rows[0] as WorkspaceRow;
       await appendEvent(tx, {
@@ -363,13 +375,14 @@ export class WorkspaceService {
         workspaceId: id,
         hostId: cur.host_id,
         changes: changesOf({ status: cur.status, failedStep: cur.failed_step, error: cur.error }, { status: r.status, failedStep: r.failed_step, error: r.error }),
-        data: { revision },
+        data: { revision, ...why.data },
       });
       await notifyWorkspace(tx, id);
       return r;
     });
     if (changedHost) this.hostChanged(changedHost);
-    return { ...toWorkspace(row), hostLost: (await this.get(id)).hostLost };
+    const view = await this.get(id);
+    return { ...toWorkspace(row), hostLost: view.hostLost, disk: view.disk };
   }
 
   /**

@@ -59,7 +59,7 @@ export async function followBuild(ctx: Context, id: string, showLines: boolean):
       ctx.note(`build ${b.imageTag}: ${b.status}${b.worker ? ` on ${b.worker}` : ''} (${b.progress}%)`);
       lastStatus = r.status;
     }
-    if (r.status === 'COMPLETED' || r.status === 'FAILED') return ctx.client.request<Build>('GET', `/v1/image-schedules/${id}`);
+    if (r.status === 'COMPLETED' || r.status === 'FAILED' || r.status === 'CANCELLED') return ctx.client.request<Build>('GET', `/v1/image-schedules/${id}`);
     if (Date.now() > deadline) {
       ctx.note(`still ${r.status} after ${ctx.timeout} s; follow it with: a4c build logs ${id} --follow`);
       return ctx.client.request<Build>('GET', `/v1/image-schedules/${id}`);
@@ -71,8 +71,8 @@ export async function followBuild(ctx: Context, id: string, showLines: boolean):
 /** Prints the build; exit code 1 if it failed, with where to read why. */
 export function finishBuild(ctx: Context, b: Build): number {
   ctx.print(b, () => buildDetails(b));
-  if (b.status === 'FAILED') {
-    if (!ctx.json) ctx.note(`build failed: ${b.error}\nsee its log: a4c build logs ${b.id}`);
+  if (b.status === 'FAILED' || b.status === 'CANCELLED') {
+    if (!ctx.json) ctx.note(`build ${b.status === 'FAILED' ? 'failed' : 'cancelled'}: ${b.error}\nsee its log: a4c build logs ${b.id}`);
     return 1;
   }
   return 0;

@@ -15,6 +15,22 @@ export function workspacesTable(list: Workspace[]): string {
   );
 }
 
+/** "1.2 GiB of 50.0 GiB (2 %; layer 200.0 MiB, volume 1.0 GiB)". */
+function diskText(d: NonNullable<Workspace['disk']>): string {
+  const b = (n: number) => {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = n;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i++;
+    }
+    return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+  };
+  const pct = d.limitBytes > 0 ? Math.round((d.usedBytes / d.limitBytes) * 100) : 0;
+  return `${b(d.usedBytes)} of ${b(d.limitBytes)} (${pct} %; layer ${b(d.writableBytes)}, volume ${b(d.volumeBytes)})`;
+}
+
 export function workspaceDetails(w: Workspace): string {
   const rows: [string, string | null][] = [
     ['id', w.id],
@@ -32,6 +48,7 @@ export function workspaceDetails(w: Workspace): string {
     ['ssh', w.sshCommand],
     ['failed step', w.failedStep],
     ['error', w.error],
+    ['disk', w.disk ? diskText(w.disk) : null],
     ['created', w.createdAt],
     ['updated', w.updatedAt],
   ];

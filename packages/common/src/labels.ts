@@ -13,6 +13,8 @@ export const LABEL_ATTEMPT = 'a4c.attempt';
 export const LABEL_IMAGE_PROJECT = 'a4c.project';
 export const LABEL_IMAGE_ARCH = 'a4c.arch';
 export const LABEL_IMAGE_CHANGE = 'a4c.change';
+/** The build that made an image: an image with it is A4C's own, which image garbage collection may prune. */
+export const LABEL_IMAGE_BUILD_ID = 'a4c.build.id';
 
 export function containerName(workspaceId: string): string {
   return `ws-${workspaceId}`;

@@ -51,8 +51,23 @@ export interface Workspace {
   error: string | null;
   /** Creation attempt: 0 for the first, +1 for every retry. */
   attempt: number;
+  /** What it holds on disk against its tier's disk, as its host last measured it; null before the first measure. */
+  disk: WorkspaceDisk | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A workspace's disk use: its container's writable layer plus the user's volume. */
+export interface WorkspaceDisk {
+  /** writableBytes + volumeBytes: what counts against the limit. */
+  usedBytes: number;
+  /** The tier's disk. Past 90 % the owner is warned; past 100 % the workspace is stopped. */
+  limitBytes: number;
+  writableBytes: number;
+  volumeBytes: number;
+  /** The storage driver also caps the writable layer (--storage-opt size). */
+  layerLimitEnforced: boolean;
+  measuredAt: string;
 }
 
 export type HostStatus = 'healthy' | 'unhealthy' | 'draining';
@@ -103,7 +118,8 @@ export interface HostView {
 export const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const ID_RULE = 'use 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit';
 
-export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED'] as const;
+/** CANCELLED: a user or an admin cancelled it (queued or running); COMPLETED, FAILED and CANCELLED are final. */
+export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 export type BuildStatus = (typeof BUILD_STATUSES)[number];
 
 export interface Build {

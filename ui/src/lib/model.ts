@@ -87,7 +87,7 @@ export const WORKSPACE_STATUSES = [
 
 export const ARCHES = ['linux-x64', 'linux-arm64', 'darwin-arm64'] as const;
 
-export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED'] as const;
+export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 
 /** Statuses from which nothing happens without someone asking. */
 export const SETTLED: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED'];

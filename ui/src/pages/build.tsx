@@ -17,7 +17,7 @@ export function BuildPage() {
   const after = useRef(0);
   const logBox = useRef<HTMLPreElement>(null);
   const now = useNow();
-  const finished = b && (b.status === 'COMPLETED' || b.status === 'FAILED');
+  const finished = b && (b.status === 'COMPLETED' || b.status === 'FAILED' || b.status === 'CANCELLED');
 
   const readLog = async () => {
     try {

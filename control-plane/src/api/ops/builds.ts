@@ -1,3 +1,4 @@
+import { A4cError } from '@a4c/common';
 import { op, type Operation } from '../operation.js';
 import * as s from '../schemas.js';
 import type { RouteDeps } from './deps.js';
@@ -61,6 +62,29 @@ export function buildOperations(d: Pick<RouteDeps, 'builds' | 'policy'>): Operat
         const b = await d.builds.get(params.id);
         await can.read(ctx.state.principal, b.userId, 'image build', b.id);
         ctx.body = b;
+      },
+    }),
+    op({
+      method: 'post',
+      path: '/v1/image-schedules/{id}/cancel',
+      operationId: 'cancelBuild',
+      summary: 'Cancel an image build',
+      description:
+        'A SCHEDULED build never runs; an IN_PROGRESS one is stopped on its host (the agent stops the Docker build). ' +
+        'The build becomes CANCELLED with a build.cancelled event. Cancelling a cancelled build changes nothing (200); a COMPLETED or FAILED one: 409.',
+      tag: BUILDS,
+      access: 'owner',
+      params: s.params.build,
+      responses: { 200: { description: 'CANCELLED', schema: s.build } },
+      errors: [403, 404, 409],
+      handle: async (ctx, { params }) => {
+        const b = await d.builds.get(params.id);
+        const p = ctx.state.principal;
+        await can.read(p, b.userId, 'image build', b.id);
+        if (p.role !== 'admin' && p.id !== b.userId) {
+          throw new A4cError('PERMISSION_DENIED', `only ${b.userId} or an admin may cancel this build`, { suggestion: `ask ${b.userId} or an admin` });
+        }
+        ctx.body = await d.builds.cancel(b.id, ctx.state.actor);
       },
     }),
     op({

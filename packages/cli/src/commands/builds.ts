@@ -9,7 +9,7 @@ import { buildDetails, buildsTable } from '../format.js';
 export function registerBuilds(program: CommandUnknownOpts, ctx: Context): void {
   const build = commandGroup(program, 'build', 'Image builds:')
     .alias('builds')
-    .description('image builds: schedule, get, list, logs');
+    .description('image builds: schedule, get, list, logs, cancel');
   const path = (id: string) => `/v1/image-schedules/${encodeURIComponent(id)}`;
 
   build
@@ -62,6 +62,18 @@ export function registerBuilds(program: CommandUnknownOpts, ctx: Context): void 
         if (opts.mine) q.set('userId', ctx.user);
         const r = await ctx.client.request<{ builds: Build[] }>('GET', `/v1/image-schedules${q.size ? `?${q}` : ''}`);
         ctx.print(r, () => buildsTable(r.builds));
+        return 0;
+      }),
+    );
+
+  build
+    .command('cancel')
+    .description('cancel a queued or running build (a running one is stopped on its host)')
+    .argument('<id>', 'build id')
+    .action(
+      ctx.action(async (id) => {
+        const b = await ctx.client.request<Build>('POST', `${path(id)}/cancel`);
+        ctx.print(b, () => buildDetails(b));
         return 0;
       }),
     );

@@ -197,6 +197,8 @@ export interface AgentMessage {
     | { $case: "buildPoll"; value: BuildPoll }
     | { $case: "buildProgress"; value: BuildProgress }
     | { $case: "buildResult"; value: BuildResult }
+    | { $case: "diskUsage"; value: WorkspaceDiskUsage }
+    | { $case: "imagesPruned"; value: ImagesPruned }
     | undefined;
 }
 
@@ -325,6 +327,70 @@ export interface HostEvent {
   oomKilled: boolean;
   /** Milliseconds since the epoch, on the agent's clock. */
   atUnixMs: number;
+}
+
+/**
+ * What the workspaces of this host hold on disk, measured by the agent on its own slow
+ * period (A4C_DISK_MEASURE_INTERVAL_MS), never per heartbeat. Sent after every complete
+ * measuring pass, for every A4C container of the host that was measured; a workspace
+ * missing from a pass was not measured this time (gone, or its measure failed), and
+ * the control plane keeps its last figure. At-most-once: a lost report is replaced by
+ * the next pass. The control plane compares the sum with the workspace's tier disk,
+ * warns at 90 % and stops the workspace past 100 %.
+ */
+export interface WorkspaceDiskUsage {
+  workspaces: WorkspaceDisk[];
+}
+
+export interface WorkspaceDisk {
+  workspaceId: string;
+  /**
+   * The container's writable layer (Docker's SizeRw): what the workspace wrote outside
+   * its volume.
+   */
+  writableBytes: number;
+  /**
+   * The user's volume mounted at /workspace (du of its mountpoint). Shared by the
+   * user's workspaces on this host, so each of them counts it.
+   */
+  volumeBytes: number;
+  /**
+   * True when the writable layer is also capped by the storage driver
+   * (--storage-opt size=, overlay2 on xfs with pquota): writes past it fail in the
+   * container whatever the control plane does.
+   */
+  layerLimitEnforced: boolean;
+  /** Milliseconds since the epoch, on the agent's clock, when the pass measured it. */
+  measuredAtUnixMs: number;
+}
+
+/**
+ * Image garbage collection (after kubelet's): the host's disk passed
+ * A4C_IMAGE_GC_HIGH_PERCENT, and the agent removed unused A4C-built images (those with
+ * the a4c.build.id label), least recently used first, until it fell below
+ * A4C_IMAGE_GC_LOW_PERCENT or nothing prunable was left. Never an image any container
+ * on the engine uses (running or stopped), nor one the desired state names. Sent once
+ * per collection that removed something; each image becomes an agent.image_pruned
+ * event. At-most-once, like HostEvent.
+ */
+export interface ImagesPruned {
+  images: PrunedImage[];
+  diskPercentBefore: number;
+  diskPercentAfter: number;
+  highPercent: number;
+  lowPercent: number;
+}
+
+export interface PrunedImage {
+  /** The references removed (repository:tag), and the image id. */
+  refs: string[];
+  imageId: string;
+  sizeBytes: number;
+  /**
+   * Milliseconds since the epoch (agent's clock): when a container or the desired state
+   * last used it, or when it was created if the agent never saw it used.
+   */
+  lastUsedUnixMs: number;
 }
 
 /**
@@ -479,8 +545,11 @@ export interface BuildResult {
 }
 
 /**
- * The claim is no longer this agent's (requeued after a silent lease, or the build was
- * cancelled): stop working on it; a result would be discarded.
+ * The claim is no longer this agent's (requeued after a silent lease, cancelled by a
+ * user, or past the maximum build duration): stop working on it, and stop the Docker
+ * build itself; a result would be discarded. A cancel naming an older claim than the
+ * one the agent now holds for the build (it was re-claimed by this same host, e.g.
+ * after its stream reconnected) is ignored: the agent works on under the new claim.
  */
 export interface BuildCancel {
   buildId: string;
@@ -606,6 +675,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "buildResult":
         BuildResult.encode(message.payload.value, writer.uint32(66).fork()).join();
         break;
+      case "diskUsage":
+        WorkspaceDiskUsage.encode(message.payload.value, writer.uint32(802).fork()).join();
+        break;
+      case "imagesPruned":
+        ImagesPruned.encode(message.payload.value, writer.uint32(810).fork()).join();
+        break;
     }
     return writer;
   },
@@ -687,6 +762,22 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.payload = { $case: "buildResult", value: BuildResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.payload = { $case: "diskUsage", value: WorkspaceDiskUsage.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 101: {
+            if (tag !== 810) {
+              break;
+            }
+
+            message.payload = { $case: "imagesPruned", value: ImagesPruned.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -725,6 +816,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "buildResult", value: BuildResult.fromJSON(object.buildResult) }
         : isSet(object.build_result)
         ? { $case: "buildResult", value: BuildResult.fromJSON(object.build_result) }
+        : isSet(object.diskUsage)
+        ? { $case: "diskUsage", value: WorkspaceDiskUsage.fromJSON(object.diskUsage) }
+        : isSet(object.disk_usage)
+        ? { $case: "diskUsage", value: WorkspaceDiskUsage.fromJSON(object.disk_usage) }
+        : isSet(object.imagesPruned)
+        ? { $case: "imagesPruned", value: ImagesPruned.fromJSON(object.imagesPruned) }
+        : isSet(object.images_pruned)
+        ? { $case: "imagesPruned", value: ImagesPruned.fromJSON(object.images_pruned) }
         : undefined,
     };
   },
@@ -747,6 +846,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.buildProgress = BuildProgress.toJSON(message.payload.value);
     } else if (message.payload?.$case === "buildResult") {
       obj.buildResult = BuildResult.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "diskUsage") {
+      obj.diskUsage = WorkspaceDiskUsage.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "imagesPruned") {
+      obj.imagesPruned = ImagesPruned.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -802,6 +905,18 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "buildResult": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "buildResult", value: BuildResult.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "diskUsage": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "diskUsage", value: WorkspaceDiskUsage.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "imagesPruned": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "imagesPruned", value: ImagesPruned.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -2218,6 +2333,508 @@ export const HostEvent: MessageFns<HostEvent> = {
     message.exitCode = object.exitCode ?? 0;
     message.oomKilled = object.oomKilled ?? false;
     message.atUnixMs = object.atUnixMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseWorkspaceDiskUsage(): WorkspaceDiskUsage {
+  return { workspaces: [] };
+}
+
+export const WorkspaceDiskUsage: MessageFns<WorkspaceDiskUsage> = {
+  encode(message: WorkspaceDiskUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.workspaces) {
+      WorkspaceDisk.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkspaceDiskUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkspaceDiskUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaces.push(WorkspaceDisk.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkspaceDiskUsage {
+    return {
+      workspaces: globalThis.Array.isArray(object?.workspaces)
+        ? object.workspaces.map((e: any) => WorkspaceDisk.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: WorkspaceDiskUsage): unknown {
+    const obj: any = {};
+    if (message.workspaces?.length) {
+      obj.workspaces = message.workspaces.map((e) => WorkspaceDisk.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkspaceDiskUsage>, I>>(base?: I): WorkspaceDiskUsage {
+    return WorkspaceDiskUsage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkspaceDiskUsage>, I>>(object: I): WorkspaceDiskUsage {
+    const message = createBaseWorkspaceDiskUsage();
+    message.workspaces = object.workspaces?.map((e) => WorkspaceDisk.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWorkspaceDisk(): WorkspaceDisk {
+  return { workspaceId: "", writableBytes: 0, volumeBytes: 0, layerLimitEnforced: false, measuredAtUnixMs: 0 };
+}
+
+export const WorkspaceDisk: MessageFns<WorkspaceDisk> = {
+  encode(message: WorkspaceDisk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.writableBytes !== 0) {
+      writer.uint32(16).uint64(message.writableBytes);
+    }
+    if (message.volumeBytes !== 0) {
+      writer.uint32(24).uint64(message.volumeBytes);
+    }
+    if (message.layerLimitEnforced !== false) {
+      writer.uint32(32).bool(message.layerLimitEnforced);
+    }
+    if (message.measuredAtUnixMs !== 0) {
+      writer.uint32(40).int64(message.measuredAtUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkspaceDisk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkspaceDisk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.writableBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.volumeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.layerLimitEnforced = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.measuredAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkspaceDisk {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      writableBytes: isSet(object.writableBytes)
+        ? globalThis.Number(object.writableBytes)
+        : isSet(object.writable_bytes)
+        ? globalThis.Number(object.writable_bytes)
+        : 0,
+      volumeBytes: isSet(object.volumeBytes)
+        ? globalThis.Number(object.volumeBytes)
+        : isSet(object.volume_bytes)
+        ? globalThis.Number(object.volume_bytes)
+        : 0,
+      layerLimitEnforced: isSet(object.layerLimitEnforced)
+        ? globalThis.Boolean(object.layerLimitEnforced)
+        : isSet(object.layer_limit_enforced)
+        ? globalThis.Boolean(object.layer_limit_enforced)
+        : false,
+      measuredAtUnixMs: isSet(object.measuredAtUnixMs)
+        ? globalThis.Number(object.measuredAtUnixMs)
+        : isSet(object.measured_at_unix_ms)
+        ? globalThis.Number(object.measured_at_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: WorkspaceDisk): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.writableBytes !== 0) {
+      obj.writableBytes = Math.round(message.writableBytes);
+    }
+    if (message.volumeBytes !== 0) {
+      obj.volumeBytes = Math.round(message.volumeBytes);
+    }
+    if (message.layerLimitEnforced !== false) {
+      obj.layerLimitEnforced = message.layerLimitEnforced;
+    }
+    if (message.measuredAtUnixMs !== 0) {
+      obj.measuredAtUnixMs = Math.round(message.measuredAtUnixMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkspaceDisk>, I>>(base?: I): WorkspaceDisk {
+    return WorkspaceDisk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkspaceDisk>, I>>(object: I): WorkspaceDisk {
+    const message = createBaseWorkspaceDisk();
+    message.workspaceId = object.workspaceId ?? "";
+    message.writableBytes = object.writableBytes ?? 0;
+    message.volumeBytes = object.volumeBytes ?? 0;
+    message.layerLimitEnforced = object.layerLimitEnforced ?? false;
+    message.measuredAtUnixMs = object.measuredAtUnixMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseImagesPruned(): ImagesPruned {
+  return { images: [], diskPercentBefore: 0, diskPercentAfter: 0, highPercent: 0, lowPercent: 0 };
+}
+
+export const ImagesPruned: MessageFns<ImagesPruned> = {
+  encode(message: ImagesPruned, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      PrunedImage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.diskPercentBefore !== 0) {
+      writer.uint32(17).double(message.diskPercentBefore);
+    }
+    if (message.diskPercentAfter !== 0) {
+      writer.uint32(25).double(message.diskPercentAfter);
+    }
+    if (message.highPercent !== 0) {
+      writer.uint32(33).double(message.highPercent);
+    }
+    if (message.lowPercent !== 0) {
+      writer.uint32(41).double(message.lowPercent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagesPruned {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagesPruned();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.images.push(PrunedImage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.diskPercentBefore = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.diskPercentAfter = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.highPercent = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.lowPercent = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagesPruned {
+    return {
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => PrunedImage.fromJSON(e)) : [],
+      diskPercentBefore: isSet(object.diskPercentBefore)
+        ? globalThis.Number(object.diskPercentBefore)
+        : isSet(object.disk_percent_before)
+        ? globalThis.Number(object.disk_percent_before)
+        : 0,
+      diskPercentAfter: isSet(object.diskPercentAfter)
+        ? globalThis.Number(object.diskPercentAfter)
+        : isSet(object.disk_percent_after)
+        ? globalThis.Number(object.disk_percent_after)
+        : 0,
+      highPercent: isSet(object.highPercent)
+        ? globalThis.Number(object.highPercent)
+        : isSet(object.high_percent)
+        ? globalThis.Number(object.high_percent)
+        : 0,
+      lowPercent: isSet(object.lowPercent)
+        ? globalThis.Number(object.lowPercent)
+        : isSet(object.low_percent)
+        ? globalThis.Number(object.low_percent)
+        : 0,
+    };
+  },
+
+  toJSON(message: ImagesPruned): unknown {
+    const obj: any = {};
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => PrunedImage.toJSON(e));
+    }
+    if (message.diskPercentBefore !== 0) {
+      obj.diskPercentBefore = floatToJson(message.diskPercentBefore);
+    }
+    if (message.diskPercentAfter !== 0) {
+      obj.diskPercentAfter = floatToJson(message.diskPercentAfter);
+    }
+    if (message.highPercent !== 0) {
+      obj.highPercent = floatToJson(message.highPercent);
+    }
+    if (message.lowPercent !== 0) {
+      obj.lowPercent = floatToJson(message.lowPercent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImagesPruned>, I>>(base?: I): ImagesPruned {
+    return ImagesPruned.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImagesPruned>, I>>(object: I): ImagesPruned {
+    const message = createBaseImagesPruned();
+    message.images = object.images?.map((e) => PrunedImage.fromPartial(e)) || [];
+    message.diskPercentBefore = object.diskPercentBefore ?? 0;
+    message.diskPercentAfter = object.diskPercentAfter ?? 0;
+    message.highPercent = object.highPercent ?? 0;
+    message.lowPercent = object.lowPercent ?? 0;
+    return message;
+  },
+};
+
+function createBasePrunedImage(): PrunedImage {
+  return { refs: [], imageId: "", sizeBytes: 0, lastUsedUnixMs: 0 };
+}
+
+export const PrunedImage: MessageFns<PrunedImage> = {
+  encode(message: PrunedImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.refs) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.imageId !== "") {
+      writer.uint32(18).string(message.imageId);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(24).uint64(message.sizeBytes);
+    }
+    if (message.lastUsedUnixMs !== 0) {
+      writer.uint32(32).int64(message.lastUsedUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrunedImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrunedImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.refs.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lastUsedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrunedImage {
+    return {
+      refs: globalThis.Array.isArray(object?.refs) ? object.refs.map((e: any) => globalThis.String(e)) : [],
+      imageId: isSet(object.imageId)
+        ? globalThis.String(object.imageId)
+        : isSet(object.image_id)
+        ? globalThis.String(object.image_id)
+        : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      lastUsedUnixMs: isSet(object.lastUsedUnixMs)
+        ? globalThis.Number(object.lastUsedUnixMs)
+        : isSet(object.last_used_unix_ms)
+        ? globalThis.Number(object.last_used_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: PrunedImage): unknown {
+    const obj: any = {};
+    if (message.refs?.length) {
+      obj.refs = message.refs;
+    }
+    if (message.imageId !== "") {
+      obj.imageId = message.imageId;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.lastUsedUnixMs !== 0) {
+      obj.lastUsedUnixMs = Math.round(message.lastUsedUnixMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrunedImage>, I>>(base?: I): PrunedImage {
+    return PrunedImage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrunedImage>, I>>(object: I): PrunedImage {
+    const message = createBasePrunedImage();
+    message.refs = object.refs?.map((e) => e) || [];
+    message.imageId = object.imageId ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.lastUsedUnixMs = object.lastUsedUnixMs ?? 0;
     return message;
   },
 };
