@@ -41,7 +41,7 @@ const COMMANDS = [
   'ws create', 'ws list', 'ws get', 'ws stop', 'ws start', 'ws rm', 'ws retry', 'ws approve', 'ws reject',
   'ws exec', 'ws shell', 'ws port-forward', 'ws ssh-proxy', 'ws sessions',
   'config-ssh',
-  'build schedule', 'build get', 'build list', 'build logs',
+  'build schedule', 'build get', 'build list', 'build cancel', 'build logs',
   'hosts list', 'hosts get', 'hosts drain', 'hosts activate',
   'events',
   'quota get', 'quota set',
