@@ -29,6 +29,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.j
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
+import { failStuck } from './workspaces/stuck.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
@@ -142,7 +143,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
   const stuckSweep = setInterval(() => {
-    workspaces.failStuck(config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
+    failStuck({ db, hostChanged: (h) => sessions?.push(h), observe: metrics, log }, config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
   }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
   stuckSweep.unref();
   // Builds whose worker went silent go back to the queue (or fail after the retries).
