@@ -30,6 +30,8 @@ import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
 import { failStuck } from './workspaces/stuck.js';
+import { sweepLostHosts } from './workspaces/lost-hosts.js';
+import { systemClock, type Clock } from './clock.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
@@ -72,7 +74,13 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+/** What a test may replace: the clock that time-dependent decisions read. */
+export interface ControlPlaneDeps {
+  clock?: Clock;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger, deps: ControlPlaneDeps = {}): Promise<ControlPlane> {
+  const clock = deps.clock ?? systemClock;
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
@@ -105,7 +113,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     },
     log,
   );
-  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate, { seconds: config.failedQuotaGraceSeconds, clock });
   const workspaces = new WorkspaceService(
     db,
     feed,
@@ -146,6 +154,18 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     failStuck({ db, hostChanged: (h) => sessions?.push(h), observe: metrics, log }, config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
   }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
   stuckSweep.unref();
+  // Hosts gone longer than A4C_HOST_LOST_AFTER_SECONDS: their workspaces become LOST.
+  let sweepingLost = false;
+  const lostSweep = setInterval(() => {
+    if (sweepingLost) return;
+    sweepingLost = true;
+    sweepLostHosts({ db, clock, hostChanged: (h) => sessions?.push(h), log, lostAfterSeconds: config.hostLostAfterSeconds, liveWithinSeconds })
+      .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'lost-host sweep failed'))
+      .finally(() => {
+        sweepingLost = false;
+      });
+  }, Math.min(10_000, Math.max(1000, (config.hostLostAfterSeconds * 1000) / 10)));
+  lostSweep.unref();
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
@@ -266,6 +286,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        clearInterval(lostSweep);
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

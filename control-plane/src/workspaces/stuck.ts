@@ -5,6 +5,7 @@ import { inTx, type Db } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { bumpRevision } from '../store/hosts.js';
 import type { HostChanged } from './service.js';
+import { COMING_UP_STATUSES, sqlList } from './states.js';
 
 export interface SweepDeps {
   db: Db;
@@ -15,7 +16,8 @@ export interface SweepDeps {
 }
 
 /**
- * Fails workspaces that have been CREATING or STARTING for longer than timeoutSeconds,
+ * Fails workspaces that have been coming up (CREATING, STARTING: the state table's
+ * unsettled statuses that should run) for longer than timeoutSeconds,
  * naming the step they were stuck at. Safe on every replica at once: SKIP LOCKED, and
  * each row changes in one statement.
  */
@@ -26,7 +28,7 @@ export async function failStuck(d: SweepDeps, timeoutSeconds: number): Promise<n
     const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string; error: string; was: string; container_id: string | null }>(
       `WITH stuck AS (
          SELECT id, status AS was FROM workspaces
-          WHERE status IN ('CREATING', 'STARTING') AND status_changed_at < now() - make_interval(secs => $1)
+          WHERE status IN (${sqlList(COMING_UP_STATUSES)}) AND status_changed_at < now() - make_interval(secs => $1)
           ORDER BY status_changed_at LIMIT 100 FOR UPDATE SKIP LOCKED)
        UPDATE workspaces w
           SET status = 'FAILED',
