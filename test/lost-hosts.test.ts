@@ -129,6 +129,12 @@ describe('workspace states on real hosts: stopped keeps its disk, hosts that are
     });
     expect(lostEvents.map((e) => e.workspaceId).sort()).to.deep.equal([w1.id, w2.id].sort());
 
+    // The removed host's agent (plaintext in tests, so it reconnects) is sent a desired
+    // set without them: their containers go. (Waited for before the retry because the
+    // test's agents share one Docker Engine, where container names are unique; real
+    // hosts each have their own.)
+    await waitFor('the removed host to have no workspace containers', async () => (await containerIdsOf(hostA)).length === 0, 30_000);
+
     const del = await t.api.call<Workspace>('DELETE', `/v1/workspaces/${w2.id}`);
     expect(del.status).to.equal(202);
     expect(del.body.status).to.equal('DELETED');
@@ -142,9 +148,12 @@ describe('workspace states on real hosts: stopped keeps its disk, hosts that are
     expect(await containerIdsOf(hostB)).to.include(w1.id);
     expect((await host(hostB)).reserved.memoryBytes).to.equal(64 * MiB);
 
-    // The removed host's agent (plaintext in tests, so it reconnects) is sent a desired
-    // set without them: their containers go, and nothing comes back.
-    await waitFor('the removed host to have no workspace containers', async () => (await containerIdsOf(hostA)).length === 0, 30_000);
+    // Nothing comes back on the removed host: its agent converged to its latest desired state, which is empty.
+    await waitFor('the removed host to converge', async () => {
+      const h = await host(hostA);
+      return h.connected && h.appliedRevision === h.revision;
+    }, 30_000);
+    expect(await containerIdsOf(hostA)).to.deep.equal([]);
     expect((await t.api.workspace(w2.id)).status).to.equal('DELETED');
     const w1now = await t.api.workspace(w1.id);
     expect([w1now.status, w1now.hostId]).to.deep.equal(['RUNNING', hostB]);
