@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
-import type { ActivityEvent, HostView, Workspace } from '@a4c/common';
+import { createLogger, type ActivityEvent, type HostView, type Workspace } from '@a4c/common';
 import type { Clock } from '@a4c/control-plane';
+import { sweepLostHosts } from '@a4c/control-plane/lost-hosts';
 import {
   containersOfHost,
   removeHostContainers,
@@ -208,5 +210,76 @@ describe('workspace states on real hosts: stopped keeps its disk, hosts that are
     // Delete settles at once; retry could have recreated it instead.
     const del = await t.api.call<Workspace>('DELETE', `/v1/workspaces/${w4.id}`);
     expect(del.body.status).to.equal('DELETED');
+  });
+});
+
+describe('workspace states: the lost-host sweep on several replicas at once (real PostgreSQL)', () => {
+  let t: TestControlPlane;
+  let db: pg.Pool;
+  const hostId = uniqueId('sweep-h');
+  const user = uniqueId('sweep-u');
+  const ids = { running: randomUUID(), stopped: randomUUID(), deleting: randomUUID(), failed: randomUUID() };
+
+  before(async () => {
+    // The control plane's own sweep runs too, on the real clock, far from its limit.
+    t = await startTestControlPlane({ A4C_HOST_LOST_AFTER_SECONDS: '3600' });
+    db = new pg.Pool({ connectionString: t.databaseUrl, max: 8 });
+    await db.query(`INSERT INTO hosts (id, arch, agent_version, memory_bytes, cpus, disk_bytes) VALUES ($1, 'linux-x64', 'test', $2, 8, $3)`, [hostId, 8 * 1024 ** 3, 100 * 1024 ** 3]);
+    await db.query(
+      `INSERT INTO host_status (host_id, arch, connected, last_heartbeat_at, docker_ready) VALUES ($1, 'linux-x64', false, now() - interval '1 hour', true)`,
+      [hostId],
+    );
+    for (const [status, id] of [['RUNNING', ids.running], ['STOPPED', ids.stopped], ['DELETING', ids.deleting], ['FAILED', ids.failed]] as const) {
+      await db.query(
+        `INSERT INTO workspaces (id, user_id, name, project_name, arch, tier, image, status, host_id, hostname, memory_mb, cpus, disk_gb, pids_limit, desired_revision)
+         VALUES ($1, $2, $3, 'p', 'linux-x64', 'tiny', 'a4c-base:latest', $4, $5, $3, 64, 0.25, 1, 256, 1)`,
+        [id, user, status.toLowerCase(), status, hostId],
+      );
+    }
+  });
+
+  after(async () => {
+    await db?.end();
+    await t?.stop();
+  });
+
+  it('counts from when a sweep first saw the host down, and declares it lost exactly once however many replicas sweep', async () => {
+    const clock = new ManualClock();
+    const log = createLogger('sweep-test', { A4C_LOG_LEVEL: 'silent' });
+    const sweep = () => sweepLostHosts({ db, clock, hostChanged: () => undefined, log, lostAfterSeconds: 600, liveWithinSeconds: 1.5 });
+    const { rows: rev0 } = await db.query<{ revision: number }>('SELECT revision FROM hosts WHERE id = $1', [hostId]);
+
+    // Silent for an hour already, but no sweep had seen it: the outage starts now.
+    expect(await Promise.all([sweep(), sweep(), sweep()])).to.deep.equal([[], [], []]);
+    expect((await t.api.workspace(ids.running)).status).to.equal('RUNNING');
+
+    clock.offsetMs = 601 * 1000;
+    const declared = (await Promise.all([sweep(), sweep(), sweep(), sweep()])).flat();
+    expect(declared).to.deep.equal([hostId]);
+
+    const status = async (id: string) => (await t.api.workspace(id)).status;
+    expect([await status(ids.running), await status(ids.stopped), await status(ids.deleting), await status(ids.failed)]).to.deep.equal([
+      'LOST',
+      'LOST',
+      'DELETED',
+      'FAILED',
+    ]);
+    const { rows: kinds } = await db.query<{ kind: string; n: number }>(
+      'SELECT kind, count(*)::int AS n FROM events WHERE host_id = $1 GROUP BY kind ORDER BY kind',
+      [hostId],
+    );
+    expect(kinds).to.deep.equal([
+      { kind: 'host.lost', n: 1 },
+      { kind: 'workspace.deleted', n: 1 },
+      { kind: 'workspace.lost', n: 2 },
+    ]);
+    const { rows: h } = await db.query<{ revision: number; mem: string; disk: string }>(
+      'SELECT revision, reserved_memory_mb AS mem, reserved_disk_mb AS disk FROM hosts WHERE id = $1',
+      [hostId],
+    );
+    expect(h[0]?.revision).to.equal((rev0[0]?.revision ?? 0) + 1);
+    expect([Number(h[0]?.mem), Number(h[0]?.disk)]).to.deep.equal([0, 0]);
+    // Later sweeps change nothing more.
+    expect(await sweep()).to.deep.equal([]);
   });
 });
