@@ -270,7 +270,7 @@ export class WorkspaceService {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
-      throw conflict(`a ${s} workspace cannot be stopped`, retryOrDelete(s) ?? 'delete it if you no longer need it');
+      throw conflict(`a ${s} workspace cannot be stopped`, retryOrDelete(s, id) ?? 'delete it if you no longer need it');
     });
   }
 
@@ -279,7 +279,7 @@ export class WorkspaceService {
       if (s === 'RUNNING' || s === 'STARTING' || s === 'CREATING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval', 'ask an admin to approve it');
       if (s === 'STOPPED' || s === 'STOPPING') return 'STARTING';
-      throw conflict(`a ${s} workspace cannot be started`, retryOrDelete(s) ?? 'create a new workspace');
+      throw conflict(`a ${s} workspace cannot be started`, retryOrDelete(s, id) ?? 'create a new workspace');
     });
   }
 
@@ -526,9 +526,9 @@ const REPORT_KINDS = {
 } as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
 
 /** What to suggest for a workspace that can only be retried or deleted. */
-function retryOrDelete(s: WorkspaceStatus): string | undefined {
+function retryOrDelete(s: WorkspaceStatus, id: string): string | undefined {
   if (s === 'FAILED') return 'retry or delete it';
-  if (s === 'LOST') return 'its host is gone: retry it to recreate it on another host (a4c ws retry ID), or delete it';
+  if (s === 'LOST') return `its host is gone: recreate it on another host (a4c ws retry ${id}), or delete it (a4c ws rm ${id})`;
   return undefined;
 }
 
