@@ -95,7 +95,7 @@ describe('placement under concurrency: 100 creates, room for exactly 60', functi
     await db.connect();
     const { rows } = await db.query<{ id: string; reserved: number; summed: number }>(
       `SELECT h.id, h.reserved_memory_mb::int AS reserved,
-              (SELECT COALESCE(sum(memory_mb), 0)::int FROM workspaces w WHERE w.host_id = h.id AND a4c_reserves(w.status, w.host_id)) AS summed
+              (SELECT COALESCE(sum(memory_mb), 0)::int FROM workspaces w WHERE w.host_id = h.id AND a4c_reserves_compute(w.status, w.host_id)) AS summed
          FROM hosts h`,
     );
     await db.end();

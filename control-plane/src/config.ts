@@ -29,6 +29,10 @@ export interface ControlPlaneConfig {
   heartbeatMissLimit: number;
   /** A workspace CREATING or STARTING for longer than this becomes FAILED. */
   createTimeoutSeconds: number;
+  /** A host unhealthy (no live session) this long, as the lost-host sweep measures it: its workspaces become LOST. */
+  hostLostAfterSeconds: number;
+  /** A FAILED workspace stops counting against its owner's quota this long after it failed. */
+  failedQuotaGraceSeconds: number;
   /** A build whose worker is silent this long goes back to the queue. */
   buildLeaseMs: number;
   /** Requeues before a build is FAILED. */
@@ -176,6 +180,8 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
     maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
     createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
+    hostLostAfterSeconds: envInt(env, 'A4C_HOST_LOST_AFTER_SECONDS', 600, 1, 30 * 86_400),
+    failedQuotaGraceSeconds: envInt(env, 'A4C_FAILED_QUOTA_GRACE_SECONDS', 86_400, 0, 365 * 86_400),
     buildLeaseMs: envInt(env, 'A4C_BUILD_LEASE_MS', 300_000, 500, 86_400_000),
     buildMaxRetries: envInt(env, 'A4C_BUILD_MAX_RETRIES', 3, 0, 100),
     buildMaxSeconds: envInt(env, 'A4C_BUILD_MAX_SECONDS', 7200, 1, 7 * 86_400),
@@ -322,6 +328,8 @@ export const CONFIG_HELP = `Environment:
   A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
   A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
   A4C_CREATE_TIMEOUT_SECONDS  a workspace still coming up after this is FAILED (default 600)
+  A4C_HOST_LOST_AFTER_SECONDS  a host without a live agent session this long: its workspaces become LOST (default 600)
+  A4C_FAILED_QUOTA_GRACE_SECONDS  a FAILED workspace stops counting against quota this long after it failed (default 86400)
   A4C_BUILD_LEASE_MS        a build whose worker is silent this long is requeued (default 300000)
   A4C_BUILD_MAX_RETRIES     requeues before a build is FAILED (default 3)
   A4C_BUILD_MAX_SECONDS     a build running longer is FAILED and its agent told to stop it (default 7200)

@@ -33,6 +33,9 @@ import { databaseFailure, isConnectionFailure, listenFailure } from './startup.j
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
+import { failStuck } from './workspaces/stuck.js';
+import { sweepLostHosts } from './workspaces/lost-hosts.js';
+import { systemClock, type Clock } from './clock.js';
 import { expireLeases } from './builds/queue.js';
 import { failOverlong } from './builds/hygiene.js';
 import { BuildService } from './builds/service.js';
@@ -76,15 +79,20 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
+/** What a test may replace: the clock that time-dependent decisions read. */
+export interface ControlPlaneDeps {
+  clock?: Clock;
+}
+
 /**
  * Starts a replica. A start that fails half-way undoes what it started (above all the
  * embedded PostgreSQL, a child process that would outlive us and hold its port and data
  * directory), then rethrows: main.ts prints what failed and the fix.
  */
-export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger, deps: ControlPlaneDeps = {}): Promise<ControlPlane> {
   const undo: Array<() => Promise<unknown> | unknown> = [];
   try {
-    return await startSteps(config, log, undo);
+    return await startSteps(config, log, deps, undo);
   } catch (e) {
     for (const u of undo.reverse()) {
       try {
@@ -97,7 +105,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   }
 }
 
-async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<() => Promise<unknown> | unknown>): Promise<ControlPlane> {
+async function startSteps(config: ControlPlaneConfig, log: Logger, deps: ControlPlaneDeps, undo: Array<() => Promise<unknown> | unknown>): Promise<ControlPlane> {
+  const clock = deps.clock ?? systemClock;
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
@@ -142,7 +151,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
     },
     log,
   );
-  const quotas = new Quotas(db, config.defaultQuota, config.createRate);
+  const quotas = new Quotas(db, config.defaultQuota, config.createRate, { seconds: config.failedQuotaGraceSeconds, clock });
   const workspaces = new WorkspaceService(
     db,
     feed,
@@ -183,9 +192,21 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
   const stuckSweep = setInterval(() => {
-    workspaces.failStuck(config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
+    failStuck({ db, hostChanged: (h) => sessions?.push(h), observe: metrics, log }, config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
   }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
   stuckSweep.unref();
+  // Hosts gone longer than A4C_HOST_LOST_AFTER_SECONDS: their workspaces become LOST.
+  let sweepingLost = false;
+  const lostSweep = setInterval(() => {
+    if (sweepingLost) return;
+    sweepingLost = true;
+    sweepLostHosts({ db, clock, hostChanged: (h) => sessions?.push(h), log, lostAfterSeconds: config.hostLostAfterSeconds, liveWithinSeconds })
+      .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'lost-host sweep failed'))
+      .finally(() => {
+        sweepingLost = false;
+      });
+  }, Math.min(10_000, Math.max(1000, (config.hostLostAfterSeconds * 1000) / 10)));
+  lostSweep.unref();
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
@@ -319,6 +340,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, undo: Array<(
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        clearInterval(lostSweep);
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

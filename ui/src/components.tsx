@@ -49,6 +49,7 @@ const STATUS_TONE: Record<string, string> = {
   DELETED: 'idle',
   FAILED: 'bad',
   REJECTED: 'bad',
+  LOST: 'bad',
   unhealthy: 'bad',
 };
 

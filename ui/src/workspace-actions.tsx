@@ -15,6 +15,7 @@ export function actionsFor(w: Workspace): Action[] {
     case 'STOPPED':
       return ['start', 'delete'];
     case 'FAILED':
+    case 'LOST':
       return ['retry', 'delete'];
     case 'CREATING':
     case 'STARTING':

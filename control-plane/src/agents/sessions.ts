@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { ID_PATTERN, isArch, userVolumeName, type Logger } from '@a4c/common';
+import { ID_PATTERN, isArch, type Logger } from '@a4c/common';
 import {
-  RunState,
   type AgentMessage,
   type AgentServiceServer,
   type ControlMessage,
@@ -11,7 +10,6 @@ import {
   type HostEvent,
   type HostStats,
   type ImageInfo,
-  type WorkspaceSpec,
 } from '@a4c/proto';
 import { readoptBuild } from '../builds/hygiene.js';
 import { claimBuilds, completeBuild, recordProgress } from '../builds/queue.js';
@@ -25,7 +23,7 @@ import { inTx, type Db, type Tx } from '../store/db.js';
 import { agentEventKind } from '../events/kinds.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import type { HostStatsJson } from '../store/hosts.js';
-import { desiredWorkspacesOfHost, type WorkspaceRow } from '../store/workspaces.js';
+import { loadDesired, toSpec } from '../workspaces/desired.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 
 export interface SessionOptions {
@@ -465,49 +463,6 @@ class AgentSession {
       }
     }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
   }
-}
-
-async function loadDesired(db: Db, hostId: string): Promise<{ revision: number; rows: WorkspaceRow[] }> {
-  const client = await db.connect();
-  try {
-    // One snapshot for both reads, so the rows are exactly those of the revision.
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows: h } = await client.query<{ revision: number }>('SELECT revision FROM hosts WHERE id = $1', [hostId]);
-    const rows = await desiredWorkspacesOfHost(client, hostId);
-    await client.query('COMMIT');
-    return { revision: h[0]?.revision ?? 0, rows };
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  } finally {
-    client.release();
-  }
-}
-
-function toSpec(r: WorkspaceRow): WorkspaceSpec {
-  const stopped = r.status === 'STOPPING' || r.status === 'STOPPED';
-  return {
-    workspaceId: r.id,
-    userId: r.user_id,
-    image: r.image,
-    hostname: (r.hostname ?? r.id).split('.')[0] as string,
-    runState: stopped ? RunState.RUN_STATE_STOPPED : RunState.RUN_STATE_RUNNING,
-    resources: {
-      memoryBytes: r.memory_mb * 1024 * 1024,
-      cpus: r.cpus,
-      pidsLimit: r.pids_limit,
-      diskBytes: Math.round(r.disk_gb * 1024 ** 3),
-    },
-    volume: userVolumeName(r.user_id),
-    specRevision: r.desired_revision,
-    attempt: r.attempt,
-    pullFrom: r.pull_ref ?? '',
-    confinement: {
-      readOnlyRootFs: r.read_only_rootfs,
-      user: r.run_as_user ?? '',
-      runAsNonRoot: r.run_as_non_root,
-    },
-  };
 }
 
 /** disk_percent, memory_percent, docker_ready: what placement filters and sorts on. */

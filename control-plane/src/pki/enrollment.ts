@@ -3,6 +3,7 @@ import { A4cError } from '@a4c/common';
 import { notifyHost } from '../events/notify.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
+import { lockHostWorkspaces, loseWorkspacesOfHost } from '../workspaces/lost-hosts.js';
 import { CsrError, signAgentCsr, type CertificateAuthority } from './ca.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -85,11 +86,14 @@ async function revokeCertificatesOfHost(tx: Tx, hostId: string, actor: string, r
 
 /**
  * Removes a host: marks it removed (and draining, so placement skips it), revokes
- * every certificate issued to it, and marks it disconnected. False if the control
- * plane has never heard of the host id.
+ * every certificate issued to it, marks it disconnected, and its workspaces LOST (the
+ * state table's onHostLost). False if the control plane has never heard of the host id.
  */
-export async function removeHost(db: Db, hostId: string, actor: string): Promise<{ revokedSerials: string[] } | undefined> {
+export async function removeHost(db: Db, hostId: string, actor: string): Promise<{ revokedSerials: string[]; lostWorkspaces: string[] } | undefined> {
   return inTx(db, async (tx) => {
+    // Lock order everywhere: workspace rows, then their host's rows.
+    await lockHostWorkspaces(tx, hostId);
+    const lost = await loseWorkspacesOfHost(tx, hostId, actor, `its host ${hostId} was removed by ${actor}`);
     const { rowCount: hosts } = await tx.query('UPDATE hosts SET removed_at = now(), draining = true, updated_at = now() WHERE id = $1', [hostId]);
     const revokedSerials = await revokeCertificatesOfHost(tx, hostId, actor, 'host removed');
     const { rowCount: certs } = await tx.query('SELECT 1 FROM agent_certificates WHERE host_id = $1', [hostId]);
@@ -101,10 +105,10 @@ export async function removeHost(db: Db, hostId: string, actor: string): Promise
       reason: `removed by ${actor}: ${revokedSerials.length} certificate(s) revoked`,
       hostId,
       changes: hosts ? { removed: { from: false, to: true }, draining: { from: null, to: true } } : {},
-      data: { revokedSerials },
+      data: { revokedSerials, lostWorkspaces: lost.map((w) => w.id) },
     });
     if (hosts) await notifyHost(tx, hostId);
-    return { revokedSerials };
+    return { revokedSerials, lostWorkspaces: lost.map((w) => w.id) };
   });
 }
 

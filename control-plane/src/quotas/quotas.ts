@@ -1,7 +1,9 @@
 import { A4cError } from '@a4c/common';
+import { systemClock, type Clock } from '../clock.js';
 import type { QuotaLimits } from '../config.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
+import { countsForQuotaSql } from '../workspaces/states.js';
 
 export type QuotaSource = 'user' | 'team' | 'default';
 export type QuotaKey = keyof QuotaLimits;
@@ -29,8 +31,11 @@ const COLUMNS: Record<QuotaKey, string> = {
   maxConcurrentBuilds: 'max_concurrent_builds',
 };
 
-/** A workspace counts against quotas from its request until it is deleted or rejected. */
-export const COUNTED_STATUSES_SQL = `status NOT IN ('DELETED', 'REJECTED')`;
+/**
+ * Which workspaces count against quotas: the state table's quota rule (from the request
+ * until deleted, rejected or lost; a FAILED one only until $2, its grace's end).
+ */
+const COUNTED_SQL = countsForQuotaSql('w', '$2::timestamptz');
 
 interface QuotaRow {
   team_id: string | null;
@@ -52,6 +57,8 @@ export class Quotas {
     private readonly db: Db,
     private readonly defaults: QuotaLimits,
     private readonly createRate: { perMinute: number; burst: number } = { perMinute: 0, burst: 1 },
+    /** A FAILED workspace stops counting this long after it failed. */
+    private readonly failedGrace: { seconds: number; clock: Clock } = { seconds: 86_400, clock: systemClock },
   ) {}
 
   /** Makes sure the user exists and locks their row: quota checks of one user take turns. */
@@ -59,19 +66,20 @@ export class Quotas {
     await tx.query('INSERT INTO users AS u (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET updated_at = u.updated_at', [userId]);
   }
 
-  async view(db: Db | Tx, userId: string): Promise<UserQuotaView> {
+  /** except: a workspace left out of the usage (one being retried, checked as if new). */
+  async view(db: Db | Tx, userId: string, except: string | null = null): Promise<UserQuotaView> {
     const { rows } = await db.query<QuotaRow>(
       `SELECT u.team_id,
               uq.max_workspaces AS u_ws, uq.max_disk_gb AS u_disk, uq.max_concurrent_builds AS u_builds,
               tq.max_workspaces AS t_ws, tq.max_disk_gb AS t_disk, tq.max_concurrent_builds AS t_builds,
-              (SELECT count(*)::int FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS workspaces,
-              (SELECT COALESCE(sum(w.disk_gb), 0)::float8 FROM workspaces w WHERE w.user_id = $1 AND ${COUNTED_STATUSES_SQL}) AS disk_gb,
+              (SELECT count(*)::int FROM workspaces w WHERE w.user_id = $1 AND w.id IS DISTINCT FROM $3::uuid AND ${COUNTED_SQL}) AS workspaces,
+              (SELECT COALESCE(sum(w.disk_gb), 0)::float8 FROM workspaces w WHERE w.user_id = $1 AND w.id IS DISTINCT FROM $3::uuid AND ${COUNTED_SQL}) AS disk_gb,
               (SELECT count(*)::int FROM image_builds b WHERE b.user_id = $1 AND b.status IN ('SCHEDULED', 'IN_PROGRESS')) AS builds
          FROM (SELECT $1::text AS id) me
          LEFT JOIN users u ON u.id = me.id
          LEFT JOIN user_quotas uq ON uq.user_id = me.id
          LEFT JOIN team_quotas tq ON tq.team_id = u.team_id`,
-      [userId],
+      [userId, new Date(this.failedGrace.clock.now().getTime() - this.failedGrace.seconds * 1000), except],
     );
     const r = rows[0] as QuotaRow;
     const limits = {} as QuotaLimits;
@@ -99,8 +107,8 @@ export class Quotas {
    * in the transaction that inserts the workspace: the lock makes check and insert one
    * step, so ten concurrent requests from a user with room for two yield two.
    */
-  async checkWorkspace(tx: Tx, userId: string, diskGb: number): Promise<void> {
-    const q = await this.view(tx, userId);
+  async checkWorkspace(tx: Tx, userId: string, diskGb: number, except: string | null = null): Promise<void> {
+    const q = await this.view(tx, userId, except);
     if (q.usage.workspaces + 1 > q.limits.maxWorkspaces) {
       throw exceeded(userId, 'maxWorkspaces', q.usage.workspaces, q.limits.maxWorkspaces, 'workspaces', 'delete a workspace you no longer use (a4c ws rm ID)');
     }

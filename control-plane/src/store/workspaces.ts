@@ -1,4 +1,5 @@
 import type { Arch, Workspace, WorkspaceDisk, WorkspaceStatus } from '@a4c/common';
+import { DESIRED_STATUSES, ON_HOST_STATUSES, sqlList } from '../workspaces/states.js';
 import type { Db, Tx } from './db.js';
 
 export interface WorkspaceRow {
@@ -41,8 +42,8 @@ export interface WorkspaceRow {
   disk_measured_at?: Date | null;
 }
 
-/** Live statuses whose host matters: a lost host makes their status uncertain. */
-const ON_HOST = `w.status NOT IN ('DELETED', 'FAILED', 'REJECTED', 'PENDING_APPROVAL')`;
+/** Statuses whose host matters (the state table): a host that stops answering makes their status uncertain. */
+const ON_HOST = `w.status IN (${sqlList(ON_HOST_STATUSES)})`;
 
 /** Workspaces (from the table, or a subquery of its rows) with host_lost; $1 is the liveness window in seconds. */
 export const viewSql = (from = 'workspaces') => `
@@ -115,14 +116,16 @@ export async function listWorkspacesOfUser(db: Db, userId: string, includeDelete
 }
 
 /**
- * The workspaces a host must have: everything placed there that is neither being
- * deleted, deleted, nor failed. The agent removes any A4C container of its host that
- * is not in this set.
+ * The workspaces a host must have: those placed there whose status is in the desired
+ * set (the state table: not DELETING, DELETED, FAILED or LOST). The agent removes any
+ * A4C container of its host that is not in this set.
  */
+const DESIRED_SQL = sqlList(DESIRED_STATUSES);
+
 export async function desiredWorkspacesOfHost(db: Db | Tx, hostId: string): Promise<WorkspaceRow[]> {
   const { rows } = await db.query<WorkspaceRow>(
     `SELECT w.*, r.pull_ref FROM workspaces w LEFT JOIN registry_images r ON r.ref = w.image
-      WHERE w.host_id = $1 AND w.status NOT IN ('DELETING', 'DELETED', 'FAILED') ORDER BY w.created_at, w.id`,
+      WHERE w.host_id = $1 AND w.status IN (${DESIRED_SQL}) ORDER BY w.created_at, w.id`,
     [hostId],
   );
   return rows;

@@ -15,12 +15,14 @@ import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
+import { ensureRoomToStart } from '../placement/room.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
 import { bumpRevision } from '../store/hosts.js';
 import { getWorkspace, listWorkspacesOfUser, toWorkspace, viewWorkspace, type WorkspaceRow } from '../store/workspaces.js';
+import { assertMove, takesCompute } from './states.js';
 
 export interface CreateWorkspaceInput {
   userId: string;
@@ -126,6 +128,7 @@ export class WorkspaceService {
     const row = await inTx(this.db, async (tx) => {
       const cur = await this.mustGet(tx, id, true);
       if (cur.status !== 'PENDING_APPROVAL') throw conflict(`workspace ${id} is ${cur.status}, not waiting for approval`);
+      assertMove(cur.status, 'CREATING');
       const placed = await reserveHost(
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
@@ -154,14 +157,18 @@ export class WorkspaceService {
   }
 
   /**
-   * Retries a FAILED workspace: places it again (its reservation was released when it
-   * failed) with the next attempt number. The agent removes whatever the failed
-   * attempt left (a container of an older attempt) before it creates afresh.
+   * Retries a FAILED or LOST workspace: places it again, as a new one (its reservation
+   * was released when it failed or its host was lost; the quota is checked again, as
+   * neither may count any more), with the next attempt number, keeping its id. The
+   * agent removes whatever an older attempt left (a container) before it creates afresh.
    */
   async retry(id: string, actor: string): Promise<Workspace> {
     const row = await inTx(this.db, async (tx) => {
       const cur = await this.mustGet(tx, id, true);
-      if (cur.status !== 'FAILED') throw conflict(`only a FAILED workspace can be retried; this one is ${cur.status}`);
+      if (cur.status !== 'FAILED' && cur.status !== 'LOST') throw conflict(`only a FAILED or LOST workspace can be retried; this one is ${cur.status}`);
+      assertMove(cur.status, 'CREATING');
+      await this.quotas.lockUser(tx, cur.user_id);
+      await this.quotas.checkWorkspace(tx, cur.user_id, cur.disk_gb, cur.id);
       const placed = await reserveHost(
         tx,
         { arch: cur.arch, image: cur.image, memoryMb: cur.memory_mb, cpus: cur.cpus, diskGb: cur.disk_gb, tier: cur.tier },
@@ -178,7 +185,10 @@ export class WorkspaceService {
       await appendEvent(tx, {
         kind: 'workspace.retried',
         actor,
-        reason: `retry of a workspace that failed at step ${cur.failed_step ?? 'unknown'}; placed on host ${placed.hostId}`,
+        reason:
+          cur.status === 'LOST'
+            ? `recreated after its host ${cur.host_id ?? 'unknown'} was lost; placed on host ${placed.hostId}`
+            : `retry of a workspace that failed at step ${cur.failed_step ?? 'unknown'}; placed on host ${placed.hostId}`,
         workspaceId: id,
         hostId: placed.hostId,
         changes: changesOf(
@@ -195,63 +205,11 @@ export class WorkspaceService {
     return toWorkspace(row);
   }
 
-  /**
-   * Fails workspaces that have been CREATING or STARTING for longer than timeoutSeconds,
-   * naming the step they were stuck at. Safe on every replica at once: SKIP LOCKED, and
-   * each row changes in one statement.
-   */
-  async failStuck(timeoutSeconds: number): Promise<number> {
-    const hosts = new Set<string>();
-    let creationsFailed = 0;
-    const n = await inTx(this.db, async (tx) => {
-      const { rows } = await tx.query<{ id: string; host_id: string | null; failed_step: string; status: string; error: string; was: string; container_id: string | null }>(
-        `WITH stuck AS (
-           SELECT id, status AS was FROM workspaces
-            WHERE status IN ('CREATING', 'STARTING') AND status_changed_at < now() - make_interval(secs => $1)
-            ORDER BY status_changed_at LIMIT 100 FOR UPDATE SKIP LOCKED)
-         UPDATE workspaces w
-            SET status = 'FAILED',
-                failed_step = COALESCE(w.current_step, 'dispatch'),
-                error = format('%s did not finish within %s s: stuck at step %s%s', lower(w.status), $1::int,
-                               COALESCE(w.current_step, 'dispatch'),
-                               CASE WHEN w.current_step IS NULL THEN ' (the host''s agent never reported on it; is the host connected?)' ELSE '' END),
-                updated_at = now()
-           FROM stuck WHERE w.id = stuck.id
-         RETURNING w.id, w.host_id, w.failed_step, w.status, w.error, stuck.was, w.container_id`,
-        [timeoutSeconds],
-      );
-      creationsFailed = rows.filter((r) => r.was === 'CREATING').length;
-      for (const r of rows) {
-        if (r.host_id) hosts.add(r.host_id);
-        await appendEvent(tx, {
-          kind: 'workspace.failed',
-          actor: 'control-plane',
-          reason: r.error,
-          workspaceId: r.id,
-          hostId: r.host_id,
-          changes: changesOf({ status: r.was, failedStep: null, error: null }, { status: r.status, failedStep: r.failed_step, error: r.error }),
-          data: { step: r.failed_step, timeoutSeconds },
-        });
-        await notifyWorkspace(tx, r.id);
-      }
-      // Failed workspaces leave their host's desired set.
-      for (const h of [...hosts].sort()) {
-        const revision = await bumpRevision(tx, h);
-        await tx.query(`UPDATE workspaces SET desired_revision = $2 WHERE host_id = $1 AND status = 'FAILED' AND id = ANY($3)`, [h, revision, rows.map((r) => r.id)]);
-        await notifyHost(tx, h);
-      }
-      return rows.length;
-    });
-    for (const h of hosts) this.hostChanged(h);
-    for (let i = 0; i < creationsFailed; i++) this.observe.workspaceCreated('failed');
-    if (n) this.log.warn({ workspaces: n, timeoutSeconds }, 'failed workspaces stuck coming up');
-    return n;
-  }
-
   async reject(id: string, actor: string, reason: string | undefined): Promise<Workspace> {
     const row = await inTx(this.db, async (tx) => {
       const cur = await this.mustGet(tx, id, true);
       if (cur.status !== 'PENDING_APPROVAL') throw conflict(`workspace ${id} is ${cur.status}, not waiting for approval`);
+      assertMove(cur.status, 'REJECTED');
       const { rows } = await tx.query<WorkspaceRow>(
         `UPDATE workspaces SET status = 'REJECTED', error = $2, updated_at = now() WHERE id = $1 RETURNING *`,
         [id, `rejected by an admin${reason ? `: ${reason}` : ''}`],
@@ -323,7 +281,7 @@ export class WorkspaceService {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
-      throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : 'delete it if you no longer need it');
+      throw conflict(`a ${s} workspace cannot be stopped`, retryOrDelete(s, id) ?? 'delete it if you no longer need it');
     }, why);
   }
 
@@ -332,15 +290,15 @@ export class WorkspaceService {
       if (s === 'RUNNING' || s === 'STARTING' || s === 'CREATING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval', 'ask an admin to approve it');
       if (s === 'STOPPED' || s === 'STOPPING') return 'STARTING';
-      throw conflict(`a ${s} workspace cannot be started`, s === 'FAILED' ? 'retry or delete it' : 'create a new workspace');
+      throw conflict(`a ${s} workspace cannot be started`, retryOrDelete(s, id) ?? 'create a new workspace');
     });
   }
 
   delete(id: string, actor: string): Promise<Workspace> {
     return this.transition(id, actor, 'delete asked', (s, row) => {
       if (s === 'DELETED' || s === 'DELETING') return null;
-      // Nothing on a host to remove: done at once.
-      return row.host_id ? 'DELETING' : 'DELETED';
+      // Nothing on a host to remove (never placed, or its host is lost and its data with it): done at once.
+      return row.host_id && s !== 'LOST' ? 'DELETING' : 'DELETED';
     });
   }
 
@@ -356,6 +314,11 @@ export class WorkspaceService {
       const cur = await this.mustGet(tx, id, true);
       const to = next(cur.status, cur);
       if (to === null) return cur; // already there or on its way: idempotent
+      assertMove(cur.status, to);
+      if (cur.host_id && takesCompute(cur.status, to)) {
+        // A stopped workspace holds only its disk: starting takes CPU and memory again, if its host has them.
+        await ensureRoomToStart(tx, { workspaceId: id, hostId: cur.host_id, memoryMb: cur.memory_mb, cpus: cur.cpus }, this.opts.placement.headroom);
+      }
       let revision = cur.desired_revision;
       if (cur.host_id && to !== 'DELETED') {
         revision = await bumpRevision(tx, cur.host_id);
@@ -371,7 +334,7 @@ export class WorkspaceService {
       await appendEvent(tx, {
         kind: TRANSITION_KINDS[to as keyof typeof TRANSITION_KINDS],
         actor,
-        reason: to === 'DELETED' ? `${reason}; on no host, so deleted at once` : reason,
+        reason: to === 'DELETED' ? `${reason}; ${cur.status === 'LOST' ? `its host ${cur.host_id ?? ''} is lost, and its data with it` : 'on no host'}, so deleted at once` : reason,
         workspaceId: id,
         hostId: cur.host_id,
         changes: changesOf({ status: cur.status, failedStep: cur.failed_step, error: cur.error }, { status: r.status, failedStep: r.failed_step, error: r.error }),
@@ -486,6 +449,7 @@ export class WorkspaceService {
           break;
       }
       if (!update) return false;
+      assertMove(s, update.status);
       const fields = { container_id: cur.container_id, failed_step: cur.failed_step, error: cur.error, ...update.extra };
       let revision = cur.desired_revision;
       if (update.status === 'FAILED') {
@@ -573,6 +537,13 @@ const REPORT_KINDS = {
   STOPPED: 'workspace.stopped',
   FAILED: 'workspace.failed',
 } as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
+
+/** What to suggest for a workspace that can only be retried or deleted. */
+function retryOrDelete(s: WorkspaceStatus, id: string): string | undefined {
+  if (s === 'FAILED') return 'retry or delete it';
+  if (s === 'LOST') return `its host is gone: recreate it on another host (a4c ws retry ${id}), or delete it (a4c ws rm ${id})`;
+  return undefined;
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -39,6 +39,10 @@ export function finishWorkspace(ctx: Context, ws: Workspace): number {
     if (!ctx.json) ctx.note(`failed at step "${ws.failedStep}": ${ws.error}\nretry it with: a4c ws retry ${ws.id}`);
     return 1;
   }
+  if (ws.status === 'LOST') {
+    if (!ctx.json) ctx.note(`its host ${ws.hostId ?? ''} is gone: ${ws.error ?? ''}\nrecreate it on another host with: a4c ws retry ${ws.id}   (or delete it: a4c ws rm ${ws.id})`);
+    return 1;
+  }
   if (ws.status === 'PENDING_APPROVAL' && !ctx.json) ctx.note(`tier ${ws.tier} needs an admin's approval: a4c ws approve ${ws.id}`);
   return 0;
 }

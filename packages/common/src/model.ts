@@ -7,7 +7,9 @@ import type { Arch } from './arch.js';
  * CREATING → RUNNING ⇄ STOPPING → STOPPED → STARTING → RUNNING; any live state →
  * DELETING → DELETED (soft: the row stays, the container goes, the volume stays).
  * FAILED carries failedStep and error. Tiers that need approval start in
- * PENDING_APPROVAL and go to CREATING (approved) or REJECTED.
+ * PENDING_APPROVAL and go to CREATING (approved) or REJECTED. LOST: its host was
+ * removed or unhealthy too long; delete settles it at once, retry recreates it
+ * elsewhere. What each status reserves, and more: control-plane/src/workspaces/states.ts.
  */
 export const WORKSPACE_STATUSES = [
   'PENDING_APPROVAL',
@@ -20,11 +22,12 @@ export const WORKSPACE_STATUSES = [
   'DELETING',
   'DELETED',
   'FAILED',
+  'LOST',
 ] as const;
 export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 
 /** Statuses from which nothing more happens without a user's request. */
-export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED'];
+export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED', 'LOST'];
 
 export interface Workspace {
   id: string;

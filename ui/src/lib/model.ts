@@ -83,6 +83,7 @@ export const WORKSPACE_STATUSES = [
   'DELETED',
   'PENDING_APPROVAL',
   'REJECTED',
+  'LOST',
 ] as const satisfies readonly WorkspaceStatus[];
 
 export const ARCHES = ['linux-x64', 'linux-arm64', 'darwin-arm64'] as const;
@@ -90,7 +91,7 @@ export const ARCHES = ['linux-x64', 'linux-arm64', 'darwin-arm64'] as const;
 export const BUILD_STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 
 /** Statuses from which nothing happens without someone asking. */
-export const SETTLED: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED'];
+export const SETTLED: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED', 'LOST'];
 
 export interface WorkspaceFilter {
   status?: string;

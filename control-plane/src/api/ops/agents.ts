@@ -28,7 +28,12 @@ const enrolled = z
   .strictObject({ certificate: z.string(), ca: z.string(), serial: z.string(), expiresAt: time })
   .meta({ id: 'AgentCertificate' });
 const joinToken = z.strictObject({ token: z.string(), expiresAt: time, hostId: z.string().nullable() }).meta({ id: 'JoinToken' });
-const removed = z.strictObject({ hostId: z.string(), removed: z.literal(true), revokedSerials: z.array(z.string()) });
+const removed = z.strictObject({
+  hostId: z.string(),
+  removed: z.literal(true),
+  revokedSerials: z.array(z.string()),
+  lostWorkspaces: z.array(z.string()).meta({ description: 'the workspaces that were on it, now LOST (retry or delete them)' }),
+});
 
 /** POST /v1/agents/enroll: no bearer token; the join token in the body is the credential. */
 export function enrollOperations(d: EnrollDeps): Operation[] {
@@ -77,7 +82,7 @@ export function adminPkiOperations(d: EnrollDeps): Operation[] {
       method: 'delete',
       path: '/v1/hosts/{id}',
       operationId: 'removeHost',
-      summary: "Remove a host and revoke its agent's certificates",
+      summary: "Remove a host and revoke its agent's certificates; its workspaces become LOST",
       tag: 'Hosts',
       access: 'admin',
       params: params.hostId,
@@ -87,7 +92,7 @@ export function adminPkiOperations(d: EnrollDeps): Operation[] {
         const out = await removeHost(d.db, p.id, ctx.state.actor);
         if (!out) throw notFound('host', p.id, 'list hosts with `a4c hosts`');
         d.disconnectHost(p.id, `host ${p.id} was removed by ${ctx.state.actor}; its certificate is revoked`);
-        ctx.body = { hostId: p.id, removed: true, revokedSerials: out.revokedSerials };
+        ctx.body = { hostId: p.id, removed: true, revokedSerials: out.revokedSerials, lostWorkspaces: out.lostWorkspaces };
       },
     }),
   ];

@@ -125,8 +125,8 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
     ...(
       [
         ['stop', 'Stop a workspace', 'The container and its data stay. Idempotent.'],
-        ['start', 'Start a stopped workspace', 'Starts the same container. Idempotent.'],
-        ['retry', 'Retry a FAILED workspace', 'Places it again with the next attempt; the agent removes what the failed attempt left first.'],
+        ['start', 'Start a stopped workspace', 'Starts the same container, taking its CPU and memory on its host again: 503 NO_ROOM_ON_HOST if the host has none. Idempotent.'],
+        ['retry', 'Retry a FAILED or LOST workspace', 'Places it again, as a new one (quota and placement), with the next attempt and the same id; the agent removes what an older attempt left first.'],
       ] as const
     ).map(([action, summary, description]) =>
       op({
@@ -140,7 +140,7 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
         params: s.params.workspace,
         query: wait,
         responses: { 202: { description: 'Under way (or settled, with wait)', ...workspaceOut } },
-        errors: [403, 404, 409],
+        errors: action === 'stop' ? [403, 404, 409] : [403, 404, 409, 429, 503],
         handle: async (ctx, { params, query }) => {
           await writable(ctx, params.id);
           await settle(ctx, 202, query.wait, () => ws[action](params.id, ctx.state.actor));

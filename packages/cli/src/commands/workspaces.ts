@@ -116,7 +116,7 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
     { verb: 'stop', aliases: [], method: 'POST', description: 'stop it (the container and its data stay)' },
     { verb: 'start', aliases: [], method: 'POST', description: 'start it again (the same container)' },
     { verb: 'rm', aliases: ['delete'], method: 'DELETE', description: 'delete it (your volume stays)' },
-    { verb: 'retry', aliases: [], method: 'POST', description: 'retry a FAILED workspace (what the failed attempt left is cleaned first)' },
+    { verb: 'retry', aliases: [], method: 'POST', description: 'retry a FAILED or LOST workspace: placed again like a new one, same id (what an older attempt left is cleaned first)' },
     { verb: 'approve', aliases: [], method: 'POST', description: '(admin) approve a workspace whose tier needs it' },
   ] as const;
   for (const c of changes) {
