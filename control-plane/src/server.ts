@@ -36,6 +36,10 @@ import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
 import { ControlPlaneMetrics } from './metrics/registry.js';
 import { createMetricsPool } from './store/metrics.js';
 import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
+import { webhookOperations } from './api/ops/webhooks.js';
+import { systemClock, type Clock } from './webhooks/clock.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { WebhookService } from './webhooks/service.js';
 
 /**
  * HTTP/2 receive window of the agent plane, per stream (and 16× that per connection).
@@ -71,7 +75,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger, clock: Clock = systemClock): Promise<ControlPlane> {
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
@@ -172,6 +176,9 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       });
   }, 60_000);
   pruneSweep.unref();
+  // Webhook deliveries: every replica claims its share (SKIP LOCKED), off the API's path.
+  const webhookDispatcher = new WebhookDispatcher(db, feed, log, config.webhooks, clock);
+  webhookDispatcher.start();
 
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
@@ -191,6 +198,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     ...adminPkiOperations(pki),
     ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
+    ...webhookOperations({ db, webhooks: new WebhookService(db) }),
   ];
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];
@@ -271,6 +279,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
         clearInterval(pruneSweep);
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
         eventHub.stop();
+        await webhookDispatcher.stop();
         httpServer.close();
         httpServer.closeIdleConnections();
         await access.stop();

@@ -17,6 +17,12 @@ export const EVENT_KINDS = {
   'workspace.stopped': 'the agent reports its container stopped',
   'workspace.failed': 'the agent reported a failure, or it was stuck coming up past the timeout',
   'workspace.deleted': 'its container is gone from the host: DELETED',
+  // workspaces over weeks (issue 12): idle autostop, dormancy, drains and lost hosts
+  'workspace.autostop_warning': 'it has been idle and will be stopped automatically soon (data: when)',
+  'workspace.autostopped': 'it was stopped automatically for being idle past its autostopAfterSeconds',
+  'workspace.dormant': 'stopped and unused for dormantAfter: marked dormant (deleted later only if an admin set deleteDormantAfter)',
+  'workspace.drain_notice': 'its host is being drained: it will be moved or stopped by the deadline (data: deadline)',
+  'workspace.lost': 'its host was removed or unhealthy too long: LOST',
   'agent.container_vanished': 'the agent found its container missing (and recreates it if it should run)',
   'agent.container_exited': 'its container exited (exit code, OOM-killed)',
   'agent.container_restarted': 'the agent restarted its crashed container',
@@ -35,6 +41,9 @@ export const EVENT_KINDS = {
   'host.activated': 'an admin activated it again',
   'host.enrolled': 'an agent enrolled with a join token and got a certificate',
   'host.removed': "an admin removed it: its certificates revoked",
+  'host.lost': 'unhealthy longer than the configured time: its workspaces are LOST',
+  'host.drain_started': 'a drain with a deadline began: its workspaces are moved off (or stopped at the deadline)',
+  'host.drain_completed': 'a drain finished: nothing of its workspaces is left on it',
   'agent.docker_unreachable': "the host's Docker Engine stopped answering",
   'agent.docker_reachable': "the host's Docker Engine answers again",
   'agent.unknown': 'the agent reported an event of a kind this control plane does not know',
@@ -46,6 +55,12 @@ export const EVENT_KINDS = {
   'user.token_revoked': 'an API token was revoked',
   'user.quota_updated': "an admin changed a user's quota overrides",
   'team.quota_updated': "an admin changed a team's default quota (admins only)",
+  // webhooks: the owner's (fleet-wide ones: admins only)
+  'webhook.created': 'a webhook was created',
+  'webhook.updated': 'a webhook was changed (url, kinds, enabled, secret replaced)',
+  'webhook.deleted': 'a webhook was deleted, with its deliveries',
+  'webhook.disabled': 'a webhook was disabled automatically after too many consecutive failed attempts',
+  'webhook.ping': 'a test ping was asked for: delivered to that webhook only',
 } as const;
 
 export type EventKind = keyof typeof EVENT_KINDS;

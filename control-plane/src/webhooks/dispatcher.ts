@@ -1,0 +1,169 @@
+import type { Logger } from '@a4c/common';
+import type { ChangeFeed } from '../events/notify.js';
+import { inTx, type Db, type Tx } from '../store/db.js';
+import { appendEvent } from '../store/events.js';
+import { claimDeliveries, countAttempt, disableWebhook, failTooOld, recordAttempt, type ClaimedDelivery } from '../store/webhook-deliveries.js';
+import type { Clock } from './clock.js';
+import type { WebhookConfig } from './config.js';
+import { decide, type AttemptOutcome } from './retry.js';
+import { sendAttempt } from './sender.js';
+
+/** How long past the request timeout a claim is held before another replica may take it. */
+const LEASE_SLACK_MS = 5000;
+
+export type Send = (d: ClaimedDelivery, now: Date, timeoutMs: number, stop: AbortSignal) => Promise<AttemptOutcome>;
+
+/**
+ * Delivers webhooks: one per replica, all replicas sharing the work through the
+ * database.
+ *
+ * Where deliveries come from. The activity log is the outbox (every change appends its
+ * event in its own transaction), and a row trigger on events writes one
+ * webhook_deliveries row per matching webhook in that transaction (migration 060).
+ * The alternative, a cursor per webhook over the log's xid8 watermark (as the event
+ * stream does), costs writers nothing, but needs a dispatcher owning each cursor
+ * across replicas, a separate row per event anyway to track its retries, and care
+ * with retention and with webhooks created or re-scoped while the cursor lags. The
+ * trigger makes the delivery row exactly when the change commits, with nothing to
+ * coordinate: the price is one small query on webhooks per event written, which stays
+ * cheap while webhooks number in the hundreds.
+ *
+ * How they go out. Woken by the log's NOTIFY (any replica's write) and a poll for
+ * retries that came due, it claims due deliveries with SKIP LOCKED (store/
+ * webhook-deliveries.ts), at most `concurrency` in flight on this replica, each
+ * request with its own timeout and no database connection held while it waits. The
+ * API never waits on a receiver. A result is written only by the claim that made it
+ * (a late answer after the lease passed is dropped): at least once, and the receiver
+ * deduplicates by delivery id. Time comes from the injected clock.
+ */
+export class WebhookDispatcher {
+  private inFlight = new Set<Promise<void>>();
+  private pumping = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly stopping = new AbortController();
+  private readonly onNotify = () => this.kick();
+
+  constructor(
+    private readonly db: Db,
+    private readonly feed: ChangeFeed,
+    private readonly log: Logger,
+    private readonly cfg: WebhookConfig,
+    private readonly clock: Clock,
+    private readonly random: () => number = Math.random,
+    private readonly send: Send = sendAttempt,
+  ) {}
+
+  start(): void {
+    this.feed.on('event', this.onNotify);
+    this.feed.on('reconnected', this.onNotify);
+    this.tick();
+  }
+
+  /** Stops claiming, aborts requests in flight (recorded as failed attempts, retried later) and waits for them. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.feed.off('event', this.onNotify);
+    this.feed.off('reconnected', this.onNotify);
+    this.stopping.abort();
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.kick();
+    this.timer = setTimeout(() => this.tick(), this.cfg.pollMs);
+    this.timer.unref();
+  }
+
+  /** Claims what is due; wake-ups meanwhile cause one more round, not one each. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    this.pump()
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'claiming webhook deliveries failed'))
+      .finally(() => {
+        this.pumping = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async pump(): Promise<void> {
+    await failTooOld(this.db, this.clock.now(), this.cfg.maxAgeMs);
+    while (!this.stopped && this.inFlight.size < this.cfg.concurrency) {
+      const now = this.clock.now();
+      const lease = new Date(now.getTime() + this.cfg.timeoutMs + LEASE_SLACK_MS);
+      const claimed = await claimDeliveries(this.db, now, lease, this.cfg.concurrency - this.inFlight.size);
+      for (const d of claimed) {
+        const p: Promise<void> = this.deliver(d).finally(() => {
+          this.inFlight.delete(p);
+          this.kick();
+        });
+        this.inFlight.add(p);
+      }
+      if (claimed.length === 0) return;
+    }
+  }
+
+  private async deliver(d: ClaimedDelivery): Promise<void> {
+    const log = this.log.child({ webhookId: d.webhookId, deliveryId: d.id, workspaceId: d.event.workspaceId, buildId: d.event.buildId });
+    const started = this.clock.now();
+    const t0 = performance.now();
+    const outcome = await this.send(d, started, this.cfg.timeoutMs, this.stopping.signal);
+    const durationMs = Math.round(performance.now() - t0);
+    const now = this.clock.now();
+    const decision = decide(this.cfg, d.attempt, d.createdAt, now, outcome, this.random);
+    try {
+      await inTx(this.db, async (tx) => {
+        const webhookId = await recordAttempt(tx, {
+          deliveryId: d.id,
+          attempt: d.attempt,
+          at: started,
+          status: outcome.status ?? null,
+          error: decision.kind === 'failed' ? `${outcome.error ?? ''}${outcome.error ? '; ' : ''}${decision.why}` : (outcome.error ?? null),
+          durationMs,
+          outcome: decision.kind === 'retry' ? { status: 'PENDING', nextAttemptAt: decision.at } : { status: decision.kind === 'succeeded' ? 'SUCCEEDED' : 'FAILED', completedAt: now },
+        });
+        if (!webhookId) {
+          log.info({ attempt: d.attempt }, 'webhook attempt finished after its lease passed; its result is dropped');
+          return;
+        }
+        const { failures, enabled } = await countAttempt(tx, webhookId, decision.kind === 'succeeded');
+        const limit = this.cfg.disableAfterFailures;
+        if (limit > 0 && failures >= limit && enabled) {
+          const reason = `disabled after ${failures} consecutive failed attempts (A4C_WEBHOOK_DISABLE_AFTER_FAILURES); last: ${outcome.error ?? `HTTP ${outcome.status}`}`;
+          await disableWebhook(tx, webhookId, reason);
+          await appendEvent(tx, {
+            kind: 'webhook.disabled',
+            actor: 'control-plane',
+            reason,
+            userId: await ownerOf(tx, webhookId),
+            changes: { enabled: { from: true, to: false } },
+            data: { webhookId, url: d.url, consecutiveFailures: failures },
+          });
+          log.warn({ failures }, 'webhook disabled after consecutive failures');
+        }
+      });
+    } catch (e) {
+      // The lease runs out and another claim retries it.
+      log.warn({ err: (e as Error).message }, 'recording a webhook attempt failed');
+      return;
+    }
+    if (decision.kind === 'failed') log.warn({ attempt: d.attempt, why: decision.why }, 'webhook delivery failed');
+    else log.debug({ attempt: d.attempt, status: outcome.status, error: outcome.error }, decision.kind === 'succeeded' ? 'webhook delivered' : 'webhook attempt failed; retrying');
+  }
+}
+
+async function ownerOf(tx: Tx, webhookId: string): Promise<string | null> {
+  const { rows } = await tx.query<{ user_id: string | null }>('SELECT user_id FROM webhooks WHERE id = $1', [webhookId]);
+  return rows[0]?.user_id ?? null;
+}
