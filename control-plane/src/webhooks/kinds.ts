@@ -22,16 +22,3 @@ export function kindMatches(pattern: string, kind: string): boolean {
   return pattern === kind || (pattern.endsWith('*') && kind.startsWith(pattern.slice(0, -1)));
 }
 
-/** The kinds people usually want, named in docs and help. */
-export const NOTABLE_KINDS = [
-  'build.completed',
-  'build.failed',
-  'workspace.failed',
-  'workspace.autostop_warning',
-  'workspace.autostopped',
-  'workspace.dormant',
-  'workspace.drain_notice',
-  'workspace.lost',
-  'host.lost',
-  'host.drain_*',
-] as const;
