@@ -221,12 +221,12 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
         p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
         p.on('close', (code) => resolve({ code, stdout, stderr }));
       });
-    const created = await a4c('webhooks', 'create', '--url', rx.url('/cli'), '--events', 'build.completed,workspace.failed', '-o', 'json');
+    const created = await a4c('webhooks', 'create', '--endpoint', rx.url('/cli'), '--events', 'build.completed,workspace.failed', '-o', 'json');
     expect(created.code, created.stderr).to.equal(0);
     const hook = JSON.parse(created.stdout) as CreatedWebhook;
     expect(hook).to.include({ userId: bob, url: rx.url('/cli') });
     expect(hook.events).to.deep.equal(['build.completed', 'workspace.failed']);
-    const text = await a4c('webhooks', 'create', '--url', rx.url('/cli2'), '--events', 'build.completed');
+    const text = await a4c('webhooks', 'create', '--endpoint', rx.url('/cli2'), '--events', 'build.completed');
     expect(text.stdout).to.match(/signing secret \(shown only now/).and.match(/whsec_/);
     const list = await a4c('webhooks', 'list');
     expect(list.code, list.stderr).to.equal(0);
@@ -247,7 +247,7 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     }, 20_000);
     const table = await a4c('webhooks', 'deliveries', hook.id);
     expect(table.stdout).to.match(/webhook\.ping\s+SUCCEEDED\s+1/);
-    const bad = await a4c('webhooks', 'create', '--url', 'gopher://x', '--events', 'build.completed');
+    const bad = await a4c('webhooks', 'create', '--endpoint', 'gopher://x', '--events', 'build.completed');
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.match(/url: must be an http or https URL/);
     expect((await a4c('webhooks', 'delete', hook.id)).code).to.equal(0);

@@ -41,7 +41,7 @@ export function registerWebhooks(program: CommandUnknownOpts, ctx: Context): voi
   hooks
     .command('create')
     .description('a new webhook; prints its signing secret, shown only now')
-    .requiredOption('--url <url>', 'where deliveries are POSTed (http or https)')
+    .requiredOption('--endpoint <url>', 'where deliveries are POSTed (http or https); --url is the control plane\'s')
     .requiredOption('--events <kinds>', 'event kinds, comma-separated (docs/api.md lists them); a prefix ending in * matches several: workspace.*, host.drain_*, *', kinds)
     .option('--secret <secret>', 'your own signing secret (16-256 printable characters); default: a new random one')
     .option('--description <text>', 'what it is for')
@@ -50,7 +50,7 @@ export function registerWebhooks(program: CommandUnknownOpts, ctx: Context): voi
     .action(
       ctx.action(async (opts) => {
         const w = await ctx.client.request<CreatedWebhook>('POST', '/v1/webhooks', {
-          url: opts.url,
+          url: opts.endpoint,
           events: opts.events,
           ...(opts.secret ? { secret: opts.secret } : {}),
           ...(opts.description ? { description: opts.description } : {}),
@@ -96,7 +96,7 @@ export function registerWebhooks(program: CommandUnknownOpts, ctx: Context): voi
     .command('update')
     .description('change a webhook; --enable also clears its failure count')
     .argument('<id>', 'webhook id')
-    .option('--url <url>', 'a new URL')
+    .option('--endpoint <url>', 'a new URL for the deliveries')
     .option('--events <kinds>', 'new event kinds, comma-separated', kinds)
     .option('--secret <secret>', 'a new signing secret (the old one stops at once)')
     .option('--description <text>', 'what it is for')
@@ -106,7 +106,7 @@ export function registerWebhooks(program: CommandUnknownOpts, ctx: Context): voi
       ctx.action(async (id, opts) => {
         if (opts.enable && opts.disable) throw new CliError('--enable and --disable contradict each other', 'pass one of them');
         const w = await ctx.client.request<Webhook>('PATCH', one(id), {
-          ...(opts.url ? { url: opts.url } : {}),
+          ...(opts.endpoint ? { url: opts.endpoint } : {}),
           ...(opts.events ? { events: opts.events } : {}),
           ...(opts.secret ? { secret: opts.secret } : {}),
           ...(opts.description !== undefined ? { description: opts.description } : {}),
