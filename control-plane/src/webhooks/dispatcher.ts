@@ -71,8 +71,13 @@ export class WebhookDispatcher {
     await Promise.allSettled([...this.inFlight]);
   }
 
+  /** The poll: deliveries past the maximum age are FAILED, then retries that came due are claimed. */
   private tick(): void {
     if (this.stopped) return;
+    failTooOld(this.db, this.clock.now(), this.cfg.maxAgeMs).then(
+      (n) => n && this.log.warn({ deliveries: n }, 'webhook deliveries older than A4C_WEBHOOK_MAX_AGE_SECONDS failed'),
+      (e: unknown) => this.log.warn({ err: (e as Error).message }, 'failing old webhook deliveries failed'),
+    );
     this.kick();
     this.timer = setTimeout(() => this.tick(), this.cfg.pollMs);
     this.timer.unref();
@@ -98,7 +103,6 @@ export class WebhookDispatcher {
   }
 
   private async pump(): Promise<void> {
-    await failTooOld(this.db, this.clock.now(), this.cfg.maxAgeMs);
     while (!this.stopped && this.inFlight.size < this.cfg.concurrency) {
       const now = this.clock.now();
       const lease = new Date(now.getTime() + this.cfg.timeoutMs + LEASE_SLACK_MS);
