@@ -46,13 +46,15 @@ interface ClaimRow {
  * claim counts the attempt and moves next_attempt_at to leaseUntil, committed before
  * the request is sent: a replica that dies mid-request leaves the delivery to be
  * claimed again once the lease passes (at least once; the receiver deduplicates by
- * delivery id).
+ * delivery id). Deliveries past the maximum age are left to failTooOld: no attempt
+ * starts after it.
  */
-export async function claimDeliveries(db: Db, now: Date, leaseUntil: Date, limit: number): Promise<ClaimedDelivery[]> {
+export async function claimDeliveries(db: Db, now: Date, leaseUntil: Date, limit: number, maxAgeMs: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query<ClaimRow>(
     `WITH due AS (
        SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
         WHERE d.status = 'PENDING' AND d.next_attempt_at <= $1 AND w.enabled
+          AND d.created_at >= $1::timestamptz - make_interval(secs => $4::bigint / 1000.0)
         ORDER BY d.next_attempt_at LIMIT $3
         FOR UPDATE OF d SKIP LOCKED)
      UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, last_attempt_at = $1
@@ -62,7 +64,7 @@ export async function claimDeliveries(db: Db, now: Date, leaseUntil: Date, limit
                e.id AS e_id, e.xid::text AS e_xid, e.at AS e_at, e.kind AS e_kind, e.actor AS e_actor, e.reason AS e_reason,
                e.workspace_id AS e_workspace_id, e.host_id AS e_host_id, e.user_id AS e_user_id, e.build_id AS e_build_id,
                e.changes AS e_changes, e.data AS e_data`,
-    [now, leaseUntil, limit],
+    [now, leaseUntil, limit, maxAgeMs],
   );
   return rows.map((r) => ({
     id: r.id,

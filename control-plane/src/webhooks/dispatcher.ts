@@ -106,7 +106,7 @@ export class WebhookDispatcher {
     while (!this.stopped && this.inFlight.size < this.cfg.concurrency) {
       const now = this.clock.now();
       const lease = new Date(now.getTime() + this.cfg.timeoutMs + LEASE_SLACK_MS);
-      const claimed = await claimDeliveries(this.db, now, lease, this.cfg.concurrency - this.inFlight.size);
+      const claimed = await claimDeliveries(this.db, now, lease, this.cfg.concurrency - this.inFlight.size, this.cfg.maxAgeMs);
       for (const d of claimed) {
         const p: Promise<void> = this.deliver(d).finally(() => {
           this.inFlight.delete(p);
