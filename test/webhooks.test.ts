@@ -100,6 +100,12 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     await sleep(1500);
     expect(rx.on('/alice').length).to.equal(3);
     expect(rx.on('/alice').filter((r) => r.answer === 200).length, 'taken exactly once').to.equal(1);
+    // Counted in /metrics: an HTTP error, no answer, a success, and the delivery that ended well.
+    const metrics = await (await fetch(`${t.api.baseUrl}/metrics`)).text();
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    for (const result of ['success', 'http_error', 'no_answer']) expect(value(`a4c_webhook_attempts_total{result="${result}"}`), result).to.be.at.least(1);
+    expect(value('a4c_webhook_deliveries_total{result="succeeded"}')).to.be.at.least(1);
+    expect(value('a4c_webhook_attempt_duration_seconds_count')).to.be.at.least(3);
   });
 
   it("a user cannot see, change or create webhooks for another user's events, and receives only their own", async () => {

@@ -39,6 +39,7 @@ import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
 import { webhookOperations } from './api/ops/webhooks.js';
 import { systemClock, type Clock } from './webhooks/clock.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { webhookMetrics } from './webhooks/metrics.js';
 import { WebhookService } from './webhooks/service.js';
 
 /**
@@ -177,7 +178,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger,
   }, 60_000);
   pruneSweep.unref();
   // Webhook deliveries: every replica claims its share (SKIP LOCKED), off the API's path.
-  const webhookDispatcher = new WebhookDispatcher(db, feed, log, config.webhooks, clock);
+  const webhookDispatcher = new WebhookDispatcher(db, feed, log, config.webhooks, clock, webhookMetrics(metrics.registry));
   webhookDispatcher.start();
 
   // One table of operations makes both the routers and the OpenAPI document.

@@ -5,7 +5,8 @@ import { appendEvent } from '../store/events.js';
 import { claimDeliveries, countAttempt, disableWebhook, failTooOld, recordAttempt, type ClaimedDelivery } from '../store/webhook-deliveries.js';
 import type { Clock } from './clock.js';
 import type { WebhookConfig } from './config.js';
-import { decide, type AttemptOutcome } from './retry.js';
+import { NO_WEBHOOK_METRICS, type WebhookObserver } from './metrics.js';
+import { decide, succeeded, type AttemptOutcome } from './retry.js';
 import { sendAttempt } from './sender.js';
 
 /** How long past the request timeout a claim is held before another replica may take it. */
@@ -51,6 +52,7 @@ export class WebhookDispatcher {
     private readonly log: Logger,
     private readonly cfg: WebhookConfig,
     private readonly clock: Clock,
+    private readonly metrics: WebhookObserver = NO_WEBHOOK_METRICS,
     private readonly random: () => number = Math.random,
     private readonly send: Send = sendAttempt,
   ) {}
@@ -124,8 +126,10 @@ export class WebhookDispatcher {
     const t0 = performance.now();
     const outcome = await this.send(d, started, this.cfg.timeoutMs, this.stopping.signal);
     const durationMs = Math.round(performance.now() - t0);
+    this.metrics.attempted(succeeded(outcome.status) ? 'success' : outcome.status !== undefined ? 'http_error' : 'no_answer', durationMs / 1000);
     const now = this.clock.now();
     const decision = decide(this.cfg, d.attempt, d.createdAt, now, outcome, this.random);
+    let recorded = false;
     try {
       await inTx(this.db, async (tx) => {
         const webhookId = await recordAttempt(tx, {
@@ -141,6 +145,7 @@ export class WebhookDispatcher {
           log.info({ attempt: d.attempt }, 'webhook attempt finished after its lease passed; its result is dropped');
           return;
         }
+        recorded = true;
         const { failures, enabled } = await countAttempt(tx, webhookId, decision.kind === 'succeeded');
         const limit = this.cfg.disableAfterFailures;
         if (limit > 0 && failures >= limit && enabled) {
@@ -162,6 +167,7 @@ export class WebhookDispatcher {
       log.warn({ err: (e as Error).message }, 'recording a webhook attempt failed');
       return;
     }
+    if (recorded && decision.kind !== 'retry') this.metrics.ended(decision.kind);
     if (decision.kind === 'failed') log.warn({ attempt: d.attempt, why: decision.why }, 'webhook delivery failed');
     else log.debug({ attempt: d.attempt, status: outcome.status, error: outcome.error }, decision.kind === 'succeeded' ? 'webhook delivered' : 'webhook attempt failed; retrying');
   }
