@@ -29,6 +29,8 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
   const s = uniqueId('wh');
   const alice = `alice-${s}`;
   const bob = `bob-${s}`;
+  /** alice's team lead */
+  const carol = `carol-${s}`;
   const tokens: Record<string, string> = {};
   const as = (who: string) => ({ token: tokens[who] as string });
   let aliceHook: CreatedWebhook;
@@ -49,8 +51,8 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     await rx.start();
     t = await startTestControlPlane(FAST);
     tokens.admin = t.api.token;
-    for (const id of [alice, bob]) {
-      expect((await t.api.call('POST', '/v1/users', { id, role: 'user' })).status).to.equal(201);
+    for (const [id, role, teamId] of [[alice, 'user', `t-${s}`], [bob, 'user', `u-${s}`], [carol, 'lead', `t-${s}`]] as const) {
+      expect((await t.api.call('POST', '/v1/users', { id, role, teamId })).status).to.equal(201);
       tokens[id] = (await t.api.call<{ token: string }>('POST', `/v1/users/${id}/tokens`, { name: 'test' })).body.token;
     }
   });
@@ -108,7 +110,7 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     expect(value('a4c_webhook_attempt_duration_seconds_count')).to.be.at.least(3);
   });
 
-  it("a user cannot see, change or create webhooks for another user's events, and receives only their own", async () => {
+  it("a user cannot see, change or create webhooks for another user's events, and receives only their own; a lead reads their team's", async () => {
     const other = await t.api.call('POST', '/v1/webhooks', { url: rx.url('/bob'), events: ['*'], userId: alice }, as(bob));
     expect(other.status, JSON.stringify(other.body)).to.equal(404);
     for (const [method, p, body] of [
@@ -132,6 +134,16 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     expect(await ids(bob)).to.deep.equal([bobs.body.id]);
     expect(await ids(alice)).to.deep.equal([aliceHook.id]);
     expect(await ids('admin')).to.include.members([aliceHook.id, bobs.body.id, fleet.body.id]);
+    // alice's lead reads her webhooks (never changes them), and nobody else's.
+    expect(await ids(carol)).to.deep.equal([]);
+    expect((await t.api.call<{ webhooks: Webhook[] }>('GET', `/v1/webhooks?userId=${alice}`, undefined, as(carol))).body.webhooks.map((w) => w.id)).to.deep.equal([aliceHook.id]);
+    expect((await t.api.call('GET', `/v1/webhooks/${aliceHook.id}`, undefined, as(carol))).status).to.equal(200);
+    expect((await t.api.call('GET', `/v1/webhooks/${aliceHook.id}/deliveries`, undefined, as(carol))).status).to.equal(200);
+    expect((await t.api.call('PATCH', `/v1/webhooks/${aliceHook.id}`, { enabled: false }, as(carol))).status).to.equal(403);
+    expect((await t.api.call('DELETE', `/v1/webhooks/${aliceHook.id}`, undefined, as(carol))).status).to.equal(403);
+    expect((await t.api.call('GET', `/v1/webhooks/${bobs.body.id}`, undefined, as(carol))).status).to.equal(404);
+    expect((await t.api.call('GET', `/v1/webhooks/${fleet.body.id}`, undefined, as(carol))).status, 'fleet-wide: admins only').to.equal(404);
+    expect((await t.api.call('POST', '/v1/webhooks', { url: rx.url('/carol'), events: ['*'], userId: alice }, as(carol))).status, 'nor creates them for her').to.equal(404);
 
     const aliceBuild = await schedule(alice, 'CL-2');
     const bobBuild = await schedule(bob, 'CL-1');

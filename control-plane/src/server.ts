@@ -199,7 +199,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger,
     ...adminPkiOperations(pki),
     ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
-    ...webhookOperations({ db, webhooks: new WebhookService(db) }),
+    ...webhookOperations({ db, webhooks: new WebhookService(db, policy) }),
   ];
   let document: unknown;
   const open = [...probeOperations(db, () => document), ...enrollOperations(pki)];

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { A4cError, notFound, type CreatedWebhook, type Webhook } from '@a4c/common';
-import type { Principal } from '../auth/principals.js';
+import type { Policy, Principal } from '../auth/principals.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { pingDeliveryId } from '../store/webhook-deliveries.js';
@@ -20,14 +20,18 @@ export interface WebhookInput {
 const LIST_HINT = 'list your webhooks with `a4c webhooks list`';
 
 /**
- * Webhooks as people manage them. Who may do what:
+ * Webhooks as people manage them. Who may do what (as for workspaces, Policy):
  *  - a user creates, reads, changes and deletes webhooks for their own events only;
- *  - an admin does so for anyone, and creates fleet-wide webhooks (every event);
+ *  - a lead also reads (never changes: 403) their team members' webhooks;
+ *  - an admin does everything for anyone, and creates fleet-wide webhooks (every event);
  *  - others' webhooks do not exist for a user (404), like everything else of theirs.
  * Every change appends its event in its transaction, like every other state change.
  */
 export class WebhookService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly policy: Policy,
+  ) {}
 
   async create(p: Principal, actor: string, input: WebhookInput): Promise<CreatedWebhook> {
     let owner: string | null;
@@ -61,20 +65,20 @@ export class WebhookService {
     });
   }
 
-  /** A user's own; an admin's: everyone's, or one user's with userId. */
+  /** The caller's own; with userId, that user's (their lead and admins); admins without it: all. */
   async list(p: Principal, userId: string | undefined): Promise<Webhook[]> {
-    if (p.role !== 'admin' && userId !== undefined && userId !== p.id) throw notFound('user', userId);
-    const rows = await listWebhooks(this.db, p.role === 'admin' ? userId : p.id);
+    if (userId !== undefined) await this.policy.read(p, userId);
+    const rows = await listWebhooks(this.db, userId ?? (p.role === 'admin' ? undefined : p.id));
     return rows.map(toWebhook);
   }
 
   async get(p: Principal, id: string): Promise<Webhook> {
-    return toWebhook(await this.visible(p, await getWebhook(this.db, id), id));
+    return toWebhook(await this.visible(p, await getWebhook(this.db, id), id, 'read'));
   }
 
   async update(p: Principal, actor: string, id: string, patch: WebhookPatch): Promise<Webhook> {
     return inTx(this.db, async (tx) => {
-      const before = await this.visible(p, await getWebhook(tx, id, true), id);
+      const before = await this.visible(p, await getWebhook(tx, id, true), id, 'write');
       const after = await updateWebhook(tx, id, patch);
       const view = (r: WebhookRow) => ({ url: r.url, events: r.events, description: r.description, enabled: r.enabled, secretPrefix: secretPrefix(r.secret) });
       const changes = changesOf(view(before), view(after));
@@ -95,7 +99,7 @@ export class WebhookService {
 
   async delete(p: Principal, actor: string, id: string): Promise<Webhook> {
     return inTx(this.db, async (tx) => {
-      const row = await this.visible(p, await getWebhook(tx, id, true), id);
+      const row = await this.visible(p, await getWebhook(tx, id, true), id, 'write');
       await deleteWebhook(tx, id);
       await appendEvent(tx, {
         kind: 'webhook.deleted',
@@ -114,7 +118,7 @@ export class WebhookService {
    */
   async ping(p: Principal, actor: string, id: string): Promise<{ deliveryId: string; eventId: number }> {
     return inTx(this.db, async (tx) => {
-      const row = await this.visible(p, await getWebhook(tx, id, true), id);
+      const row = await this.visible(p, await getWebhook(tx, id, true), id, 'write');
       if (!row.enabled) throw new A4cError('CONFLICT', 'the webhook is disabled: nothing is delivered to it', { suggestion: `enable it first: a4c webhooks update ${id} --enable` });
       await appendEvent(tx, {
         kind: 'webhook.ping',
@@ -129,9 +133,17 @@ export class WebhookService {
     });
   }
 
-  /** The webhook if p may see it: the owner's, or any for an admin; else 404. */
-  async visible(p: Principal, row: WebhookRow | undefined, id: string): Promise<WebhookRow> {
-    if (!row || (p.role !== 'admin' && row.user_id !== p.id)) throw notFound('webhook', id, LIST_HINT);
+  /**
+   * The webhook if p may read it (the owner, the owner's lead, an admin) or change it
+   * (the owner, an admin); 404 for whoever may not read it, 403 for a lead changing it.
+   * Fleet-wide webhooks are admins' only.
+   */
+  async visible(p: Principal, row: WebhookRow | undefined, id: string, mode: 'read' | 'write'): Promise<WebhookRow> {
+    if (!row) throw notFound('webhook', id, LIST_HINT);
+    if (p.role === 'admin' || row.user_id === p.id) return row;
+    if (row.user_id === null) throw notFound('webhook', id, LIST_HINT);
+    await this.policy.read(p, row.user_id, 'webhook', id);
+    if (mode === 'write') throw new A4cError('PERMISSION_DENIED', "a lead reads their team members' webhooks but does not change them", { suggestion: `ask ${row.user_id} or an admin` });
     return row;
   }
 }

@@ -9,7 +9,8 @@ const WEBHOOKS = 'Webhooks';
 
 const WHO =
   "A user manages their own webhooks, which receive only events about the user's own workspaces, builds and account; " +
-  "admins manage everyone's and fleet-wide ones (every event). Another user's webhook is a 404.";
+  "a lead reads (never changes) their team members'; admins manage everyone's and fleet-wide ones (every event). " +
+  "Another user's webhook is a 404.";
 
 /** Webhooks: who is told what happened, and how each delivery went. */
 export function webhookOperations(d: { db: Db; webhooks: WebhookService }): Operation[] {
@@ -35,7 +36,7 @@ export function webhookOperations(d: { db: Db; webhooks: WebhookService }): Oper
       path: '/v1/webhooks',
       operationId: 'listWebhooks',
       summary: 'List webhooks',
-      description: `${WHO} Users see their own; admins all, or one user's with userId.`,
+      description: `${WHO} Without userId: the caller's own (admins: all); with it, that user's.`,
       tag: WEBHOOKS,
       access: 'anyone',
       query: w.listWebhooksQuery,
@@ -69,7 +70,7 @@ export function webhookOperations(d: { db: Db; webhooks: WebhookService }): Oper
       params: w.webhookParams,
       body: w.updateWebhook,
       responses: { 200: { description: 'The webhook', schema: w.webhook } },
-      errors: [404],
+      errors: [403, 404],
       handle: async (ctx, { params, body }) => {
         ctx.body = await d.webhooks.update(ctx.state.principal, ctx.state.actor, params.id, body);
       },
@@ -83,7 +84,7 @@ export function webhookOperations(d: { db: Db; webhooks: WebhookService }): Oper
       access: 'owner',
       params: w.webhookParams,
       responses: { 200: { description: 'The webhook as it was', schema: w.webhook } },
-      errors: [404],
+      errors: [403, 404],
       handle: async (ctx, { params }) => {
         ctx.body = await d.webhooks.delete(ctx.state.principal, ctx.state.actor, params.id);
       },
@@ -114,7 +115,7 @@ export function webhookOperations(d: { db: Db; webhooks: WebhookService }): Oper
       access: 'owner',
       params: w.webhookParams,
       responses: { 202: { description: 'The ping is queued: follow it in the deliveries', schema: w.ping } },
-      errors: [404, 409],
+      errors: [403, 404, 409],
       handle: async (ctx, { params }) => {
         ctx.status = 202;
         ctx.body = await d.webhooks.ping(ctx.state.principal, ctx.state.actor, params.id);
