@@ -15,7 +15,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FAST = {
   A4C_WEBHOOK_RETRY_BASE_MS: '200',
   A4C_WEBHOOK_RETRY_MAX_MS: '800',
-  A4C_WEBHOOK_TIMEOUT_MS: '3000',
+  A4C_WEBHOOK_TIMEOUT_MS: '20000',
+  A4C_WEBHOOK_CONCURRENCY_PER_WEBHOOK: '1',
   A4C_WEBHOOK_POLL_MS: '100',
   A4C_WEBHOOK_MAX_ATTEMPTS: '6',
   A4C_WEBHOOK_CLIENT_ERROR_ATTEMPTS: '2',
@@ -227,6 +228,26 @@ describe('webhooks: signed deliveries from the activity log, retried until a rec
     expect(enabled.body).to.include({ enabled: true, consecutiveFailures: 0, disabledReason: null });
     const done = await waitFor('the pending delivery to go out', async () => (await deliveries(hook.id, alice)).find((x) => x.status === 'SUCCEEDED'), 20_000);
     expect(done).to.include({ id: ping.deliveryId, attempts: 5, lastStatus: 200 });
+  });
+
+  it('a receiver that does not answer holds only A4C_WEBHOOK_CONCURRENCY_PER_WEBHOOK requests; other webhooks and the API go on', async () => {
+    rx.script('/slow', () => 'hold');
+    const slow = (await t.api.call<CreatedWebhook>('POST', '/v1/webhooks', { url: rx.url('/slow'), events: ['webhook.ping'] }, as(alice))).body;
+    const fast = (await t.api.call<CreatedWebhook>('POST', '/v1/webhooks', { url: rx.url('/fast'), events: ['webhook.ping'] }, as(bob))).body;
+    for (let i = 0; i < 3; i++) expect((await t.api.call('POST', `/v1/webhooks/${slow.id}/test`, undefined, as(alice))).status).to.equal(202);
+    await waitFor('the slow receiver holding a request', () => rx.on('/slow').length === 1);
+    const ping = (await t.api.call<{ deliveryId: string }>('POST', `/v1/webhooks/${fast.id}/test`, undefined, as(bob))).body;
+    await waitFor("the other webhook's delivery", async () => (await deliveries(fast.id, bob)).find((x) => x.id === ping.deliveryId && x.status === 'SUCCEEDED'));
+    expect(rx.on('/slow').length, 'one request at a time to the slow one').to.equal(1);
+    const pending = await deliveries(slow.id, alice);
+    expect(pending.map((x) => x.status)).to.deep.equal(['PENDING', 'PENDING', 'PENDING']);
+    // Answered, the rest follow one at a time.
+    for (let i = 1; i <= 3; i++) {
+      await waitFor(`request ${i} held`, () => rx.on('/slow').length === i);
+      expect(rx.release('/slow'), 'one held at a time').to.equal(1);
+    }
+    await waitFor('all three delivered', async () => (await deliveries(slow.id, alice)).every((x) => x.status === 'SUCCEEDED'));
+    expect(rx.on('/slow').length).to.equal(3);
   });
 
   it('two replicas on one database share the deliveries (SKIP LOCKED claims): each delivered once', async () => {

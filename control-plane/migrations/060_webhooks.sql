@@ -45,7 +45,8 @@ CREATE TABLE webhook_deliveries (
   created_at       timestamptz NOT NULL DEFAULT now(),
   completed_at     timestamptz
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+-- Claims walk each enabled webhook's due deliveries, oldest first.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (webhook_id, next_attempt_at) WHERE status = 'PENDING';
 CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, created_at DESC, id DESC);
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
 

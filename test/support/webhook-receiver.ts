@@ -7,12 +7,12 @@ export interface Received {
   path: string;
   headers: http.IncomingHttpHeaders;
   body: string;
-  /** The status answered; 'reset' when the connection was destroyed instead. */
-  answer: number | 'reset';
+  /** The status answered; 'reset' when the connection was destroyed instead; 'hold' while it waits for release(). */
+  answer: number | 'reset' | 'hold';
 }
 
-/** How to answer the nth request (0-based) to a path. */
-export type Script = (n: number) => number | 'reset';
+/** How to answer the nth request (0-based) to a path: a status, a reset, or no answer until release(). */
+export type Script = (n: number) => number | 'reset' | 'hold';
 
 /**
  * A webhook receiver: a plain node http server on 127.0.0.1 that records every
@@ -23,6 +23,7 @@ export class WebhookReceiver {
   private readonly scripts = new Map<string, Script>();
   private readonly counts = new Map<string, number>();
   private readonly sockets = new Set<Socket>();
+  private readonly held: { path: string; res: http.ServerResponse }[] = [];
   private server: http.Server | undefined;
   port = 0;
 
@@ -39,6 +40,16 @@ export class WebhookReceiver {
     return this.received.filter((r) => r.path === path);
   }
 
+  /** Answers the held requests to a path with this status; how many there were. */
+  release(path: string, status = 200): number {
+    const mine = this.held.filter((h) => h.path === path);
+    for (const h of mine) {
+      this.held.splice(this.held.indexOf(h), 1);
+      h.res.writeHead(status, { 'content-type': 'text/plain' }).end('finally');
+    }
+    return mine.length;
+  }
+
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -51,6 +62,10 @@ export class WebhookReceiver {
         this.received.push({ path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answer });
         if (answer === 'reset') {
           req.socket.resetAndDestroy();
+          return;
+        }
+        if (answer === 'hold') {
+          this.held.push({ path, res });
           return;
         }
         res.writeHead(answer, { 'content-type': 'text/plain' }).end(answer < 300 ? 'ok' : `no thanks (${answer})`);

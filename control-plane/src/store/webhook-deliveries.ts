@@ -49,14 +49,26 @@ interface ClaimRow {
  * delivery id). Deliveries past the maximum age are left to failTooOld: no attempt
  * starts after it.
  */
-export async function claimDeliveries(db: Db, now: Date, leaseUntil: Date, limit: number, maxAgeMs: number): Promise<ClaimedDelivery[]> {
+export async function claimDeliveries(
+  db: Db,
+  o: { now: Date; leaseUntil: Date; limit: number; maxAgeMs: number; perWebhook: number; inFlight: ReadonlyMap<string, number> },
+): Promise<ClaimedDelivery[]> {
+  // Per webhook, at most perWebhook minus what this replica already has in flight to it:
+  // a receiver that hangs holds that many of this replica's requests, never all of them.
   const { rows } = await db.query<ClaimRow>(
     `WITH due AS (
-       SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-        WHERE d.status = 'PENDING' AND d.next_attempt_at <= $1 AND w.enabled
-          AND d.created_at >= $1::timestamptz - make_interval(secs => $4::bigint / 1000.0)
-        ORDER BY d.next_attempt_at LIMIT $3
-        FOR UPDATE OF d SKIP LOCKED)
+       SELECT d.id, d.next_attempt_at
+         FROM webhooks w
+         LEFT JOIN unnest($5::uuid[], $6::int[]) AS busy (webhook_id, n) ON busy.webhook_id = w.id
+        CROSS JOIN LATERAL (
+          SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+           WHERE d.webhook_id = w.id AND d.status = 'PENDING' AND d.next_attempt_at <= $1
+             AND d.created_at >= $1::timestamptz - make_interval(secs => $4::bigint / 1000.0)
+           ORDER BY d.next_attempt_at
+           LIMIT greatest($7::int - coalesce(busy.n, 0), 0)
+           FOR UPDATE OF d SKIP LOCKED) d
+        WHERE w.enabled
+        ORDER BY d.next_attempt_at LIMIT $3)
      UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2, last_attempt_at = $1
        FROM due, webhooks w, events e
       WHERE d.id = due.id AND w.id = d.webhook_id AND e.id = d.event_id
@@ -64,7 +76,7 @@ export async function claimDeliveries(db: Db, now: Date, leaseUntil: Date, limit
                e.id AS e_id, e.xid::text AS e_xid, e.at AS e_at, e.kind AS e_kind, e.actor AS e_actor, e.reason AS e_reason,
                e.workspace_id AS e_workspace_id, e.host_id AS e_host_id, e.user_id AS e_user_id, e.build_id AS e_build_id,
                e.changes AS e_changes, e.data AS e_data`,
-    [now, leaseUntil, limit, maxAgeMs],
+    [o.now, o.leaseUntil, o.limit, o.maxAgeMs, [...o.inFlight.keys()], [...o.inFlight.values()], o.perWebhook],
   );
   return rows.map((r) => ({
     id: r.id,

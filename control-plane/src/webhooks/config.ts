@@ -4,6 +4,8 @@ import { ConfigError, envInt } from '@a4c/common';
 export interface WebhookConfig {
   /** Requests in flight at once, per replica. */
   concurrency: number;
+  /** Requests in flight at once to one webhook, per replica: a slow receiver takes no more slots than this. */
+  perWebhook: number;
   /** Each request's timeout: connect, send, and the receiver's answer. */
   timeoutMs: number;
   /** Attempts before a delivery is FAILED. */
@@ -30,6 +32,7 @@ export function loadWebhookConfig(env: Env): WebhookConfig {
   const maxAttempts = envInt(env, 'A4C_WEBHOOK_MAX_ATTEMPTS', 12, 1, 1000);
   return {
     concurrency: envInt(env, 'A4C_WEBHOOK_CONCURRENCY', 8, 1, 1000),
+    perWebhook: envInt(env, 'A4C_WEBHOOK_CONCURRENCY_PER_WEBHOOK', 2, 1, 1000),
     timeoutMs: envInt(env, 'A4C_WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
     maxAttempts,
     maxAgeMs: envInt(env, 'A4C_WEBHOOK_MAX_AGE_SECONDS', 86_400, 1, 30 * 86_400) * 1000,
@@ -43,6 +46,7 @@ export function loadWebhookConfig(env: Env): WebhookConfig {
 
 /** Appended to a4c-control-plane --help; keep in step with loadWebhookConfig. */
 export const WEBHOOK_CONFIG_HELP = `  A4C_WEBHOOK_CONCURRENCY   webhook requests in flight at once, per replica (default 8)
+  A4C_WEBHOOK_CONCURRENCY_PER_WEBHOOK  of those, at most this many to one webhook (default 2)
   A4C_WEBHOOK_TIMEOUT_MS    each webhook request's timeout (default 10000)
   A4C_WEBHOOK_MAX_ATTEMPTS  attempts before a delivery is FAILED (default 12)
   A4C_WEBHOOK_MAX_AGE_SECONDS  a delivery not done this long after its event is FAILED (default 86400)

@@ -31,14 +31,17 @@ export type Send = (d: ClaimedDelivery, now: Date, timeoutMs: number, stop: Abor
  *
  * How they go out. Woken by the log's NOTIFY (any replica's write) and a poll for
  * retries that came due, it claims due deliveries with SKIP LOCKED (store/
- * webhook-deliveries.ts), at most `concurrency` in flight on this replica, each
- * request with its own timeout and no database connection held while it waits. The
- * API never waits on a receiver. A result is written only by the claim that made it
+ * webhook-deliveries.ts), at most `concurrency` in flight on this replica and
+ * `perWebhook` of them to any one webhook (so a receiver that hangs delays only its
+ * own deliveries), each request with its own timeout and no database connection held
+ * while it waits. The API never waits on a receiver. A result is written only by the claim that made it
  * (a late answer after the lease passed is dropped): at least once, and the receiver
  * deduplicates by delivery id. Time comes from the injected clock.
  */
 export class WebhookDispatcher {
   private inFlight = new Set<Promise<void>>();
+  /** Requests in flight per webhook id. */
+  private inFlightPerWebhook = new Map<string, number>();
   private pumping = false;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
@@ -108,10 +111,21 @@ export class WebhookDispatcher {
     while (!this.stopped && this.inFlight.size < this.cfg.concurrency) {
       const now = this.clock.now();
       const lease = new Date(now.getTime() + this.cfg.timeoutMs + LEASE_SLACK_MS);
-      const claimed = await claimDeliveries(this.db, now, lease, this.cfg.concurrency - this.inFlight.size, this.cfg.maxAgeMs);
+      const claimed = await claimDeliveries(this.db, {
+        now,
+        leaseUntil: lease,
+        limit: this.cfg.concurrency - this.inFlight.size,
+        maxAgeMs: this.cfg.maxAgeMs,
+        perWebhook: this.cfg.perWebhook,
+        inFlight: this.inFlightPerWebhook,
+      });
       for (const d of claimed) {
+        this.inFlightPerWebhook.set(d.webhookId, (this.inFlightPerWebhook.get(d.webhookId) ?? 0) + 1);
         const p: Promise<void> = this.deliver(d).finally(() => {
           this.inFlight.delete(p);
+          const n = (this.inFlightPerWebhook.get(d.webhookId) ?? 1) - 1;
+          if (n > 0) this.inFlightPerWebhook.set(d.webhookId, n);
+          else this.inFlightPerWebhook.delete(d.webhookId);
           this.kick();
         });
         this.inFlight.add(p);
