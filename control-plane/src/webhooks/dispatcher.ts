@@ -6,7 +6,7 @@ import { claimDeliveries, countAttempt, disableWebhook, failTooOld, recordAttemp
 import type { Clock } from './clock.js';
 import type { WebhookConfig } from './config.js';
 import { NO_WEBHOOK_METRICS, type WebhookObserver } from './metrics.js';
-import { decide, succeeded, type AttemptOutcome } from './retry.js';
+import { decide, succeeded, type AttemptOutcome, type Decision } from './retry.js';
 import { sendAttempt } from './sender.js';
 
 /** How long past the request timeout a claim is held before another replica may take it. */
@@ -66,7 +66,7 @@ export class WebhookDispatcher {
     this.tick();
   }
 
-  /** Stops claiming, aborts requests in flight (recorded as failed attempts, retried later) and waits for them. */
+  /** Stops claiming, aborts requests in flight (recorded as interrupted, due again at once) and waits for them. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -142,7 +142,10 @@ export class WebhookDispatcher {
     const durationMs = Math.round(performance.now() - t0);
     this.metrics.attempted(succeeded(outcome.status) ? 'success' : outcome.status !== undefined ? 'http_error' : 'no_answer', durationMs / 1000);
     const now = this.clock.now();
-    const decision = decide(this.cfg, d.attempt, d.createdAt, now, outcome, this.random);
+    // Cut short by our own shutdown: not the receiver's failure. Due again at once (for
+    // another replica, or this one restarted), and not counted against the webhook.
+    const interrupted = outcome.status === undefined && this.stopping.signal.aborted;
+    const decision: Decision = interrupted ? { kind: 'retry', at: now } : decide(this.cfg, d.attempt, d.createdAt, now, outcome, this.random);
     let recorded = false;
     try {
       await inTx(this.db, async (tx) => {
@@ -160,6 +163,7 @@ export class WebhookDispatcher {
           return;
         }
         recorded = true;
+        if (interrupted) return;
         const { failures, enabled } = await countAttempt(tx, webhookId, decision.kind === 'succeeded');
         const limit = this.cfg.disableAfterFailures;
         if (limit > 0 && failures >= limit && enabled) {
