@@ -1,7 +1,7 @@
 -- Webhooks: people are told what happened to their workspaces and builds.
 --
 -- The activity log (events, migrations 001/020) is already the outbox: every state
--- change appends its event in the transaction that makes the change. A row trigger on
+-- change appends its event in the transaction that makes the change. A trigger on
 -- events fans each new event out to webhook_deliveries, one row per enabled webhook
 -- that wants it, in that same transaction. So a delivery exists if and only if its
 -- change committed, with no second write path for the code making changes (and the
@@ -52,19 +52,20 @@ CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
 
 -- A test ping (kind webhook.ping) goes to the webhook it names only, whatever that one
 -- subscribes to. Everything else goes to every enabled webhook whose owner and kinds match.
+-- Per statement, over the statement's new rows: one set-based insert however many events
+-- a statement writes, and next to nothing while there are no webhooks.
 CREATE FUNCTION a4c_webhook_fanout() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.kind = 'webhook.ping' THEN
-    INSERT INTO webhook_deliveries (webhook_id, event_id)
-    SELECT w.id, NEW.id FROM webhooks w WHERE w.id::text = NEW.data->>'webhookId';
-    RETURN NULL;
-  END IF;
   INSERT INTO webhook_deliveries (webhook_id, event_id)
-  SELECT w.id, NEW.id FROM webhooks w
-   WHERE w.enabled
-     AND (w.user_id IS NULL OR w.user_id = NEW.user_id)
-     AND EXISTS (SELECT 1 FROM unnest(w.events) p
-                  WHERE p = NEW.kind OR (right(p, 1) = '*' AND starts_with(NEW.kind, left(p, -1))));
+  SELECT w.id, e.id FROM new_events e JOIN webhooks w ON
+    CASE WHEN e.kind = 'webhook.ping' THEN w.id::text = e.data->>'webhookId'
+    ELSE w.enabled
+         AND (w.user_id IS NULL OR w.user_id = e.user_id)
+         AND EXISTS (SELECT 1 FROM unnest(w.events) p
+                      WHERE p = e.kind OR (right(p, 1) = '*' AND starts_with(e.kind, left(p, -1))))
+    END
+  ORDER BY e.id;
   RETURN NULL;
 END $$;
-CREATE TRIGGER events_webhooks AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION a4c_webhook_fanout();
+CREATE TRIGGER events_webhooks AFTER INSERT ON events REFERENCING NEW TABLE AS new_events
+  FOR EACH STATEMENT EXECUTE FUNCTION a4c_webhook_fanout();

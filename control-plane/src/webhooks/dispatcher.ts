@@ -19,14 +19,15 @@ export type Send = (d: ClaimedDelivery, now: Date, timeoutMs: number, stop: Abor
  * database.
  *
  * Where deliveries come from. The activity log is the outbox (every change appends its
- * event in its own transaction), and a row trigger on events writes one
+ * event in its own transaction), and a trigger on events writes one
  * webhook_deliveries row per matching webhook in that transaction (migration 060).
  * The alternative, a cursor per webhook over the log's xid8 watermark (as the event
  * stream does), costs writers nothing, but needs a dispatcher owning each cursor
  * across replicas, a separate row per event anyway to track its retries, and care
  * with retention and with webhooks created or re-scoped while the cursor lags. The
  * trigger makes the delivery row exactly when the change commits, with nothing to
- * coordinate: the price is one small query on webhooks per event written, which stays
+ * coordinate: the price is one set-based insert per statement that writes events (a join
+ * of its new rows with the webhooks), which stays
  * cheap while webhooks number in the hundreds.
  *
  * How they go out. Woken by the log's NOTIFY (any replica's write) and a poll for
