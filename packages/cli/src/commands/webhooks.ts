@@ -65,8 +65,8 @@ export function registerWebhooks(program: CommandUnknownOpts, ctx: Context): voi
   hooks
     .command('list', { isDefault: true })
     .alias('ls')
-    .description('your webhooks (admins: everyone\'s, or --owner\'s)')
-    .option('--owner <user>', "admins: only this user's")
+    .description("your webhooks; --owner: that user's (their lead, admins); the admin token alone: all")
+    .option('--owner <user>', "this user's webhooks (their lead and admins may read them)")
     .action(
       ctx.action(async (opts) => {
         const r = await ctx.client.request<{ webhooks: Webhook[] }>('GET', `/v1/webhooks${opts.owner ? `?userId=${encodeURIComponent(opts.owner)}` : ''}`);
