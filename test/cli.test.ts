@@ -44,6 +44,7 @@ const COMMANDS = [
   'build schedule', 'build get', 'build list', 'build cancel', 'build logs',
   'hosts list', 'hosts get', 'hosts drain', 'hosts activate',
   'events',
+  'webhooks create', 'webhooks list', 'webhooks get', 'webhooks update', 'webhooks delete', 'webhooks deliveries', 'webhooks test',
   'quota get', 'quota set',
   'users create', 'users list', 'users set-team',
   'tokens issue', 'tokens list', 'tokens revoke',

@@ -226,6 +226,18 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('GET', '/v1/openapi.json', undefined, { token: null })).status).to.equal(200);
     expect((await call('GET', '/v1/auth/config', undefined, { token: null })).status).to.equal(200);
 
+    // ---- webhooks (nothing listens at the URL: deliveries just fail and wait)
+    const hook = await call<{ id: string }>('POST', '/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['build.completed', 'workspace.*'] }, asUser);
+    expect(hook.status, JSON.stringify(hook.body)).to.equal(201);
+    expect((await call('POST', '/v1/webhooks', { url: 'ftp://x', events: ['*'] }, asUser)).status).to.equal(400);
+    expect((await call('GET', '/v1/webhooks', undefined, asUser)).status).to.equal(200);
+    expect((await call('GET', `/v1/webhooks/${hook.body.id}`, undefined, asUser)).status).to.equal(200);
+    expect((await call('PATCH', `/v1/webhooks/${hook.body.id}`, { description: 'oas' }, asUser)).status).to.equal(200);
+    expect((await call('POST', `/v1/webhooks/${hook.body.id}/test`, undefined, asUser)).status).to.equal(202);
+    expect((await call('GET', `/v1/webhooks/${hook.body.id}/deliveries?limit=5`, undefined, asUser)).status).to.equal(200);
+    expect((await call('DELETE', `/v1/webhooks/${hook.body.id}`, undefined, asUser)).status).to.equal(200);
+    expect((await call('GET', `/v1/webhooks/${hook.body.id}`, undefined, asUser)).status).to.equal(404);
+
     // ---- the audit log, and token revocation last
     expect((await call('GET', '/v1/audit?limit=10')).status).to.equal(200);
     expect((await call('DELETE', `/v1/users/${user}/tokens/${tok.body.id}`)).status).to.equal(200);

@@ -9,6 +9,7 @@ import {
   parseTiers,
   type Tier,
 } from '@a4c/common';
+import { loadWebhookConfig, WEBHOOK_CONFIG_HELP, type WebhookConfig } from './webhooks/config.js';
 
 export interface ControlPlaneConfig {
   /** Where the admin token and (without DATABASE_URL) the embedded PostgreSQL live. */
@@ -99,6 +100,8 @@ export interface ControlPlaneConfig {
   };
   /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
   metrics: { token: string | undefined; cacheMs: number };
+  /** Webhook delivery: retries, timeouts, concurrency (webhooks/config.ts). */
+  webhooks: WebhookConfig;
 }
 
 export interface OidcConfig {
@@ -232,6 +235,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       advertiseGrpcAddress: envString(env, 'A4C_ADVERTISE_GRPC_ADDRESS', ''),
     },
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
+    webhooks: loadWebhookConfig(env),
   };
 }
 
@@ -377,4 +381,5 @@ export const CONFIG_HELP = `Environment:
   A4C_SESSION_IDLE_TIMEOUT_SECONDS  a session with no byte either way for this long is closed (default 3600; 0: never)
   A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
   A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
+${WEBHOOK_CONFIG_HELP}
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

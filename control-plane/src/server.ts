@@ -44,6 +44,10 @@ import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
 import { ControlPlaneMetrics } from './metrics/registry.js';
 import { createMetricsPool } from './store/metrics.js';
 import { DEFAULT_UI_DIR, serveUi } from './ui/serve.js';
+import { webhookOperations } from './api/ops/webhooks.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { webhookMetrics } from './webhooks/metrics.js';
+import { WebhookService } from './webhooks/service.js';
 
 /**
  * HTTP/2 receive window of the agent plane, per stream (and 16× that per connection).
@@ -245,6 +249,9 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       });
   }, 60_000);
   pruneSweep.unref();
+  // Webhook deliveries: every replica claims its share (SKIP LOCKED), off the API's path.
+  const webhookDispatcher = new WebhookDispatcher(db, feed, log, config.webhooks, clock, webhookMetrics(metrics.registry));
+  webhookDispatcher.start();
 
   // One table of operations makes both the routers and the OpenAPI document.
   const pki = { db, ca, disconnectHost: (hostId: string, reason: string) => sessions?.disconnect(hostId, reason) };
@@ -264,6 +271,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     ...adminPkiOperations(pki),
     ...meOperations(),
     ...accessOperations({ db, workspaces, policy, access }),
+    ...webhookOperations({ db, webhooks: new WebhookService(db, policy) }),
   ];
   let document: unknown;
   const browserSignIn = config.oidc && new BrowserSignInSettings(config.oidc, log);
@@ -348,6 +356,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
         clearInterval(pruneSweep);
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
         eventHub.stop();
+        await webhookDispatcher.stop();
         httpServer.close();
         httpServer.closeIdleConnections();
         await access.stop();

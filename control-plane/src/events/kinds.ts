@@ -19,6 +19,10 @@ export const EVENT_KINDS = {
   'workspace.deleted': 'its container is gone from the host (or went with a lost host): DELETED',
   'workspace.disk_warning': "its writable layer and volume reached A4C_DISK_WARN_PERCENT (90 %) of its tier's disk (once per crossing); past 100 % it is stopped",
   'workspace.lost': 'its host was removed or unhealthy past A4C_HOST_LOST_AFTER_SECONDS: LOST',
+  'workspace.autostop_warning': 'it has been idle and will be stopped automatically soon (data: when)',
+  'workspace.autostopped': 'it was stopped automatically for being idle past its autostopAfterSeconds',
+  'workspace.dormant': 'stopped and unused for dormantAfter: marked dormant (deleted later only if an admin set deleteDormantAfter)',
+  'workspace.drain_notice': 'its host is being drained: it will be moved or stopped by the deadline (data: deadline)',
   'agent.container_vanished': 'the agent found its container missing (and recreates it if it should run)',
   'agent.container_exited': 'its container exited (exit code, OOM-killed)',
   'agent.container_restarted': 'the agent restarted its crashed container',
@@ -39,6 +43,8 @@ export const EVENT_KINDS = {
   'host.enrolled': 'an agent enrolled with a join token and got a certificate',
   'host.removed': "an admin removed it: its certificates revoked, its workspaces LOST",
   'host.lost': 'no live agent session for longer than A4C_HOST_LOST_AFTER_SECONDS: its workspaces LOST',
+  'host.drain_started': 'a drain with a deadline began: its workspaces are moved off (or stopped at the deadline)',
+  'host.drain_completed': 'a drain finished: nothing of its workspaces is left on it',
   'agent.docker_unreachable': "the host's Docker Engine stopped answering",
   'agent.docker_reachable': "the host's Docker Engine answers again",
   'agent.image_pruned': "image garbage collection removed an unused A4C-built image (the host's disk was past A4C_IMAGE_GC_HIGH_PERCENT)",
@@ -51,6 +57,12 @@ export const EVENT_KINDS = {
   'user.token_revoked': 'an API token was revoked',
   'user.quota_updated': "an admin changed a user's quota overrides",
   'team.quota_updated': "an admin changed a team's default quota (admins only)",
+  // webhooks: the owner's (fleet-wide ones: admins only)
+  'webhook.created': 'a webhook was created',
+  'webhook.updated': 'a webhook was changed (url, kinds, enabled, secret replaced)',
+  'webhook.deleted': 'a webhook was deleted, with its deliveries',
+  'webhook.disabled': 'a webhook was disabled automatically after too many consecutive failed attempts',
+  'webhook.ping': 'a test ping was asked for: delivered to that webhook only',
 } as const;
 
 export type EventKind = keyof typeof EVENT_KINDS;

@@ -9,6 +9,7 @@ import { registerHosts } from './hosts.js';
 import { registerQuota } from './quota.js';
 import { registerTokens } from './tokens.js';
 import { registerUsers } from './users.js';
+import { registerWebhooks } from './webhooks.js';
 import { registerWorkspaces } from './workspaces.js';
 
 /**
@@ -23,6 +24,7 @@ export const COMMAND_GROUPS: readonly ((program: CommandUnknownOpts, ctx: Contex
   registerBuilds,
   registerHosts,
   registerEvents,
+  registerWebhooks,
   registerQuota,
   registerUsers,
   registerTokens,
