@@ -29,6 +29,8 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.j
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
+import { Autostop } from './workspaces/autostop.js';
+import { systemClock, type Clock } from './clock.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
@@ -71,7 +73,12 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /** The time autostop and dormancy go by; default the system clock (tests move theirs). */
+  clock?: Clock;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
@@ -119,11 +126,20 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     log,
     metrics,
   );
+  const autostop = new Autostop(db, workspaces, config.tiers, config.autostop, options.clock ?? systemClock, log);
   sessions = new AgentSessions(
     agentDb,
     feed,
     workspaces,
-    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure },
+    {
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      liveWithinSeconds,
+      resyncIntervalMs: 10_000,
+      buildLeaseMs: config.buildLeaseMs,
+      requireClientCertificates: !config.grpcTls.insecure,
+      workspaceCpuSampleMs: autostop.cpuSampleMs,
+      onWorkspaceCpu: (pool, hostId, samples) => autostop.recordCpu(pool, hostId, samples),
+    },
     log,
     metrics,
   );
@@ -145,6 +161,8 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     workspaces.failStuck(config.createTimeoutSeconds).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'stuck-workspace sweep failed'));
   }, Math.min(10_000, Math.max(500, (config.createTimeoutSeconds * 1000) / 4)));
   stuckSweep.unref();
+  // Idle workspaces stop, long-stopped ones become dormant (and, if the admin wants it, are deleted), warnings first.
+  autostop.start();
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
@@ -180,6 +198,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     ...v1Operations({
       db,
       workspaces,
+      autostop,
       builds,
       quotas,
       policy,
@@ -265,6 +284,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        await autostop.stop();
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

@@ -6,7 +6,7 @@ import { checkText, readJson, type State } from './http.js';
 import { parse } from './validate.js';
 
 export type Ctx = RouterContext<State>;
-export type Method = 'get' | 'post' | 'put' | 'delete';
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 /**
  * Who may call an operation, checked before the body is read:

@@ -17,6 +17,7 @@ import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
+import { setAutostopOverride } from '../store/autostop.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
 import { bumpRevision } from '../store/hosts.js';
@@ -30,6 +31,8 @@ export interface CreateWorkspaceInput {
   name?: string | undefined;
   changeNumber?: string | undefined;
   image?: string | undefined;
+  /** The workspace's own idle period (autostop); null or 0: never; absent: its tier's. */
+  autostopAfterSeconds?: number | null | undefined;
 }
 
 export interface WorkspaceServiceOptions {
@@ -37,6 +40,16 @@ export interface WorkspaceServiceOptions {
   defaultImage: string;
   hostnameDomain: string;
   placement: PlacementPolicy;
+}
+
+/**
+ * A system-made change (autostop, dormant deletion) re-checks its reason inside the
+ * transition's transaction, under the row lock, and records its own events there;
+ * false leaves the workspace as it is.
+ */
+export interface TransitionGuard {
+  reason: string;
+  still(tx: Tx, cur: WorkspaceRow): Promise<boolean>;
 }
 
 /** Told after commit when a host's desired state changed, to push it without waiting for NOTIFY. */
@@ -95,6 +108,7 @@ export class WorkspaceService {
         throw e;
       }
       if (!inserted) throw new Error('insert returned no row');
+      if (input.autostopAfterSeconds !== undefined) await setAutostopOverride(tx, id, input.autostopAfterSeconds ?? 0);
       await appendEvent(tx, {
         kind: placed ? 'workspace.created' : 'workspace.requested',
         actor,
@@ -307,13 +321,13 @@ export class WorkspaceService {
     return ws;
   }
 
-  stop(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'stop asked', (s) => {
+  stop(id: string, actor: string, guard?: TransitionGuard): Promise<Workspace> {
+    return this.transition(id, actor, guard?.reason ?? 'stop asked', (s) => {
       if (s === 'STOPPED' || s === 'STOPPING') return null;
       if (s === 'PENDING_APPROVAL') throw conflict('the workspace is waiting for an admin\'s approval and does not run yet', 'delete it if you no longer need it');
       if (s === 'RUNNING' || s === 'CREATING' || s === 'STARTING') return 'STOPPING';
       throw conflict(`a ${s} workspace cannot be stopped`, s === 'FAILED' ? 'retry or delete it' : 'delete it if you no longer need it');
-    });
+    }, guard);
   }
 
   start(id: string, actor: string): Promise<Workspace> {
@@ -325,12 +339,12 @@ export class WorkspaceService {
     });
   }
 
-  delete(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'delete asked', (s, row) => {
+  delete(id: string, actor: string, guard?: TransitionGuard): Promise<Workspace> {
+    return this.transition(id, actor, guard?.reason ?? 'delete asked', (s, row) => {
       if (s === 'DELETED' || s === 'DELETING') return null;
       // Nothing on a host to remove: done at once.
       return row.host_id ? 'DELETING' : 'DELETED';
-    });
+    }, guard);
   }
 
   private async transition(
@@ -338,12 +352,14 @@ export class WorkspaceService {
     actor: string,
     reason: string,
     next: (status: WorkspaceStatus, row: WorkspaceRow) => WorkspaceStatus | null,
+    guard?: TransitionGuard,
   ): Promise<Workspace> {
     let changedHost: string | null = null;
     const row = await inTx(this.db, async (tx) => {
       const cur = await this.mustGet(tx, id, true);
       const to = next(cur.status, cur);
       if (to === null) return cur; // already there or on its way: idempotent
+      if (guard && !(await guard.still(tx, cur))) return cur;
       let revision = cur.desired_revision;
       if (cur.host_id && to !== 'DELETED') {
         revision = await bumpRevision(tx, cur.host_id);

@@ -6,3 +6,4 @@ export * from './labels.js';
 export * from './log.js';
 export * from './model.js';
 export * from './tiers.js';
+export * from './autostop.js';
