@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import type { WebSocket } from 'ws';
 import { ConfigError, createLogger, type ActivityEvent, type Workspace } from '@a4c/common';
@@ -12,6 +15,7 @@ import {
   HEARTBEAT_MS,
   NO_LIMITS,
   removeHostContainers,
+  ROOT,
   spawnAgent,
   tmpDir,
   uniqueId,
@@ -44,6 +48,19 @@ const TIERS = JSON.stringify({
   small: { memoryMb: 96, cpus: 0.5, diskGb: 2 },
 });
 const BUSY_IMAGE = 'a4c-autostop-busy:test';
+
+/** The a4c CLI as its user runs it. */
+async function a4c(api: Api, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, [path.join(ROOT, 'packages/cli/bin/a4c.mjs'), ...args], {
+      env: { PATH: process.env.PATH ?? '', A4C_URL: api.baseUrl, A4C_TOKEN: api.token },
+    });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const f = e as { code: number; stdout: string; stderr: string };
+    return { code: f.code, out: f.stdout, err: f.stderr };
+  }
+}
 
 describe('idle autostop and dormancy', function () {
   this.timeout(120_000);
@@ -154,6 +171,10 @@ describe('idle autostop and dormancy', function () {
     expect(w.keptAliveBecause?.[0]).to.deep.include({ reason: 'open-sessions', kind: 'exec', count: 1 });
     // While it is held, the earliest stop is a full period from now.
     expect(Date.parse(w.autostopAt as string) - clock.now()).to.be.within((PERIOD - 5) * 1000, (PERIOD + 5) * 1000);
+    const shown = await a4c(aliceApi, 'ws', 'get', ws.id);
+    expect(shown.code, shown.err).to.equal(0);
+    expect(shown.out).to.match(/^autostop: +at \S+ \(in 1h\), after 1h idle$/m);
+    expect(shown.out).to.match(new RegExp(`^kept alive: +1 open exec session by ${alice}$`, 'm'));
     sock.terminate();
   });
 
@@ -252,6 +273,10 @@ describe('idle autostop and dormancy', function () {
 
     const untiered = await aliceApi.createWorkspace(alice, { projectName: 'idle', arch: 'linux-x64', tier: 'small' });
     expect(await api.workspace(untiered.id)).to.include({ autostopAfterSeconds: null, autostopAt: null });
+    const set = await a4c(aliceApi, 'ws', 'autostop', untiered.id, '15m');
+    expect(set.code, set.err).to.equal(0);
+    expect(set.out).to.match(/^autostop: .*after 15m idle$/m);
+    expect((await a4c(aliceApi, 'ws', 'autostop', untiered.id, '10s')).code, 'under a minute is a usage error').to.equal(2);
   });
 
   it('validates its settings at start-up, naming the variable', () => {

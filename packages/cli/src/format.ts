@@ -1,4 +1,5 @@
 import type { Build, HostView, Workspace } from '@a4c/common';
+import { autostopRows } from './autostop.js';
 import type { StreamedEvent } from './stream.js';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -34,10 +35,11 @@ export function workspaceDetails(w: Workspace): string {
     ['error', w.error],
     ['created', w.createdAt],
     ['updated', w.updatedAt],
+    ...autostopRows(w),
   ];
   return rows
     .filter(([, v]) => v !== null && v !== '')
-    .map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`)
+    .map(([k, v]) => `${(k ? `${k}:` : '').padEnd(13)}${v}`)
     .join('\n');
 }
 
