@@ -162,6 +162,11 @@ describe('idle autostop and dormancy', function () {
       return w.keptAliveBecause?.find((k) => k.reason === 'open-sessions') ? w : undefined;
     });
     expect(held.keptAliveBecause?.[0]).to.deep.include({ reason: 'open-sessions', kind: 'exec', actor: alice, count: 1 });
+    // a4c ws get says the same to its user.
+    const shown = await a4c(aliceApi, 'ws', 'get', ws.id);
+    expect(shown.code, shown.err).to.equal(0);
+    expect(shown.out).to.match(/^autostop: +at \S+ \(in 1h\), after 1h idle$/m);
+    expect(shown.out).to.match(new RegExp(`^kept alive: +1 open exec session by ${alice}$`, 'm'));
 
     clock.advance(2 * PERIOD);
     await sweeps();
@@ -171,10 +176,6 @@ describe('idle autostop and dormancy', function () {
     expect(w.keptAliveBecause?.[0]).to.deep.include({ reason: 'open-sessions', kind: 'exec', count: 1 });
     // While it is held, the earliest stop is a full period from now.
     expect(Date.parse(w.autostopAt as string) - clock.now()).to.be.within((PERIOD - 5) * 1000, (PERIOD + 5) * 1000);
-    const shown = await a4c(aliceApi, 'ws', 'get', ws.id);
-    expect(shown.code, shown.err).to.equal(0);
-    expect(shown.out).to.match(/^autostop: +at \S+ \(in 1h\), after 1h idle$/m);
-    expect(shown.out).to.match(new RegExp(`^kept alive: +1 open exec session by ${alice}$`, 'm'));
     sock.terminate();
   });
 
