@@ -66,6 +66,7 @@ describe('idle autostop and dormancy', function () {
   this.timeout(120_000);
   const clock = new TestClock();
   let cp: ControlPlane;
+  let replica: ControlPlane;
   let api: Api;
   let agent: AgentProcess;
   const hostId = uniqueId('autostop');
@@ -76,8 +77,7 @@ describe('idle autostop and dormancy', function () {
   before(async () => {
     // Made before the agent starts, so that its first Hello lists it.
     await commitImage(BUSY_IMAGE, ['CMD ["sh", "-c", "while :; do :; done"]']);
-    const config = loadConfig({
-      A4C_DATA_DIR: tmpDir('cp-autostop'),
+    const env = {
       DATABASE_URL: await freshDatabase(),
       A4C_HTTP_PORT: '0',
       A4C_GRPC_PORT: '0',
@@ -93,8 +93,11 @@ describe('idle autostop and dormancy', function () {
       A4C_DORMANT_AFTER_SECONDS: String(DORMANT),
       A4C_DELETE_DORMANT_AFTER_SECONDS: String(DELETE_DORMANT),
       A4C_DORMANT_WARNING_SECONDS: String(DORMANT_WARNING),
-    });
-    cp = await startControlPlane(config, createLogger('test-autostop', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' }), { clock });
+    };
+    const log = createLogger('test-autostop', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' });
+    cp = await startControlPlane(loadConfig({ ...env, A4C_DATA_DIR: tmpDir('cp-autostop') }), log, { clock });
+    // A second replica on the same database sweeps too: every "once" below holds across replicas.
+    replica = await startControlPlane(loadConfig({ ...env, A4C_DATA_DIR: tmpDir('cp-autostop2') }), log, { clock });
     api = new Api(`http://127.0.0.1:${cp.httpPort}`, cp.adminToken);
     agent = await spawnAgent({ hostId, controlPlane: `127.0.0.1:${cp.grpcPort}`, env: { A4C_BUILD_SLOTS: '0' } });
     await api.waitHostConnected(hostId);
@@ -108,6 +111,7 @@ describe('idle autostop and dormancy', function () {
   after(async () => {
     for (const s of sockets) s.terminate();
     await agent?.kill();
+    await replica?.stop();
     await cp?.stop();
     await removeHostContainers(hostId);
     await docker().getImage(BUSY_IMAGE).remove({ force: true }).catch(() => undefined);
@@ -234,6 +238,9 @@ describe('idle autostop and dormancy', function () {
     expect(deleted.id).to.be.greaterThan(deleteWarning.id);
     await waitFor('the dormant workspace DELETED', async () => (await api.workspace(doomed.id)).status === 'DELETED', 30_000, 100);
     expect(await ofKind(woken.id, 'workspace.dormant_deleted'), 'the started one is not deleted').to.have.length(0);
+    for (const kind of ['workspace.dormant_warning', 'workspace.dormant', 'workspace.dormant_delete_warning', 'workspace.dormant_deleted', 'workspace.deleting']) {
+      expect(await ofKind(doomed.id, kind), `${kind} once, with two replicas sweeping`).to.have.length(1);
+    }
   });
 
   it('takes a per-workspace period at create and by PATCH: validated, users may only shorten it, the sweep uses it', async () => {

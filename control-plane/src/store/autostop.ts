@@ -132,6 +132,18 @@ export async function markDormant(tx: Tx, id: string, now: Date): Promise<void> 
   await tx.query('UPDATE workspaces SET dormant_at = $2, updated_at = now() WHERE id = $1', [id, now]);
 }
 
+/** The row PATCH changes, locked: its status, tier, host and own idle period. */
+export async function lockAutostopSetting(
+  tx: Tx,
+  id: string,
+): Promise<{ status: string; tier: string; host_id: string | null; autostop_after_seconds: number | null } | undefined> {
+  const { rows } = await tx.query<{ status: string; tier: string; host_id: string | null; autostop_after_seconds: number | null }>(
+    'SELECT status, tier, host_id, autostop_after_seconds FROM workspaces WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  return rows[0];
+}
+
 /** The workspace's own idle period: null follows its tier, 0 never stops it. */
 export async function setAutostopOverride(tx: Tx, id: string, seconds: number | null): Promise<void> {
   await tx.query('UPDATE workspaces SET autostop_after_seconds = $2, updated_at = now() WHERE id = $1', [id, seconds]);
@@ -175,21 +187,24 @@ export async function autostopFacts(db: Db, policy: AutostopPolicy, id: string):
 /**
  * An agent's CPU samples of its running workspaces (100 = one core), in one statement
  * per heartbeat that carries them. A sample at or above the threshold moves cpu_busy_at,
- * which counts as activity. Only the host's own workspaces are touched.
+ * which counts as activity. Only the host's own workspaces are touched, and a workspace
+ * that was and stays below the threshold is not written at all: an idle fleet costs
+ * no writes.
  */
 export async function recordCpuSamples(
   db: Db,
   hostId: string,
   samples: { workspaceId: string; cpuPercent: number }[],
   now: Date,
-  thresholdPercent: number | undefined,
+  thresholdPercent: number,
 ): Promise<void> {
   if (!samples.length) return;
   await db.query(
     `UPDATE workspaces w SET cpu_percent = s.pct, cpu_sampled_at = $4,
-            cpu_busy_at = CASE WHEN $5::float8 IS NOT NULL AND s.pct >= $5::float8 THEN $4 ELSE w.cpu_busy_at END
+            cpu_busy_at = CASE WHEN s.pct >= $5::float8 THEN $4 ELSE w.cpu_busy_at END
        FROM unnest($2::uuid[], $3::float8[]) AS s(id, pct)
-      WHERE w.id = s.id AND w.host_id = $1 AND w.status = 'RUNNING'`,
-    [hostId, samples.map((s) => s.workspaceId), samples.map((s) => s.cpuPercent), now, thresholdPercent ?? null],
+      WHERE w.id = s.id AND w.host_id = $1 AND w.status = 'RUNNING'
+        AND (w.cpu_percent IS NULL OR s.pct >= $5::float8 OR w.cpu_percent >= $5::float8)`,
+    [hostId, samples.map((s) => s.workspaceId), samples.map((s) => s.cpuPercent), now, thresholdPercent],
   );
 }

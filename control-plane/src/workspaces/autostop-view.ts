@@ -1,9 +1,8 @@
 import { conflict, type AutostopView, type KeepAliveReason, type Workspace } from '@a4c/common';
 import { notifyWorkspace } from '../events/notify.js';
-import { autostopFacts, setAutostopOverride } from '../store/autostop.js';
+import { autostopFacts, lockAutostopSetting, setAutostopOverride } from '../store/autostop.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
-import { getWorkspace } from '../store/workspaces.js';
 import type { Autostop } from './autostop.js';
 
 const iso = (d: Date) => d.toISOString();
@@ -66,10 +65,10 @@ export async function autostopView(db: Db, autostop: Autostop, w: Workspace): Pr
 export async function updateAutostop(db: Db, autostop: Autostop, id: string, seconds: number | null, actor: string): Promise<void> {
   const stored = seconds ?? 0;
   await inTx(db, async (tx) => {
-    const cur = await getWorkspace(tx, id, true);
+    const cur = await lockAutostopSetting(tx, id);
     if (!cur) return;
     if (cur.status === 'DELETED' || cur.status === 'DELETING') throw conflict(`workspace ${id} is ${cur.status}`, 'create a new workspace');
-    const before = (cur as { autostop_after_seconds?: number | null }).autostop_after_seconds ?? null;
+    const before = cur.autostop_after_seconds;
     if (before === stored) return;
     await setAutostopOverride(tx, id, stored);
     const show = (v: number | null) => (v === null ? `the tier's (${autostop.tierPeriods[cur.tier] ?? 'never'})` : v === 0 ? 'never' : `${v} s`);
