@@ -28,7 +28,8 @@ export function autostopRows(w: Workspace, now = Date.now()): [string, string | 
         ? `at ${w.autostopAt} (in ${duration(Math.max(0, Math.round((at - now) / 60_000)) * 60 || 60)}), after ${duration(w.autostopAfterSeconds)} idle`
         : `after ${duration(w.autostopAfterSeconds)} idle`;
   const rows: [string, string | null][] = [['autostop', autostop]];
-  for (const [i, k] of (w.keptAliveBecause ?? []).entries()) rows.push([i === 0 ? 'kept alive' : '', k.message]);
+  // What keeps it alive matters only where something would stop it.
+  if (w.autostopAfterSeconds !== null) for (const [i, k] of (w.keptAliveBecause ?? []).entries()) rows.push([i === 0 ? 'kept alive' : '', k.message]);
   rows.push(['dormant', w.dormantAt ? `since ${w.dormantAt}; a4c ws start clears it` : null]);
   rows.push(['deleted at', w.deleteAt ?? null]);
   return rows;

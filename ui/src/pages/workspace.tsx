@@ -152,7 +152,7 @@ export function WorkspacePage() {
               <Field label="Autostop">
                 {w.autostopAt ? <Time iso={w.autostopAt} now={now} /> : <span class="muted">never</span>}
                 {w.autostopAfterSeconds ? <span class="muted small"> (after {Math.round(w.autostopAfterSeconds / 60)} min idle)</span> : null}
-                {w.keptAliveBecause?.length ? (
+                {w.autostopAfterSeconds && w.keptAliveBecause?.length ? (
                   <ul class="small kept-alive" aria-label="Kept alive because">
                     {w.keptAliveBecause.map((k) => (
                       <li key={k.message}>{k.message}</li>
