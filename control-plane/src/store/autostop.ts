@@ -44,13 +44,15 @@ const DELETE = due('w.delete_warned_at', 't.delete_due', 't.delete_lead');
  */
 const FACTS = `
   FROM workspaces w
+  -- Joined, not a subquery per row: over the whole fleet it is one hash of the open sessions.
+  LEFT JOIN (SELECT DISTINCT s.workspace_id FROM access_sessions s
+              WHERE s.ended_at IS NULL AND s.seen_at > now() - make_interval(secs => ${LIVE_SESSION_SECONDS})) o
+         ON o.workspace_id = w.id
   CROSS JOIN LATERAL (SELECT
       COALESCE(w.autostop_after_seconds, ($2::jsonb ->> w.tier)::int, 0) AS period,
       GREATEST(w.status_changed_at, w.last_activity_at, w.cpu_busy_at) AS idle_since,
       GREATEST(w.status_changed_at, w.last_activity_at) AS unused_since,
-      EXISTS (SELECT 1 FROM access_sessions s
-               WHERE s.workspace_id = w.id AND s.ended_at IS NULL
-                 AND s.seen_at > now() - make_interval(secs => ${LIVE_SESSION_SECONDS})) AS open_sessions) p
+      o.workspace_id IS NOT NULL AS open_sessions) p
   CROSS JOIN LATERAL (SELECT
       p.idle_since + make_interval(secs => p.period) AS stop_due,
       make_interval(secs => LEAST($3::float8, p.period::float8 / 2)) AS stop_lead,
