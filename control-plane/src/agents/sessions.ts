@@ -323,7 +323,8 @@ class AgentSession {
     }
     if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
     const cpu = hb.workspaceCpu.filter((c) => UUID.test(c.workspaceId) && Number.isFinite(c.cpuPercent) && c.cpuPercent >= 0);
-    if (cpu.length) await this.sessions.opts.onWorkspaceCpu?.(db, this.hostId as string, cpu);
+    // Samples are a nicety for autostop: failing to keep them must never end the session.
+    if (cpu.length) await this.sessions.opts.onWorkspaceCpu?.(db, this.hostId as string, cpu).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record workspace CPU samples'));
   }
 
   /**
