@@ -285,6 +285,9 @@ describe('idle autostop and dormancy', function () {
     expect(set.code, set.err).to.equal(0);
     expect(set.out).to.match(/^autostop: .*after 15m idle$/m);
     expect((await a4c(aliceApi, 'ws', 'autostop', untiered.id, '10s')).code, 'under a minute is a usage error').to.equal(2);
+    const made = await a4c(aliceApi, '-o', 'json', '--user', alice, 'ws', 'create', '--project', 'idle', '--arch', 'linux-x64', '--tier', 'tiny', '--autostop', '20m', '--no-wait');
+    expect(made.code, made.err).to.equal(0);
+    expect((await api.workspace((JSON.parse(made.out) as Workspace).id)).autostopAfterSeconds).to.equal(1200);
   });
 
   it('validates its settings at start-up, naming the variable', () => {
