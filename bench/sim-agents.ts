@@ -258,7 +258,7 @@ class SimHost {
     clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = setTimeout(() => {
       if (this.call !== call) return;
-      call.write({ payload: { $case: 'heartbeat', value: { stats: this.stats(), imagesChanged: false, images: [] } } });
+      call.write({ payload: { $case: 'heartbeat', value: { stats: this.stats(), imagesChanged: false, images: [], workspaceCpu: [] } } });
       this.tally.heartbeats++;
       this.scheduleHeartbeat(call, periodMs);
     }, periodMs);

@@ -129,6 +129,7 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('GET', `/v1/users/${user}/workspaces?includeDeleted=true`, undefined, asUser)).status).to.equal(200);
     expect((await call('GET', `/v1/users/${user}/workspaces/${id}`, undefined, asUser)).status).to.equal(200);
     expect((await call('GET', `/v1/workspaces/${id}`, undefined, asUser)).status).to.equal(200);
+    expect((await call('PATCH', `/v1/workspaces/${id}`, { autostopAfterSeconds: 600 }, asUser)).status).to.equal(200);
     expect((await call('POST', `/v1/workspaces/${id}/stop?wait=30`, undefined, asUser)).status).to.equal(202);
     expect((await call('POST', `/v1/workspaces/${id}/start?wait=30`, undefined, asUser)).status).to.equal(202);
     // ---- getting in: WebSockets answer 101; a plain GET is a documented 426

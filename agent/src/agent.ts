@@ -14,6 +14,7 @@ import { AgentIdentity } from './session/identity.js';
 import { ControlPlaneSession } from './session/session.js';
 import { StateStore } from './state/store.js';
 import { StatsCollector } from './stats/collector.js';
+import { WorkspaceCpuSampler } from './stats/workspace-cpu.js';
 import { agentMetrics } from './status/metrics.js';
 import { startStatusServer } from './status/server.js';
 
@@ -38,6 +39,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
   });
   const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
+  const cpu = new WorkspaceCpuSampler(runtime, log);
   let observePass: ((seconds: number) => void) | undefined;
   const reconciler = new Reconciler(
     runtime,
@@ -169,8 +171,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
           lastImagesKey = imagesKey(snap.images);
           changed = snap.images;
         }
-        return { stats: { ...snap.stats, workspaceContainers: reconciler.ownedCount() }, images: changed };
+        return { stats: { ...snap.stats, workspaceContainers: reconciler.ownedCount() }, images: changed, workspaceCpu: cpu.take() };
       },
+      onWelcome: (w) => cpu.setPeriod(w.workspaceCpuSampleMs),
       onDesiredState: (ds) => {
         log.debug({ revision: ds.revision, workspaces: ds.workspaces.length }, 'desired state received');
         tunnels.onDesiredState(ds.workspaces);
@@ -237,6 +240,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     statusPort: statusServer.port,
     stop: async () => {
       clearInterval(sweep);
+      cpu.stop();
       builder.stop();
       disk.stop();
       tunnels.stop();

@@ -98,10 +98,29 @@ export interface ControlPlaneConfig {
      */
     advertiseGrpcAddress: string;
   };
+  /** Idle autostop and dormancy (workspaces/autostop.ts). */
+  autostop: AutostopConfig;
   /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
   metrics: { token: string | undefined; cacheMs: number };
   /** Webhook delivery: retries, timeouts, concurrency (webhooks/config.ts). */
   webhooks: WebhookConfig;
+}
+
+export interface AutostopConfig {
+  /** How often each replica looks for workspaces to warn, stop, mark dormant or delete. */
+  sweepMs: number;
+  /** A warning event this long before an autostop (at most half the idle period). */
+  warningSeconds: number;
+  /** A workspace whose CPU (100 = one core) stays at or above this counts as active; undefined: CPU does not count. */
+  cpuPercent: number | undefined;
+  /** How often agents sample each workspace's CPU (only when cpuPercent is set). */
+  cpuSampleMs: number;
+  /** A stopped workspace unused this long is marked dormant; 0: never. */
+  dormantAfterSeconds: number;
+  /** A dormant workspace is deleted after this long; undefined: never. */
+  deleteDormantAfterSeconds: number | undefined;
+  /** Warnings this long before marking dormant and before deleting (at most half the period). */
+  dormantWarningSeconds: number;
 }
 
 export interface OidcConfig {
@@ -236,6 +255,27 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     },
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
     webhooks: loadWebhookConfig(env),
+    autostop: loadAutostop(env),
+  };
+}
+
+function loadAutostop(env: Env): AutostopConfig {
+  const cpu = envOptional(env, 'A4C_AUTOSTOP_CPU_PERCENT');
+  const del = envOptional(env, 'A4C_DELETE_DORMANT_AFTER_SECONDS');
+  const dormantAfterSeconds = envInt(env, 'A4C_DORMANT_AFTER_SECONDS', 7 * 86_400, 0, 10 * 365 * 86_400);
+  if (dormantAfterSeconds > 0 && dormantAfterSeconds < 60) throw new ConfigError('A4C_DORMANT_AFTER_SECONDS', 'must be 0 (never) or at least 60');
+  const deleteDormantAfterSeconds = del === undefined ? undefined : envInt(env, 'A4C_DELETE_DORMANT_AFTER_SECONDS', 0, 60, 10 * 365 * 86_400);
+  if (deleteDormantAfterSeconds !== undefined && dormantAfterSeconds === 0) {
+    throw new ConfigError('A4C_DELETE_DORMANT_AFTER_SECONDS', 'needs dormancy: A4C_DORMANT_AFTER_SECONDS is 0, so no workspace ever becomes dormant');
+  }
+  return {
+    sweepMs: envInt(env, 'A4C_AUTOSTOP_SWEEP_MS', 30_000, 100, 3_600_000),
+    warningSeconds: envInt(env, 'A4C_AUTOSTOP_WARNING_SECONDS', 300, 0, 7 * 86_400),
+    cpuPercent: cpu === undefined ? undefined : envNumber(env, 'A4C_AUTOSTOP_CPU_PERCENT', 0, 0.1, 100 * 1024),
+    cpuSampleMs: envInt(env, 'A4C_AUTOSTOP_CPU_SAMPLE_MS', 30_000, 200, 3_600_000),
+    dormantAfterSeconds,
+    deleteDormantAfterSeconds,
+    dormantWarningSeconds: envInt(env, 'A4C_DORMANT_WARNING_SECONDS', 86_400, 0, 30 * 86_400),
   };
 }
 
@@ -382,4 +422,11 @@ export const CONFIG_HELP = `Environment:
   A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
   A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
 ${WEBHOOK_CONFIG_HELP}
+  A4C_AUTOSTOP_SWEEP_MS     how often idle workspaces are looked for (default 30000)
+  A4C_AUTOSTOP_WARNING_SECONDS  warning event this long before an idle workspace is stopped, at most half its period (default 300)
+  A4C_AUTOSTOP_CPU_PERCENT  a workspace using at least this much CPU (100 = one core) counts as active; unset: CPU does not count
+  A4C_AUTOSTOP_CPU_SAMPLE_MS  how often agents sample each workspace's CPU when the threshold is set (default 30000)
+  A4C_DORMANT_AFTER_SECONDS a stopped workspace unused this long is marked dormant (default 604800, 7 days; 0: never)
+  A4C_DELETE_DORMANT_AFTER_SECONDS  a dormant workspace is deleted this long after it became dormant (volume kept); unset: never
+  A4C_DORMANT_WARNING_SECONDS  warning event this long before marking dormant or deleting, at most half the period (default 86400)
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -35,6 +35,7 @@ import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
 import { failStuck } from './workspaces/stuck.js';
 import { sweepLostHosts } from './workspaces/lost-hosts.js';
+import { Autostop } from './workspaces/autostop.js';
 import { systemClock, type Clock } from './clock.js';
 import { expireLeases } from './builds/queue.js';
 import { failOverlong } from './builds/hygiene.js';
@@ -170,11 +171,21 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     log,
     metrics,
   );
+  const autostop = new Autostop(db, workspaces, config.tiers, config.autostop, deps.clock ?? systemClock, log);
   sessions = new AgentSessions(
     agentDb,
     feed,
     workspaces,
-    { heartbeatIntervalMs: config.heartbeatIntervalMs, liveWithinSeconds, resyncIntervalMs: 10_000, buildLeaseMs: config.buildLeaseMs, requireClientCertificates: !config.grpcTls.insecure, diskWarnPercent: config.diskWarnPercent },
+    {
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      liveWithinSeconds,
+      resyncIntervalMs: 10_000,
+      buildLeaseMs: config.buildLeaseMs,
+      requireClientCertificates: !config.grpcTls.insecure,
+      diskWarnPercent: config.diskWarnPercent,
+      workspaceCpuSampleMs: autostop.cpuSampleMs,
+      onWorkspaceCpu: (pool, hostId, samples) => autostop.recordCpu(pool, hostId, samples),
+    },
     log,
     metrics,
   );
@@ -211,6 +222,8 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       });
   }, Math.min(10_000, Math.max(1000, (config.hostLostAfterSeconds * 1000) / 10)));
   lostSweep.unref();
+  // Idle workspaces stop, long-stopped ones become dormant (and, if the admin wants it, are deleted), warnings first.
+  autostop.start();
   // Builds whose worker went silent go back to the queue (or fail after the retries).
   const leaseSweep = setInterval(() => {
     expireLeases(db, config.buildLeaseMs, config.buildMaxRetries).then(
@@ -260,6 +273,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     ...v1Operations({
       db,
       workspaces,
+      autostop,
       builds,
       quotas,
       policy,
@@ -349,6 +363,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
         clearInterval(lostSweep);
+        await autostop.stop();
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

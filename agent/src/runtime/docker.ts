@@ -127,6 +127,23 @@ export class DockerRuntime implements ContainerRuntime {
     );
   }
 
+  async cpuUsage(id: string): Promise<{ usageNs: number; atMs: number } | undefined> {
+    try {
+      // one-shot: the engine answers with one reading at once instead of waiting a
+      // second for a second one (Docker API 1.41+); the sampler diffs its own readings.
+      const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as { stream: false })) as {
+        read?: string;
+        cpu_stats?: { cpu_usage?: { total_usage?: number } };
+      };
+      const usageNs = s.cpu_stats?.cpu_usage?.total_usage;
+      const atMs = s.read ? Date.parse(s.read) : NaN;
+      return usageNs !== undefined && Number.isFinite(atMs) ? { usageNs, atMs } : undefined;
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
+      throw e;
+    }
+  }
+
   async create(spec: CreateSpec): Promise<string> {
     // Workspace containers are confined whatever the spec or the agent's settings say.
     // What cannot be confined is refused here, before anything exists on the engine.

@@ -67,6 +67,8 @@ export interface ContainerRuntime {
   /** Pulls `from` (a registry reference) and tags it `as`. */
   pullAs(from: string, as: string): Promise<void>;
   listImages(): Promise<ImageSummary[]>;
+  /** The container's CPU time so far (ns) and when the engine read it (ms since the epoch); undefined if it is gone. */
+  cpuUsage(id: string): Promise<{ usageNs: number; atMs: number } | undefined>;
   create(spec: CreateSpec): Promise<string>;
   start(id: string): Promise<void>;
   stop(id: string, timeoutSeconds: number): Promise<void>;

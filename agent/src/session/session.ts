@@ -9,6 +9,8 @@ import {
   type Hello,
   type ImageInfo,
   type OpenTunnel,
+  type Welcome,
+  type WorkspaceCpu,
   type WorkspaceStatus,
 } from '@a4c/proto';
 
@@ -16,7 +18,9 @@ export interface SessionHandlers {
   /** Builds the Hello for a new stream (current capacity, images, containers). */
   hello(): Promise<Hello>;
   /** Builds a heartbeat: stats, and images if they changed since the last one sent. */
-  heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined }>;
+  heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined; workspaceCpu?: WorkspaceCpu[] }>;
+  /** The control plane's Welcome (its heartbeat and CPU sampling periods). */
+  onWelcome?(welcome: Welcome): void;
   onDesiredState(msg: Extract<ControlMessage['payload'], { $case: 'desiredState' }>['value']): void;
   onBuildAssignment(msg: BuildAssignment): void;
   onBuildCancel(msg: BuildCancel): void;
@@ -134,6 +138,7 @@ export class ControlPlaneSession {
         this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
         this.log.info({ sessionId: p.value.sessionId }, 'connected to control plane');
         this.handlers.onNewStream();
+        this.handlers.onWelcome?.(p.value);
         this.scheduleHeartbeat(call, Math.max(100, p.value.heartbeatIntervalMs));
       } else if (p.$case === 'desiredState' && welcomed) {
         this.handlers.onDesiredState(p.value);
@@ -176,7 +181,7 @@ export class ControlPlaneSession {
         (hb) => {
           if (this.call !== call) return;
           call.write({
-            payload: { $case: 'heartbeat', value: { stats: hb.stats, imagesChanged: hb.images !== undefined, images: hb.images ?? [] } },
+            payload: { $case: 'heartbeat', value: { stats: hb.stats, imagesChanged: hb.images !== undefined, images: hb.images ?? [], workspaceCpu: hb.workspaceCpu ?? [] } },
           });
           this.scheduleHeartbeat(call, periodMs);
         },

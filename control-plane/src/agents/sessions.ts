@@ -40,6 +40,10 @@ export interface SessionOptions {
   requireClientCertificates?: boolean;
   /** A workspace using this share of its tier's disk is warned (default 90). */
   diskWarnPercent?: number;
+  /** Asked of agents in the Welcome: how often to sample their workspaces' CPU (0: never). */
+  workspaceCpuSampleMs?: number;
+  /** Where the samples go (workspaces/autostop.ts). */
+  onWorkspaceCpu?: (db: Db, hostId: string, samples: { workspaceId: string; cpuPercent: number }[]) => Promise<void>;
 }
 
 type Identity = { hostId: string; serial: string } | { error: string } | undefined;
@@ -309,7 +313,9 @@ class AgentSession {
     this.log = this.log.child({ hostId: h.hostId });
     this.sessions.claim(h.hostId, this);
     this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
-    this.write({ payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs } } });
+    this.write({
+      payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs, workspaceCpuSampleMs: opts.workspaceCpuSampleMs ?? 0 } },
+    });
     this.sendDesired();
   }
 
@@ -331,6 +337,9 @@ class AgentSession {
       if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
     }
     if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
+    const cpu = hb.workspaceCpu.filter((c) => UUID.test(c.workspaceId) && Number.isFinite(c.cpuPercent) && c.cpuPercent >= 0);
+    // Samples are a nicety for autostop: failing to keep them must never end the session.
+    if (cpu.length) await this.sessions.opts.onWorkspaceCpu?.(db, this.hostId as string, cpu).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record workspace CPU samples'));
   }
 
   /**

@@ -7,6 +7,7 @@ import { hostOperations } from './ops/hosts.js';
 import { quotaOperations } from './ops/quotas.js';
 import { userOperations } from './ops/users.js';
 import { workspaceOperations } from './ops/workspaces.js';
+import { workspaceSettingsOperations } from './ops/workspace-settings.js';
 
 export type { RouteDeps } from './ops/deps.js';
 export { probeOperations } from './ops/probes.js';
@@ -21,6 +22,7 @@ export { probeOperations } from './ops/probes.js';
 export function v1Operations(d: RouteDeps): Operation[] {
   return [
     ...workspaceOperations(d),
+    ...workspaceSettingsOperations(d),
     ...buildOperations(d),
     ...hostOperations(d),
     ...userOperations(d),

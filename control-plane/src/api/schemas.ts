@@ -12,6 +12,7 @@ import {
   ERROR_CODES,
   ID_PATTERN,
   ID_RULE,
+  MAX_AUTOSTOP_SECONDS,
   WORKSPACE_STATUSES,
   type Build,
   type BuildLogLine,
@@ -31,6 +32,15 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const uuid = (what: string, hint: string) => z.string().regex(UUID, `must be ${what} id (a lowercase UUID); ${hint}`);
 const arch = z.enum(ARCHES, { error: `must be one of ${ARCHES.join(', ')}` });
 export const time = z.iso.datetime({ offset: true });
+/** A workspace's own idle period: 0 or null never stops it, else 60 s to a year. */
+const autostopAfterSeconds = z
+  .number({ error: 'must be a whole number of seconds, 0, or null' })
+  .int('must be a whole number of seconds')
+  .min(0, 'must be 0 (never) or at least 60')
+  .max(MAX_AUTOSTOP_SECONDS, `must be at most ${MAX_AUTOSTOP_SECONDS} (a year); 0 or null: never`)
+  .refine((v) => v === 0 || v >= 60, 'must be 0 (never) or at least 60')
+  .nullable()
+  .meta({ description: "stop the workspace after this many seconds idle; 0 or null: never; absent: its tier's autostopAfterSeconds. Users may only shorten the tier's" });
 const changeNumber = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a change number is 1-64 letters, digits, ".", "_" or "-"');
 
 /** Docker image reference: [registry/]repository[:tag][@digest], conservatively. */
@@ -134,7 +144,9 @@ export const requests = {
       .regex(IMAGE_REF, 'must be a Docker image reference such as a4c-base:latest')
       .optional()
       .meta({ description: 'default: the newest image built for project + arch, else A4C_DEFAULT_IMAGE' }),
+    autostopAfterSeconds: autostopAfterSeconds.optional(),
   }),
+  updateWorkspace: z.strictObject({ autostopAfterSeconds }),
   listWorkspaces: z.strictObject({ includeDeleted: boolQuery('also list deleted workspaces').optional() }),
   reject: z.strictObject({ reason: z.string().max(500).optional() }),
   scheduleBuild: z.strictObject({
@@ -224,6 +236,23 @@ export const errorBody: z.ZodType<ErrorBody> = z
   })
   .meta({ id: 'Error' });
 
+const keepAlive = z
+  .discriminatedUnion('reason', [
+    z.strictObject({ reason: z.literal('open-sessions'), kind: z.string(), actor: z.string(), count: z.number().int(), message: z.string() }),
+    z.strictObject({ reason: z.literal('cpu'), cpuPercent: z.number(), thresholdPercent: z.number(), sampledAt: time, message: z.string() }),
+    z.strictObject({ reason: z.literal('recent-activity'), source: z.enum(['session', 'cpu', 'started']), at: time, message: z.string() }),
+  ])
+  .meta({ id: 'KeepAliveReason' });
+
+/** Only in reads of one workspace (GET /v1/workspaces/{id}, GET /v1/users/{userId}/workspaces/{id}, PATCH). */
+const autostopFields = {
+  autostopAfterSeconds: z.number().int().nullable().optional().meta({ description: "the idle period in force (the workspace's own, else its tier's); null: never" }),
+  autostopAt: time.nullable().optional().meta({ description: 'when it stops if nothing keeps it alive from now on (moves forward with activity); null: never, or not running' }),
+  keptAliveBecause: z.array(keepAlive).optional().meta({ description: 'why it is still running: open sessions (kind, actor, count), CPU above the threshold, the latest activity' }),
+  dormantAt: time.nullable().optional().meta({ description: 'stopped and unused long enough to be marked dormant; starting it clears this' }),
+  deleteAt: time.nullable().optional().meta({ description: 'a dormant workspace is deleted then (only if the admin set A4C_DELETE_DORMANT_AFTER_SECONDS)' }),
+};
+
 export const workspace: z.ZodType<Workspace> = z
   .strictObject({
     id: z.string(),
@@ -256,6 +285,7 @@ export const workspace: z.ZodType<Workspace> = z
       .meta({ description: "disk use as the host's agent last measured it (every A4C_DISK_MEASURE_INTERVAL_MS); null before the first measure" }),
     createdAt: time,
     updatedAt: time,
+    ...autostopFields,
   })
   .meta({ id: 'Workspace' });
 

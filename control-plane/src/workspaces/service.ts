@@ -18,6 +18,7 @@ import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
 import { ensureRoomToStart } from '../placement/room.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
+import { setAutostopOverride } from '../store/autostop.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
 import { bumpRevision } from '../store/hosts.js';
@@ -32,6 +33,8 @@ export interface CreateWorkspaceInput {
   name?: string | undefined;
   changeNumber?: string | undefined;
   image?: string | undefined;
+  /** The workspace's own idle period (autostop); null or 0: never; absent: its tier's. */
+  autostopAfterSeconds?: number | null | undefined;
 }
 
 export interface WorkspaceServiceOptions {
@@ -46,6 +49,18 @@ export interface TransitionWhy {
   reason?: string;
   error?: string;
   data?: Record<string, unknown>;
+  /**
+   * A system-made change (autostop, dormant deletion) re-checks its reason inside the
+   * transition's transaction, under the row lock, and records its own events there;
+   * false leaves the workspace as it is.
+   */
+  still?(tx: Tx, cur: WorkspaceRow): Promise<boolean>;
+}
+
+/** A system-made change that re-checks itself under the row lock. */
+export interface TransitionGuard extends TransitionWhy {
+  reason: string;
+  still(tx: Tx, cur: WorkspaceRow): Promise<boolean>;
 }
 
 /** Told after commit when a host's desired state changed, to push it without waiting for NOTIFY. */
@@ -104,6 +119,7 @@ export class WorkspaceService {
         throw e;
       }
       if (!inserted) throw new Error('insert returned no row');
+      if (input.autostopAfterSeconds !== undefined) await setAutostopOverride(tx, id, input.autostopAfterSeconds ?? 0);
       await appendEvent(tx, {
         kind: placed ? 'workspace.created' : 'workspace.requested',
         actor,
@@ -294,12 +310,12 @@ export class WorkspaceService {
     });
   }
 
-  delete(id: string, actor: string): Promise<Workspace> {
-    return this.transition(id, actor, 'delete asked', (s, row) => {
+  delete(id: string, actor: string, guard?: TransitionGuard): Promise<Workspace> {
+    return this.transition(id, actor, guard?.reason ?? 'delete asked', (s, row) => {
       if (s === 'DELETED' || s === 'DELETING') return null;
       // Nothing on a host to remove (never placed, or its host is lost and its data with it): done at once.
       return row.host_id && s !== 'LOST' ? 'DELETING' : 'DELETED';
-    });
+    }, guard);
   }
 
   private async transition(
@@ -314,6 +330,7 @@ export class WorkspaceService {
       const cur = await this.mustGet(tx, id, true);
       const to = next(cur.status, cur);
       if (to === null) return cur; // already there or on its way: idempotent
+      if (why.still && !(await why.still(tx, cur))) return cur;
       assertMove(cur.status, to);
       if (cur.host_id && takesCompute(cur.status, to)) {
         // A stopped workspace holds only its disk: starting takes CPU and memory again, if its host has them.

@@ -1,4 +1,5 @@
 import type { Build, HostView, Workspace } from '@a4c/common';
+import { autostopRows } from './autostop.js';
 import type { StreamedEvent } from './stream.js';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -51,10 +52,11 @@ export function workspaceDetails(w: Workspace): string {
     ['disk', w.disk ? diskText(w.disk) : null],
     ['created', w.createdAt],
     ['updated', w.updatedAt],
+    ...autostopRows(w),
   ];
   return rows
     .filter(([, v]) => v !== null && v !== '')
-    .map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`)
+    .map(([k, v]) => `${(k ? `${k}:` : '').padEnd(13)}${v}`)
     .join('\n');
 }
 

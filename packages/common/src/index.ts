@@ -7,3 +7,4 @@ export * from './log.js';
 export * from './model.js';
 export * from './tiers.js';
 export * from './webhooks.js';
+export * from './autostop.js';

@@ -2,6 +2,7 @@
  * The public shapes of the REST API, shared by the control plane and the CLI.
  */
 import type { Arch } from './arch.js';
+import type { AutostopView } from './autostop.js';
 
 /**
  * CREATING → RUNNING ⇄ STOPPING → STOPPED → STARTING → RUNNING; any live state →
@@ -29,7 +30,8 @@ export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 /** Statuses from which nothing more happens without a user's request. */
 export const SETTLED_STATUSES: readonly WorkspaceStatus[] = ['RUNNING', 'STOPPED', 'DELETED', 'FAILED', 'PENDING_APPROVAL', 'REJECTED', 'LOST'];
 
-export interface Workspace {
+/** Reads of one workspace (GET /v1/workspaces/{id}) add the autostop fields (AutostopView). */
+export interface Workspace extends Partial<AutostopView> {
   id: string;
   userId: string;
   name: string;

@@ -27,9 +27,16 @@ export interface Tier {
    * the workspace fails at step create.
    */
   runAsNonRoot: boolean;
+  /**
+   * A running workspace of this tier idle (no open session, no session traffic, no CPU
+   * above A4C_AUTOSTOP_CPU_PERCENT) this long is stopped; 0 or absent: never.
+   */
+  autostopAfterSeconds?: number;
 }
 
 const DEFAULT_PIDS_LIMIT = 4096;
+/** The longest idle period a tier or a workspace may have before autostop: a year. */
+export const MAX_AUTOSTOP_SECONDS = 365 * 86_400;
 
 /** The spec's tiers. A4C_TIERS adds tiers or overrides these by name. */
 export const DEFAULT_TIERS: readonly Tier[] = [
@@ -51,6 +58,7 @@ const tierSpec = z
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }).optional(),
     runAsNonRoot: z.boolean().optional(),
+    autostopAfterSeconds: z.number().int().min(0).max(MAX_AUTOSTOP_SECONDS).refine((v) => v === 0 || v >= 60, 'is 0 (never) or at least 60 s').optional(),
   })
   .superRefine((t, ctx) => {
     // Caught here rather than as a failed workspace on some host later.
@@ -90,6 +98,7 @@ export function parseTiers(json: string | undefined): Map<string, Tier> {
       readOnlyRootFs: t.readOnlyRootFs ?? false,
       ...(t.user !== undefined ? { user: t.user } : {}),
       runAsNonRoot: t.runAsNonRoot ?? false,
+      ...(t.autostopAfterSeconds ? { autostopAfterSeconds: t.autostopAfterSeconds } : {}),
     });
   }
   return tiers;

@@ -148,6 +148,29 @@ export function WorkspacePage() {
             <Field label="Last session">
               {w.lastActivityAt ? <Time iso={w.lastActivityAt} now={now} /> : <span class="muted">none yet</span>}
             </Field>
+            {w.autostopAfterSeconds !== undefined ? (
+              <Field label="Autostop">
+                {w.autostopAt ? <Time iso={w.autostopAt} now={now} /> : <span class="muted">never</span>}
+                {w.autostopAfterSeconds ? <span class="muted small"> (after {Math.round(w.autostopAfterSeconds / 60)} min idle)</span> : null}
+                {w.autostopAfterSeconds && w.keptAliveBecause?.length ? (
+                  <ul class="small kept-alive" aria-label="Kept alive because">
+                    {w.keptAliveBecause.map((k) => (
+                      <li key={k.message}>{k.message}</li>
+                    ))}
+                  </ul>
+                ) : null}
+              </Field>
+            ) : null}
+            {w.dormantAt ? (
+              <Field label="Dormant">
+                since <Time iso={w.dormantAt} now={now} />
+                {w.deleteAt ? (
+                  <>
+                    ; deleted <Time iso={w.deleteAt} now={now} /> unless started
+                  </>
+                ) : null}
+              </Field>
+            ) : null}
             <Field label="Last change">
               <Time iso={w.updatedAt} now={now} />
             </Field>

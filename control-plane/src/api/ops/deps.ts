@@ -5,12 +5,15 @@ import type { BuildService } from '../../builds/service.js';
 import type { Quotas } from '../../quotas/quotas.js';
 import type { Db } from '../../store/db.js';
 import type { HostViewOptions } from '../../store/hosts.js';
+import type { Autostop } from '../../workspaces/autostop.js';
 import type { WorkspaceService } from '../../workspaces/service.js';
 
 /** What the /v1 operations need; each file of operations takes the parts it uses. */
 export interface RouteDeps {
   db: Db;
   workspaces: WorkspaceService;
+  /** Idle autostop and dormancy: the view on one workspace, who may change its period. */
+  autostop: Autostop;
   builds: BuildService;
   quotas: Quotas;
   policy: Policy;

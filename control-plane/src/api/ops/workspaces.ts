@@ -3,12 +3,13 @@ import type { Principal } from '../../auth/principals.js';
 import type { EventScope } from '../../store/events.js';
 import { op, type Ctx, type Operation } from '../operation.js';
 import * as s from '../schemas.js';
+import { autostopView } from '../../workspaces/autostop-view.js';
 import type { RouteDeps } from './deps.js';
 
 const WS = 'Workspaces';
 
 /** Workspaces: create, read, stop, start, retry, approve, reject, delete. */
-export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' | 'maxWaitSeconds'>): Operation[] {
+export function workspaceOperations(d: Pick<RouteDeps, 'db' | 'workspaces' | 'policy' | 'maxWaitSeconds' | 'autostop'>): Operation[] {
   const ws = d.workspaces;
   const can = d.policy;
   const wait = s.waitQuery(d.maxWaitSeconds);
@@ -51,6 +52,7 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
       responses: { 201: { description: 'Created: CREATING, or settled if wait was given', ...workspaceOut, headers: { Location: 'the workspace' } } },
       errors: [404, 409],
       handle: async (ctx, { params, query, body }) => {
+        if (body.autostopAfterSeconds !== undefined) d.autostop.checkOverride(ctx.state.principal, body.tier, body.autostopAfterSeconds);
         const created = await ws.create({ userId: params.userId, ...body }, ctx.state.actor);
         ctx.status = 201;
         ctx.set('location', `/v1/workspaces/${created.id}`);
@@ -83,7 +85,8 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
       responses: { 200: { description: 'The workspace', ...workspaceOut } },
       errors: [404],
       handle: async (ctx, { params }) => {
-        ctx.body = await ws.getOwned(params.userId, params.id);
+        const w = await ws.getOwned(params.userId, params.id);
+        ctx.body = { ...w, ...(await autostopView(d.db, d.autostop, w)) };
       },
     }),
     op({
@@ -119,7 +122,8 @@ export function workspaceOperations(d: Pick<RouteDeps, 'workspaces' | 'policy' |
       responses: { 200: { description: 'The workspace', ...workspaceOut } },
       errors: [404],
       handle: async (ctx, { params }) => {
-        ctx.body = await readable(ctx, params.id);
+        const w = await readable(ctx, params.id);
+        ctx.body = { ...w, ...(await autostopView(d.db, d.autostop, w)) };
       },
     }),
     ...(

@@ -3,6 +3,7 @@ import { ARCHES, DEFAULT_TIERS, WORKSPACE_STATUSES, type Workspace } from '@a4c/
 import type { Context } from '../context.js';
 import { commandGroup } from './group.js';
 import { finishWorkspace, followWorkspace } from '../follow.js';
+import { autostopSeconds } from '../autostop.js';
 import { historyText, workspaceDetails, workspacesTable } from '../format.js';
 import type { StreamedEvent } from '../stream.js';
 
@@ -15,7 +16,7 @@ const NO_WAIT = 'return as soon as the control plane accepts the request';
 export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): void {
   const ws = commandGroup(program, 'ws', 'Workspaces:')
     .aliases(['workspace', 'workspaces'])
-    .description('your workspaces: create, list, get, stop, start, rm, retry; approve and reject (admin)');
+    .description('your workspaces: create, list, get, stop, start, rm, retry, autostop; approve and reject (admin)');
   const path = (id: string) => `/v1/workspaces/${encodeURIComponent(id)}`;
 
   ws.command('create')
@@ -26,10 +27,12 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
     .option('--name <name>', 'its name')
     .option('--change <number>', "the change number of the project's image")
     .option('--image <image>', "run this image instead of the project's")
+    .option('--autostop <duration>', "stop it after this long idle (30m, 2h, 1d) or never; default: the tier's", autostopSeconds)
     .option('--no-wait', NO_WAIT)
     .action(
       ctx.action(async (opts) => {
-        const body: Record<string, string> = { projectName: opts.project, arch: opts.arch, tier: opts.tier };
+        const body: Record<string, string | number> = { projectName: opts.project, arch: opts.arch, tier: opts.tier };
+        if (opts.autostop !== undefined) body.autostopAfterSeconds = opts.autostop;
         if (opts.name) body.name = opts.name;
         if (opts.change) body.changeNumber = opts.change;
         if (opts.image) body.image = opts.image;
@@ -132,6 +135,18 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
         }),
       );
   }
+
+  ws.command('autostop')
+    .description("stop it after this long idle (30m, 2h, 1d) or never; you may only shorten your tier's period")
+    .argument('<id>', 'workspace id')
+    .argument('<duration>', 'a duration of at least 60 s, or never', autostopSeconds)
+    .action(
+      ctx.action(async (id, seconds) => {
+        const w = await ctx.client.request<Workspace>('PATCH', path(id), { autostopAfterSeconds: seconds });
+        ctx.print(w, () => workspaceDetails(w));
+        return 0;
+      }),
+    );
 
   ws.command('reject')
     .description('(admin) reject a workspace waiting for approval')

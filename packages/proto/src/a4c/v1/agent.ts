@@ -270,6 +270,19 @@ export interface Heartbeat {
    */
   imagesChanged: boolean;
   images: ImageInfo[];
+  /**
+   * CPU use of the host's running workspaces, sampled every
+   * Welcome.workspace_cpu_sample_ms (not on every beat): present only in the first
+   * heartbeat after a new sample. Empty means "no new sample", never "idle".
+   */
+  workspaceCpu: WorkspaceCpu[];
+}
+
+/** One workspace's CPU use over the last sampling period, averaged. */
+export interface WorkspaceCpu {
+  workspaceId: string;
+  /** 100 is one core fully busy (as `docker stats` shows it). */
+  cpuPercent: number;
 }
 
 export interface HostStats {
@@ -407,6 +420,11 @@ export interface Welcome {
   sessionId: string;
   /** How often the agent must send a Heartbeat. */
   heartbeatIntervalMs: number;
+  /**
+   * How often to sample each running workspace's CPU for Heartbeat.workspace_cpu;
+   * 0: do not sample (CPU does not count as activity on this control plane).
+   */
+  workspaceCpuSampleMs: number;
 }
 
 /**
@@ -1576,7 +1594,7 @@ export const ImageInfo: MessageFns<ImageInfo> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { stats: undefined, imagesChanged: false, images: [] };
+  return { stats: undefined, imagesChanged: false, images: [], workspaceCpu: [] };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -1589,6 +1607,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     for (const v of message.images) {
       ImageInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.workspaceCpu) {
+      WorkspaceCpu.encode(v!, writer.uint32(962).fork()).join();
     }
     return writer;
   },
@@ -1630,6 +1651,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.images.push(ImageInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 120: {
+            if (tag !== 962) {
+              break;
+            }
+
+            message.workspaceCpu.push(WorkspaceCpu.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1651,6 +1680,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         ? globalThis.Boolean(object.images_changed)
         : false,
       images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageInfo.fromJSON(e)) : [],
+      workspaceCpu: globalThis.Array.isArray(object?.workspaceCpu)
+        ? object.workspaceCpu.map((e: any) => WorkspaceCpu.fromJSON(e))
+        : globalThis.Array.isArray(object?.workspace_cpu)
+        ? object.workspace_cpu.map((e: any) => WorkspaceCpu.fromJSON(e))
+        : [],
     };
   },
 
@@ -1665,6 +1699,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.images?.length) {
       obj.images = message.images.map((e) => ImageInfo.toJSON(e));
     }
+    if (message.workspaceCpu?.length) {
+      obj.workspaceCpu = message.workspaceCpu.map((e) => WorkspaceCpu.toJSON(e));
+    }
     return obj;
   },
 
@@ -1678,6 +1715,100 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       : undefined;
     message.imagesChanged = object.imagesChanged ?? false;
     message.images = object.images?.map((e) => ImageInfo.fromPartial(e)) || [];
+    message.workspaceCpu = object.workspaceCpu?.map((e) => WorkspaceCpu.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWorkspaceCpu(): WorkspaceCpu {
+  return { workspaceId: "", cpuPercent: 0 };
+}
+
+export const WorkspaceCpu: MessageFns<WorkspaceCpu> = {
+  encode(message: WorkspaceCpu, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workspaceId !== "") {
+      writer.uint32(10).string(message.workspaceId);
+    }
+    if (message.cpuPercent !== 0) {
+      writer.uint32(17).double(message.cpuPercent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkspaceCpu {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkspaceCpu();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.cpuPercent = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkspaceCpu {
+    return {
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      cpuPercent: isSet(object.cpuPercent)
+        ? globalThis.Number(object.cpuPercent)
+        : isSet(object.cpu_percent)
+        ? globalThis.Number(object.cpu_percent)
+        : 0,
+    };
+  },
+
+  toJSON(message: WorkspaceCpu): unknown {
+    const obj: any = {};
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.cpuPercent !== 0) {
+      obj.cpuPercent = floatToJson(message.cpuPercent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkspaceCpu>, I>>(base?: I): WorkspaceCpu {
+    return WorkspaceCpu.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkspaceCpu>, I>>(object: I): WorkspaceCpu {
+    const message = createBaseWorkspaceCpu();
+    message.workspaceId = object.workspaceId ?? "";
+    message.cpuPercent = object.cpuPercent ?? 0;
     return message;
   },
 };
@@ -2907,7 +3038,7 @@ export const DesiredStateAck: MessageFns<DesiredStateAck> = {
 };
 
 function createBaseWelcome(): Welcome {
-  return { sessionId: "", heartbeatIntervalMs: 0 };
+  return { sessionId: "", heartbeatIntervalMs: 0, workspaceCpuSampleMs: 0 };
 }
 
 export const Welcome: MessageFns<Welcome> = {
@@ -2917,6 +3048,9 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.heartbeatIntervalMs !== 0) {
       writer.uint32(16).uint32(message.heartbeatIntervalMs);
+    }
+    if (message.workspaceCpuSampleMs !== 0) {
+      writer.uint32(960).uint32(message.workspaceCpuSampleMs);
     }
     return writer;
   },
@@ -2950,6 +3084,14 @@ export const Welcome: MessageFns<Welcome> = {
             message.heartbeatIntervalMs = reader.uint32();
             continue;
           }
+          case 120: {
+            if (tag !== 960) {
+              break;
+            }
+
+            message.workspaceCpuSampleMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2974,6 +3116,11 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.heartbeat_interval_ms)
         ? globalThis.Number(object.heartbeat_interval_ms)
         : 0,
+      workspaceCpuSampleMs: isSet(object.workspaceCpuSampleMs)
+        ? globalThis.Number(object.workspaceCpuSampleMs)
+        : isSet(object.workspace_cpu_sample_ms)
+        ? globalThis.Number(object.workspace_cpu_sample_ms)
+        : 0,
     };
   },
 
@@ -2985,6 +3132,9 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.heartbeatIntervalMs !== 0) {
       obj.heartbeatIntervalMs = Math.round(message.heartbeatIntervalMs);
     }
+    if (message.workspaceCpuSampleMs !== 0) {
+      obj.workspaceCpuSampleMs = Math.round(message.workspaceCpuSampleMs);
+    }
     return obj;
   },
 
@@ -2995,6 +3145,7 @@ export const Welcome: MessageFns<Welcome> = {
     const message = createBaseWelcome();
     message.sessionId = object.sessionId ?? "";
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
+    message.workspaceCpuSampleMs = object.workspaceCpuSampleMs ?? 0;
     return message;
   },
 };
