@@ -83,7 +83,7 @@ export class Reconciler {
       teardown: new Slots(opts.parallelism),
       metrics: this.metrics,
       tick: () => ++this.ticks,
-      settled: (r) => this.onSettled(r),
+      settled: (id) => this.onSettled(id),
     };
   }
 
@@ -202,11 +202,12 @@ export class Reconciler {
     return r;
   }
 
-  private onSettled(r: WorkspaceRunner): void {
+  private onSettled(workspaceId: string): void {
     // A runner that removed its workspace for good, or that only ever ran an exclusive task, ends here.
-    if (((r.spec === undefined && r.settledFor(undefined)) || !r.known) && this.runners.get(r.workspaceId) === r) {
+    const r = this.runners.get(workspaceId);
+    if (r && !r.busy && ((r.spec === undefined && r.settledFor(undefined)) || !r.known)) {
       r.dispose();
-      this.runners.delete(r.workspaceId);
+      this.runners.delete(workspaceId);
     }
     this.checkConverged();
   }

@@ -1,87 +1,21 @@
-import type { Logger } from '@a4c/common';
-import { RunState, WorkspaceSpec } from '@a4c/proto';
-import type { Clock } from '../clock.js';
-import type { ContainerRuntime, OwnedContainer } from '../runtime/runtime.js';
-import type { PersistedHostState } from './persisted.js';
-import type { HostReports } from './reports.js';
-import { RestartTracker, type RestartPolicy } from './restart-tracker.js';
-import type { Slots } from './slots.js';
-import { retryTransient, type RetryPolicy } from './transient.js';
+import { RunState, type WorkspaceSpec } from '@a4c/proto';
+import type { OwnedContainer } from '../runtime/runtime.js';
+import { createSpecOf, specKey, type RunnerContext, type RunnerInput } from './context.js';
+import { LatestWinsQueue, Superseded } from './latest-queue.js';
+import { RestartTracker } from './restart-tracker.js';
+import { retryTransient } from './transient.js';
 
-export interface ReconcilerMetrics {
-  passes: number;
-  passErrors: number;
-  orphansRemoved: number;
-  vanishedRecreated: number;
-  restarts: number;
-  /** Create or start calls tried again after a transient engine error. */
-  transientRetries: number;
-  lastPassSeconds: number;
-}
-
-/** What a runner is told: its workspace's latest desired spec and, when known, its containers. */
-export interface RunnerInput {
-  /** undefined: the workspace is not in the authoritative desired set, so its containers go. */
-  spec: WorkspaceSpec | undefined;
-  /** The desired-state revision this comes from (reports carry it). */
-  revision: number;
-  /** Containers of this workspace as listed at tick `listedAt`; absent: the runner lists them itself. */
-  containers?: { listedAt: number; list: OwnedContainer[] };
-}
-
-/** What every runner of a host shares. */
-export interface RunnerContext {
-  hostId: string;
-  runtime: ContainerRuntime;
-  clock: Clock;
-  reports: HostReports;
-  state: PersistedHostState;
-  log: Logger;
-  stopTimeoutSeconds: number;
-  restart: RestartPolicy;
-  retry: RetryPolicy;
-  /** Pulls, creates, starts and restarts: bounded apart from stops and removals, so neither waits for the other. */
-  bringUp: Slots;
-  teardown: Slots;
-  metrics: ReconcilerMetrics;
-  /** A host-wide logical clock: container lists and acts are ordered by it. */
-  tick(): number;
-  /** Told whenever the runner has nothing left to do. */
-  settled(r: WorkspaceRunner): void;
-}
-
-/** The work in hand was for a spec that is no longer wanted. */
-class Superseded extends Error {
-  constructor() {
-    super('superseded by a newer desired state');
-  }
-}
-
-export function specKey(spec: WorkspaceSpec | undefined): string {
-  return spec ? JSON.stringify(WorkspaceSpec.toJSON(spec)) : 'absent';
-}
+export type { ReconcilerMetrics, RunnerContext, RunnerInput } from './context.js';
 
 /**
- * One workspace's lifecycle on this host (Nomad's task runner): its own queue and its
- * own restart tracker. It works on one thing at a time, and always on the latest desired
- * spec: input arriving while it works replaces whatever was waiting, and a spec that
- * changes aborts the work in hand at its next step (a create waiting for a slot or a
- * retry gives up at once; a call the engine is already running is let finish). Runners
- * of different workspaces run concurrently, so one user's slow image pull never holds
- * up another's stop.
+ * One workspace's lifecycle on this host (Nomad's task runner): its own queue (latest
+ * desired spec wins, see LatestWinsQueue) and its own restart tracker. Runners of
+ * different workspaces run concurrently, so one user's slow image pull never holds up
+ * another's stop.
  */
-export class WorkspaceRunner {
-  private pending: RunnerInput | undefined;
-  private current: RunnerInput | undefined;
-  private last: RunnerInput | undefined;
-  private running: Promise<void> | undefined;
-  private abort: AbortController | undefined;
-  private cleanKey: string | undefined;
+export class WorkspaceRunner extends LatestWinsQueue<RunnerInput> {
   private actedAt = 0;
   private list: OwnedContainer[] = [];
-  private cancelWake: (() => void) | undefined;
-  private readonly tasks: (() => Promise<void>)[] = [];
-  private disposed = false;
   private doing = '';
   readonly restarts: RestartTracker;
 
@@ -89,36 +23,45 @@ export class WorkspaceRunner {
     readonly workspaceId: string,
     private readonly cx: RunnerContext,
   ) {
+    super(cx.clock);
     this.restarts = new RestartTracker(cx.restart, cx.clock);
   }
 
-  /** The latest desired state for this workspace; it replaces anything not yet started on. */
-  update(input: RunnerInput): void {
-    if (this.disposed) return;
-    const waiting = this.pending;
-    const fresh = input.containers && (!waiting || waiting.containers) ? input.containers : undefined;
-    this.pending = { ...input, ...(fresh ? { containers: fresh } : { containers: undefined }) };
-    if (this.current && specKey(this.current.spec) !== specKey(input.spec)) this.abort?.abort(new Superseded());
-    this.kick();
+  protected keyOf(input: RunnerInput | undefined): string {
+    return specKey(input?.spec);
+  }
+
+  /** A container list goes with the input only if the one waiting had one too (else the runner lists afresh). */
+  protected override merge(next: RunnerInput, waiting: RunnerInput | undefined): RunnerInput {
+    return waiting && !waiting.containers ? { ...next, containers: undefined } : next;
+  }
+
+  protected override again(input: RunnerInput): RunnerInput {
+    return { ...input, containers: undefined };
+  }
+
+  protected failed(e: Error): void {
+    this.cx.reports.remember(this.workspaceId, e.message);
+  }
+
+  protected settled(): void {
+    this.doing = '';
+    this.cx.settled(this.workspaceId);
   }
 
   /** The spec it works towards; undefined when it is removing the workspace. */
   get spec(): WorkspaceSpec | undefined {
-    return (this.pending ?? this.current ?? this.last)?.spec;
+    return this.latest?.spec;
   }
 
   /** Whether it was ever told anything about its workspace. */
   get known(): boolean {
-    return (this.pending ?? this.current ?? this.last) !== undefined;
-  }
-
-  get busy(): boolean {
-    return this.running !== undefined;
+    return this.latest !== undefined;
   }
 
   /** Nothing in hand or waiting, and its last run for exactly this spec went through. */
   settledFor(spec: WorkspaceSpec | undefined): boolean {
-    return !this.running && !this.pending && this.tasks.length === 0 && this.cleanKey === specKey(spec);
+    return this.settledOn(specKey(spec));
   }
 
   /** The workspace's containers as last seen by this runner. */
@@ -128,69 +71,14 @@ export class WorkspaceRunner {
 
   /** What it is doing now, for /status. */
   describe(): { busy: boolean; doing: string; queued: boolean; restartsUsed: number } {
-    return { busy: this.busy, doing: this.doing, queued: this.pending !== undefined, restartsUsed: this.restarts.used };
+    return { busy: this.busy, doing: this.doing, queued: this.queued, restartsUsed: this.restarts.used };
   }
 
-  /**
-   * Runs fn in this runner's queue, between its own steps: nothing else touches the
-   * workspace's container meanwhile (moving it, measuring it). The runner converges
-   * again afterwards.
-   */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.tasks.push(() => fn().then(resolve, reject));
-      if (this.last && !this.pending) this.pending = { ...this.last, containers: undefined };
-      this.kick();
-    });
-  }
-
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  /** Stops taking work and gives up waits in hand; a call the engine is running is let finish. */
-  dispose(): void {
-    this.disposed = true;
-    this.pending = undefined;
-    this.cancelWake?.();
-    this.abort?.abort(new Superseded());
-  }
-
-  private kick(): void {
-    if (this.running || this.disposed) return;
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-      if ((this.pending || this.tasks.length) && !this.disposed) this.kick();
-      else this.cx.settled(this);
-    });
-  }
-
-  private async loop(): Promise<void> {
-    for (;;) {
-      const task = this.tasks.shift();
-      if (task) {
-        this.doing = 'exclusive';
-        await task();
-        this.doing = '';
-        continue;
-      }
-      const input = this.pending;
-      if (!input || this.disposed) return;
-      this.pending = undefined;
-      this.current = input;
-      this.last = input;
-      this.cleanKey = undefined;
-      this.abort = new AbortController();
-      try {
-        await this.converge(input, this.abort.signal);
-        if (!this.pending) this.cleanKey = specKey(input.spec);
-      } catch (e) {
-        if (!(e instanceof Superseded)) this.cx.reports.remember(this.workspaceId, (e as Error).message);
-      } finally {
-        this.current = undefined;
-        this.abort = undefined;
-        this.doing = '';
-      }
+  protected async work(input: RunnerInput, signal: AbortSignal): Promise<void> {
+    try {
+      await this.converge(input, signal);
+    } finally {
+      this.doing = '';
     }
   }
 
@@ -348,16 +236,6 @@ export class WorkspaceRunner {
     this.cx.reports.emit(id, { phase: 'RUNNING', containerId: c.id, specRevision: spec.specRevision }, revision);
   }
 
-  /** Looks again at that time (a restart whose backoff ends then), with a fresh container list. */
-  private wakeIn(ms: number): void {
-    this.cancelWake?.();
-    this.cancelWake = this.cx.clock.after(ms, () => {
-      this.cancelWake = undefined;
-      const latest = this.pending ?? this.last;
-      if (latest) this.update({ ...latest, containers: undefined });
-    });
-  }
-
   private onRetry(step: string, signal: AbortSignal) {
     return (n: { attempt: number; attempts: number; delayMs: number; error: Error }) => {
       this.check(signal);
@@ -405,22 +283,7 @@ export class WorkspaceRunner {
     let containerId: string;
     try {
       containerId = await retryTransient(
-        () =>
-          runtime.create({
-            workspaceId: id,
-            attempt: spec.attempt,
-            userId: spec.userId,
-            image: spec.image,
-            imageConfig: config,
-            hostname: spec.hostname,
-            memoryBytes: spec.resources?.memoryBytes ?? 0,
-            cpus: spec.resources?.cpus ?? 0,
-            pidsLimit: spec.resources?.pidsLimit ?? 0,
-            volume: spec.volume,
-            readOnlyRootFs: spec.confinement?.readOnlyRootFs ?? false,
-            user: spec.confinement?.user ?? '',
-            runAsNonRoot: spec.confinement?.runAsNonRoot ?? false,
-          }),
+        () => runtime.create(createSpecOf(spec, config)),
         this.cx.retry,
         this.cx.clock,
         this.onRetry('create', signal),
