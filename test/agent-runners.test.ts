@@ -144,6 +144,8 @@ describe('agent runners: each workspace on its own runner (real Docker behind th
     expect(aNow?.phase).to.equal(WorkspacePhase.WORKSPACE_PHASE_CREATING);
     expect(aNow?.step).to.equal('create');
     expect(await stateOf(a), 'no container for A yet').to.equal(undefined);
+    const shown = reconciler.snapshot().workspaces.find((w) => w.workspaceId === a);
+    expect(shown?.runner, '/status shows what its runner does').to.include({ busy: true, doing: 'create', queued: true });
     expect(acks.filter((r) => r >= stopAt), 'not acknowledged while A is being created').to.deep.equal([]);
 
     // The owner of A stops it meanwhile: once the engine call returns, A is not started.
@@ -173,6 +175,9 @@ describe('agent runners: each workspace on its own runner (real Docker behind th
     expect(retried[1]?.message).to.match(/try 3 of 4 in 100 ms/);
     expect(statuses.filter((s) => s.workspaceId === c).some((s) => s.phase === WorkspacePhase.WORKSPACE_PHASE_FAILED)).to.equal(false);
     expect(reconciler.metrics.transientRetries).to.be.greaterThanOrEqual(3);
+    // The set no longer holds the first test's workspaces: their runners removed them.
+    await waitFor('the workspaces outside the set removed', async () => (await containersOfHost(hostId)).every((x) => x.Labels['a4c.workspace.id'] === c), 30_000, 50);
+    expect(events.filter((e) => e.kind === 'orphan_removed').length).to.equal(2);
   });
 
   it('a create that keeps meeting a busy engine is FAILED once the tries are used up', async () => {

@@ -211,7 +211,10 @@ export class WorkspaceRunner extends LatestWinsQueue<RunnerInput> {
     const max = this.cx.restart.maxRestarts;
     const decision = this.restarts.exited(d?.finishedAt ?? '');
     if (decision.kind === 'fail') {
-      if (decision.newExit) this.cx.reports.hostEvent('container_exited', id, c.id, `${reason}; no restarts left (${decision.used} of ${max} used)`, exitCode, oomKilled);
+      // Reported once, for the exit that used the last restart. Restarts used up by
+      // starts that failed (an engine going down) never fail the workspace by themselves.
+      if (!decision.newExit) return;
+      this.cx.reports.hostEvent('container_exited', id, c.id, `${reason}; no restarts left (${decision.used} of ${max} used)`, exitCode, oomKilled);
       this.cx.reports.emit(id, { phase: 'FAILED', containerId: c.id, step: 'run', error: reason, exitCode, oomKilled, specRevision: spec.specRevision }, revision);
       return;
     }
