@@ -255,7 +255,7 @@ export class WorkspaceRunner extends LatestWinsQueue<RunnerInput> {
 
   private async createFor(spec: WorkspaceSpec, revision: number, wantRunning: boolean, signal: AbortSignal): Promise<void> {
     const id = spec.workspaceId;
-    const { runtime, reports, hostId } = { runtime: this.cx.runtime, reports: this.cx.reports, hostId: this.cx.hostId };
+    const { runtime, reports, hostId } = this.cx;
     const at = { specRevision: spec.specRevision };
     this.doing = 'image';
     reports.emit(id, { phase: 'CREATING', step: 'image', ...at }, revision);
