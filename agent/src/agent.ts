@@ -59,6 +59,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       stopTimeoutSeconds: config.stopTimeoutSeconds,
       maxRestarts: config.maxRestarts,
       restartBackoffMs: config.restartBackoffMs,
+      transientAttempts: config.transientAttempts,
+      transientBackoffMs: config.transientBackoffMs,
       observePass: (s) => observePass?.(s),
     },
     log,
@@ -247,7 +249,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       clearTimeout(debounce);
       unwatch?.();
       session?.stop();
-      await reconciler.idle();
+      await reconciler.stop();
       await new Promise<void>((resolve) => statusServer.close(() => resolve()));
       statusServer.closeAllConnections();
       log.info('agent stopped; workspaces left running');

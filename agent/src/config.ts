@@ -16,11 +16,15 @@ export interface AgentConfig {
   /** Filesystem whose usage is reported as the host's disk; default: the Docker data root. */
   diskPath: string | undefined;
   reconcileIntervalMs: number;
-  /** How many containers one pass creates, starts or stops at once. */
+  /** Workspaces brought up (pull, create, start) at once; as many again stopped or removed at once. */
   parallelism: number;
   stopTimeoutSeconds: number;
   maxRestarts: number;
   restartBackoffMs: number;
+  /** Tries in all of a create or start that fails with a transient engine error (busy, timeout). */
+  transientAttempts: number;
+  /** First delay before such a try again; doubles each time. */
+  transientBackoffMs: number;
   builds: {
     slots: number;
     pollMs: number;
@@ -119,6 +123,8 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     stopTimeoutSeconds: envInt(env, 'A4C_STOP_TIMEOUT_SECONDS', 10, 0, 600),
     maxRestarts: envInt(env, 'A4C_MAX_RESTARTS', 3, 0, 100),
     restartBackoffMs: envInt(env, 'A4C_RESTART_BACKOFF_MS', 1000, 10, 3_600_000),
+    transientAttempts: envInt(env, 'A4C_TRANSIENT_ATTEMPTS', 4, 1, 20),
+    transientBackoffMs: envInt(env, 'A4C_TRANSIENT_BACKOFF_MS', 1000, 10, 600_000),
     builds: {
       slots: envInt(env, 'A4C_BUILD_SLOTS', 1, 0, 64),
       pollMs: envInt(env, 'A4C_BUILD_POLL_MS', 2000, 50, 600_000),
@@ -152,10 +158,12 @@ export const CONFIG_HELP = `Environment:
   A4C_NETWORK_MODE           network mode of workspace containers (default bridge)
   A4C_DISK_PATH              filesystem reported as the host's disk (default: the Docker data root)
   A4C_RECONCILE_INTERVAL_MS  periodic reconcile sweep (default 10000)
-  A4C_PARALLELISM            containers created/started/stopped at once (default 4)
+  A4C_PARALLELISM            workspaces brought up at once, and as many stopped/removed (default 4)
   A4C_STOP_TIMEOUT_SECONDS   grace period when stopping a workspace (default 10)
   A4C_MAX_RESTARTS           restarts of a workspace that exits by itself before it is FAILED (default 3)
   A4C_RESTART_BACKOFF_MS     first restart delay, doubling each time (default 1000)
+  A4C_TRANSIENT_ATTEMPTS     tries of a container create/start failing with a transient engine error (default 4)
+  A4C_TRANSIENT_BACKOFF_MS   first delay before trying it again, doubling each time (default 1000)
   A4C_BUILD_SLOTS            image builds this host runs at once (default 1; 0: none)
   A4C_BUILD_POLL_MS          how often a free build slot asks for work (default 2000)
   A4C_BUILD_HEARTBEAT_MS     progress report period of a running build (default 30000)

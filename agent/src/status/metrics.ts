@@ -44,6 +44,7 @@ export function agentMetrics(src: MetricSources): { registry: client.Registry; o
   counter('a4c_agent_orphans_removed_total', 'Containers removed because they were not in the desired state', () => m.orphansRemoved);
   counter('a4c_agent_vanished_recreated_total', 'Workspace containers that vanished and were created again', () => m.vanishedRecreated);
   counter('a4c_agent_restarts_total', 'Workspace containers restarted after exiting by themselves', () => m.restarts);
+  counter('a4c_agent_transient_retries_total', 'Container creates and starts tried again after a transient engine error', () => m.transientRetries);
   counter('a4c_agent_stream_reconnects_total', 'Times the control plane stream was lost', () => src.session()?.reconnects ?? 0);
   new client.Gauge({
     name: 'a4c_agent_workspaces',

@@ -30,6 +30,7 @@ export const EVENT_KINDS = {
   'agent.container_vanished': 'the agent found its container missing (and recreates it if it should run)',
   'agent.container_exited': 'its container exited (exit code, OOM-killed)',
   'agent.container_restarted': 'the agent restarted its crashed container',
+  'agent.create_retried': "creating or starting its container met a transient engine error (busy, timeout); the agent tries again after a delay",
   'agent.orphan_removed': 'the agent removed a container nobody wants (admins; the owner when the workspace is known)',
   // image builds: the owner's, their lead's and admins'
   'build.scheduled': 'queued: SCHEDULED',

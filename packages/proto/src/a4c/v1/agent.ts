@@ -330,7 +330,10 @@ export interface WorkspaceStatus {
  * event is not resent (the state it describes is reported by WorkspaceStatus anyway).
  */
 export interface HostEvent {
-  /** orphan_removed, container_vanished, container_exited, container_restarted, docker_unreachable, docker_reachable */
+  /**
+   * orphan_removed, container_vanished, container_exited, container_restarted,
+   * create_retried, stale_attempt_removed, image_pulled, docker_unreachable, docker_reachable
+   */
   kind: string;
   /** Empty for host-wide events. */
   workspaceId: string;
