@@ -36,6 +36,7 @@ class SteeredRuntime {
       inspectImage: (ref) => real.inspectImage(ref),
       pullAs: (from, as) => real.pullAs(from, as),
       listImages: () => real.listImages(),
+      cpuUsage: (id) => real.cpuUsage(id),
       create: async (spec: CreateSpec) => {
         const id = spec.workspaceId;
         this.creates.set(id, (this.creates.get(id) ?? 0) + 1);
