@@ -6,6 +6,7 @@ import { loadOrCreateHostKey } from './access/host-key.js';
 import { serveSsh } from './access/ssh.js';
 import { Tunnels } from './access/tunnels.js';
 import { Builder } from './builds/builder.js';
+import { Transfers } from './move/transfers.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime, dockerOptions } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -30,6 +31,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     hostId: config.hostId,
     networkMode: config.networkMode,
     stopTimeoutSeconds: config.stopTimeoutSeconds,
+    namePrefix: config.enginePrefix,
   });
   const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
@@ -138,6 +140,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
 
+  // Workspace moves: the bytes of a stopped workspace, through the control plane.
+  const transfers = new Transfers(
+    accessDocker,
+    runtime,
+    { hostId: config.hostId, defaultAddress: config.controlPlane, credentials: () => identity.credentials(), namePrefix: config.enginePrefix },
+    log,
+  );
+
   session = new ControlPlaneSession(
     config.controlPlane,
     () => identity.credentials(),
@@ -173,6 +183,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         void reconciler.setDesired(ds);
       },
       onOpenTunnel: (t) => tunnels.open(t),
+      onOpenTransfer: (t) => transfers.open(t),
       onBuildAssignment: (a) => builder.onAssignment(a),
       onBuildCancel: (c) => builder.onCancel(c),
       onNewStream: () => {
@@ -232,6 +243,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       clearInterval(sweep);
       builder.stop();
       tunnels.stop();
+      transfers.stop();
       clearTimeout(debounce);
       unwatch?.();
       session?.stop();

@@ -91,6 +91,19 @@ export interface ControlPlaneConfig {
   };
   /** GET /metrics: open, or only with this bearer token; fleet gauges read from PostgreSQL at most once per cacheMs. */
   metrics: { token: string | undefined; cacheMs: number };
+  /** Workspace moves and host drains (moves/, drains/). */
+  moves: {
+    /** How long a moved workspace may take to stop at the source, and to start at the destination. */
+    settleSeconds: number;
+    /** Moves at once per drain unless the drain says otherwise. */
+    drainParallelism: number;
+    /** How often open drains are worked on. */
+    drainTickMs: number;
+    /** An unfinished move untouched this long failed with its control plane: the workspace runs again at the source. */
+    staleSeconds: number;
+    /** Tests only: flip the byte at this offset of every volume stream in transit (a forced checksum mismatch). */
+    testCorruptVolumeOffset: number | undefined;
+  };
 }
 
 export interface OidcConfig {
@@ -206,6 +219,13 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       advertiseGrpcAddress: envString(env, 'A4C_ADVERTISE_GRPC_ADDRESS', ''),
     },
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
+    moves: {
+      settleSeconds: envInt(env, 'A4C_MOVE_SETTLE_SECONDS', 120, 1, 3600),
+      drainParallelism: envInt(env, 'A4C_DRAIN_PARALLELISM', 1, 1, 64),
+      drainTickMs: envInt(env, 'A4C_DRAIN_TICK_MS', 2000, 50, 600_000),
+      staleSeconds: envInt(env, 'A4C_MOVE_STALE_SECONDS', 600, 10, 86_400),
+      testCorruptVolumeOffset: envOptional(env, 'A4C_TEST_MOVE_CORRUPT_OFFSET') === undefined ? undefined : envInt(env, 'A4C_TEST_MOVE_CORRUPT_OFFSET', 0, 0),
+    },
   };
 }
 

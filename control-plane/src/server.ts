@@ -29,6 +29,8 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/embedded.j
 import { migrate } from './store/migrate.js';
 import { Quotas } from './quotas/quotas.js';
 import { WorkspaceService } from './workspaces/service.js';
+import type { Clock } from './drains/drainer.js';
+import { startMoves } from './moves/start.js';
 import { expireLeases } from './builds/queue.js';
 import { BuildService } from './builds/service.js';
 import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
@@ -71,7 +73,12 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+/** What tests may inject: the clock drain deadlines go by. */
+export interface ControlPlaneDeps {
+  clock?: Clock;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, log: Logger, deps: ControlPlaneDeps = {}): Promise<ControlPlane> {
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
   // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
   const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
@@ -138,6 +145,12 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
   );
   broker.start();
   const access = new AccessService(broker, log);
+  const moves = startMoves(
+    { db, feed, workspaces, sendToHost: (hostId, msg) => sessions?.sendTo(hostId, msg) ?? false, hostChanged: (hostId) => sessions?.push(hostId), clock: deps.clock },
+    config,
+    liveWithinSeconds,
+    log,
+  );
 
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
@@ -187,6 +200,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
       hostView: { liveWithinSeconds, headroom: config.placement.headroom },
       events: { hub: eventHub, heartbeatMs: config.events.heartbeatMs, streamMaxSeconds: config.events.streamMaxSeconds },
       log,
+      moves: { mover: moves.mover, drainer: moves.drainer, drainParallelism: config.moves.drainParallelism },
     }),
     ...adminPkiOperations(pki),
     ...meOperations(),
@@ -232,7 +246,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel });
+  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel, transfer: moves.relay.handleTransfer });
   // TLS with client certificates signed by the CA, unless explicitly insecure.
   let grpcCredentials = grpc.ServerCredentials.createInsecure();
   if (!config.grpcTls.insecure) {
@@ -265,6 +279,7 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger)
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(stuckSweep);
+        await moves.stop();
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import pg from 'pg';
 import { createLogger, type HostView, type Workspace } from '@a4c/common';
-import { loadConfig, startControlPlane, type ControlPlane } from '@a4c/control-plane';
+import { loadConfig, startControlPlane, type ControlPlane, type ControlPlaneDeps } from '@a4c/control-plane';
 import { freePort, waitFor } from './net.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -132,7 +132,7 @@ export interface TestControlPlane {
 }
 
 /** A control plane in this process, on a fresh database and free ports. */
-export async function startTestControlPlane(env: Record<string, string> = {}): Promise<TestControlPlane> {
+export async function startTestControlPlane(env: Record<string, string> = {}, deps: ControlPlaneDeps = {}): Promise<TestControlPlane> {
   const databaseUrl = env.DATABASE_URL ?? (await freshDatabase());
   const config = loadConfig({
     A4C_DATA_DIR: tmpDir('cp'),
@@ -147,7 +147,7 @@ export async function startTestControlPlane(env: Record<string, string> = {}): P
     ...NO_LIMITS,
     ...env,
   });
-  const cp = await startControlPlane(config, createLogger('test-control-plane', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' }));
+  const cp = await startControlPlane(config, createLogger('test-control-plane', { A4C_LOG_LEVEL: process.env.A4C_LOG_LEVEL ?? 'silent' }), deps);
   return {
     cp,
     api: new Api(`http://127.0.0.1:${cp.httpPort}`, cp.adminToken),
