@@ -86,7 +86,13 @@ describe('workspace moves and host drains', function () {
     await t.api.waitHostConnected(b);
   });
 
+  let failed = false;
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
   after(async () => {
+    if (failed) for (const ag of agents) console.error(`--- agent ${ag.hostId}:\n${ag.output().slice(-6000)}`);
     for (const ag of agents) await ag.kill();
     await t?.stop();
     await removeHostContainers(a, b);

@@ -165,6 +165,8 @@ export class Transfers {
         consumer = this.load(sink, msg.imageRef);
       } else if (part === TransferPart.TRANSFER_PART_VOLUME) {
         rec.createdVolume = !(await this.docker.getVolume(volume).inspect().then(() => true, () => false));
+        const image = await this.docker.getImage(msg.imageRef).inspect().catch((e: Error) => e.message);
+        if (typeof image === 'string') throw new Error(`the loaded image ${msg.imageRef} is gone: ${image}`);
         helper = await this.docker.createContainer({
           name: `${this.opts.namePrefix}a4c-move-${msg.transferId}`,
           Image: msg.imageRef,
@@ -182,8 +184,9 @@ export class Transfers {
       current = { part, sink, done: consumer, hash: createHash('sha256'), bytes: 0 };
     };
 
+    const inbox = messages(call);
     try {
-      for await (const m of call as AsyncIterable<TransferDown>) {
+      for (let m = await inbox.next(); m; m = await inbox.next()) {
         const p = m.payload;
         if (!p) continue;
         if (p.$case === 'chunk') {
@@ -214,6 +217,7 @@ export class Transfers {
           break;
         }
       }
+      call.resume(); // nothing more is expected but the end of the call
       if (!done) throw new Error('the transfer ended before every part arrived');
       for (const part of [TransferPart.TRANSFER_PART_IMAGE, TransferPart.TRANSFER_PART_VOLUME]) {
         if (!sent.has(part)) throw new Error(`the ${partName(part)} never arrived`);
@@ -307,6 +311,46 @@ async function sendPart(call: TransferCall, part: TransferPart, src: Readable): 
     throw e;
   }
   call.write({ payload: { $case: 'partEnd', value: { part, sha256: hash.digest('hex'), bytes } } });
+}
+
+/**
+ * The call's messages one at a time, the call paused while one is being handled (so
+ * HTTP/2 flow control holds the sender back). Not for-await: leaving such a loop early
+ * (an error) destroys the call, and the error could no longer be reported on it.
+ */
+function messages(call: TransferCall): { next(): Promise<TransferDown | undefined> } {
+  const queue: TransferDown[] = [];
+  let ended: Error | null | undefined;
+  let wake: (() => void) | undefined;
+  call.on('data', (m: TransferDown) => {
+    queue.push(m);
+    call.pause();
+    wake?.();
+  });
+  call.on('end', () => {
+    ended ??= null;
+    wake?.();
+  });
+  call.on('error', (e: Error) => {
+    ended ??= e;
+    wake?.();
+  });
+  return {
+    async next() {
+      for (;;) {
+        const m = queue.shift();
+        if (m) {
+          if (!queue.length) call.resume();
+          return m;
+        }
+        if (ended === null) return undefined;
+        if (ended) throw new Error(`the control plane ended the transfer: ${ended.message}`);
+        call.resume();
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    },
+  };
 }
 
 /** Reads a Docker response stream to its end (putArchive answers with one). */

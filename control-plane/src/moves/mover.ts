@@ -272,10 +272,9 @@ export class Mover {
           dst.write({ payload: { $case: 'partEnd', value: p.value } });
         } else if (p.$case === 'result') {
           if (p.value.error) done(new Error(`host ${move.from_host_id} could not send the workspace: ${p.value.error}`));
-          else {
-            dst.write({ payload: { $case: 'done', value: true } });
-            endQuietly(dst);
-          }
+          // Not ended here: a gRPC server cannot half-close, its end is the call's end,
+          // and the receiver still has to answer with its sums.
+          else dst.write({ payload: { $case: 'done', value: true } });
         }
       });
       const srcGone = (why: string) => {
@@ -337,13 +336,14 @@ export class Mover {
 
   /** A failed move: the hold released; before the switch, the source workspace runs again if it ran. */
   private async fail(move: MoveRow, error: string, switched: boolean): Promise<void> {
+    const said = switched ? error : `${error}; the workspace stays on host ${move.from_host_id}${move.was_running ? ' and is started again' : ''}`;
     await inTx(this.db, async (tx) => {
       await releaseHold(tx, move.id);
-      await setMoveStatus(tx, move.id, 'FAILED', error);
+      await setMoveStatus(tx, move.id, 'FAILED', said);
       await appendEvent(tx, {
         kind: 'workspace.move_failed',
         actor: `move:${move.id}`,
-        reason: switched ? error : `${error}; the workspace stays on host ${move.from_host_id}${move.was_running ? ' and is started again' : ''}`,
+        reason: said,
         workspaceId: move.workspace_id,
         hostId: move.from_host_id,
         data: { moveId: move.id, fromHostId: move.from_host_id, toHostId: move.to_host_id, switched },
