@@ -342,4 +342,9 @@ export const CONFIG_HELP = `Environment:
   A4C_SESSION_IDLE_TIMEOUT_SECONDS  a session with no byte either way for this long is closed (default 3600; 0: never)
   A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
   A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
+  A4C_MOVE_SETTLE_SECONDS   a moved workspace may take this long to stop at the source, and to start at the destination (default 120)
+  A4C_MOVE_STALE_SECONDS    an unfinished move untouched this long (its replica died) fails; the workspace runs again at the source (default 600)
+  A4C_DRAIN_PARALLELISM     moves at once per drain --migrate unless the drain says otherwise (default 1)
+  A4C_DRAIN_TICK_MS         how often open drains are worked on: moves started, deadlines checked (default 2000)
+  A4C_TEST_MOVE_CORRUPT_OFFSET  tests only: flip the byte at this offset of every moved volume stream (a forced checksum mismatch); unset: off
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

@@ -11,6 +11,7 @@ import {
   insertMove,
   recordProgress,
   recordSums,
+  recordVolumeSize,
   releaseHold,
   setMoveStatus,
   staleMoves,
@@ -159,7 +160,7 @@ export class Mover {
       await recordSums(this.db, move.id, { imageBytes: image.bytes, imageSha256: image.sha256, volumeBytes: vol.bytes, volumeSha256: vol.sha256 });
 
       // 4. Switch: one transaction moves the workspace, its reservation and the hold.
-      await this.switch(move, at.desired_revision, volume);
+      await this.switch(move, at.desired_revision, volume, vol.bytes);
       switched = true;
 
       // 5. Start at the destination.
@@ -298,7 +299,7 @@ export class Mover {
     });
   }
 
-  private async switch(move: MoveRow, stoppedRevision: number, volume: string): Promise<void> {
+  private async switch(move: MoveRow, stoppedRevision: number, volume: string, volumeBytes: number): Promise<void> {
     const actor = `move:${move.id}`;
     await inTx(this.db, async (tx) => {
       const cur = await getWorkspace(tx, move.workspace_id, true);
@@ -316,6 +317,7 @@ export class Mover {
       );
       await releaseHold(tx, move.id);
       await touchVolume(tx, cur.user_id, move.to_host_id, cur.project_name, volume);
+      await recordVolumeSize(tx, cur.user_id, move.to_host_id, volumeBytes);
       if (move.was_running) await setMoveStatus(tx, move.id, 'STARTING');
       await appendEvent(tx, {
         kind: 'workspace.moved',

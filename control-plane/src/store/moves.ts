@@ -214,3 +214,8 @@ export async function touchVolume(tx: Tx | Db, userId: string, hostId: string, p
     [userId, hostId, project, name],
   );
 }
+
+/** The user's volume on the host as a move measured it (the tar's length), for every project row sharing it. */
+export async function recordVolumeSize(tx: Tx | Db, userId: string, hostId: string, bytes: number): Promise<void> {
+  await tx.query('UPDATE volumes SET size_bytes = $3, measured_at = now() WHERE user_id = $1 AND host_id = $2', [userId, hostId, bytes]);
+}
