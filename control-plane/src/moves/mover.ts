@@ -6,6 +6,7 @@ import { inTx, type Db } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { bumpRevision } from '../store/hosts.js';
 import {
+  checkSourceLive,
   getMove,
   holdDestination,
   insertMove,
@@ -75,6 +76,7 @@ export class Mover {
       if ((ws.status !== 'RUNNING' && ws.status !== 'STOPPED') || !ws.host_id) {
         throw conflict(`a ${ws.status} workspace cannot be moved; only a RUNNING or STOPPED one`, 'wait until it is RUNNING or STOPPED, then move it');
       }
+      await checkSourceLive(tx, ws, this.opts.destination.liveWithinSeconds);
       const to = await holdDestination(tx, ws, toHostId, this.opts.destination);
       const id = randomUUID();
       const m = await insertMove(tx, {

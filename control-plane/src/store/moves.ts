@@ -89,6 +89,20 @@ const FITS = `s.connected AND s.last_heartbeat_at > now() - make_interval(secs =
  * the move carries it. Without a named host, hosts already holding the user's volume
  * for the project come first, then the least disk usage.
  */
+/** A move reads the files at the source: its agent must be connected and its engine answering. */
+export async function checkSourceLive(tx: Tx, ws: WorkspaceRow, liveWithinSeconds: number): Promise<void> {
+  const { rows } = await tx.query<{ live: boolean }>(
+    `SELECT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $2) AND s.docker_ready, false) AS live
+       FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id WHERE h.id = $1`,
+    [ws.host_id, liveWithinSeconds],
+  );
+  if (!rows[0]?.live) {
+    throw new A4cError('UNAVAILABLE', `workspace ${ws.id}'s host ${ws.host_id} is not connected (or its Docker Engine does not answer): its files cannot be read from there now`, {
+      suggestion: `check the host with \`a4c hosts get ${ws.host_id}\` and try again once it is healthy`,
+    });
+  }
+}
+
 export async function holdDestination(tx: Tx, ws: WorkspaceRow, toHostId: string | undefined, p: DestinationPolicy): Promise<string> {
   const hold = [ws.memory_mb, Math.round(ws.cpus * 1000), Math.round(ws.disk_gb * 1024)];
   const base = [ws.arch, p.liveWithinSeconds, p.maxDiskPercent, p.maxMemoryPercent, 1 - p.headroom, ...hold];
