@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, notFound, userVolumeName, type Logger } from '@a4c/common';
-import { TransferPart, TransferRole, type TransferPartEnd, type TransferUp } from '@a4c/proto';
+import { TransferPart, TransferRole } from '@a4c/proto';
 import { notifyHost, notifyWorkspace } from '../events/notify.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
@@ -22,6 +22,7 @@ import {
 } from '../store/moves.js';
 import { getWorkspace, type WorkspaceRow } from '../store/workspaces.js';
 import type { WorkspaceService } from '../workspaces/service.js';
+import { relayTransfer } from './pipe.js';
 import type { TransferCall, TransferRelay } from './relay.js';
 
 export interface MoverOptions {
@@ -30,14 +31,6 @@ export interface MoverOptions {
   settleSeconds: number;
   /** Tests only (A4C_TEST_MOVE_CORRUPT_OFFSET): flip the byte at this offset of the volume stream in transit. */
   corruptVolumeOffset: number | undefined;
-}
-
-/** Progress is written (move row and event) at most this often while bytes flow. */
-const PROGRESS_EVERY_MS = 1000;
-
-interface Sums {
-  sent: Map<TransferPart, TransferPartEnd>;
-  got: TransferPartEnd[];
 }
 
 /**
@@ -143,7 +136,13 @@ export class Mover {
       });
       calls.push(dst.call);
       receiverTransfer = dst.transferId;
-      const sums = await this.pipe(move, src.call, dst.call, log);
+      const sums = await relayTransfer(src.call, dst.call, {
+        fromHostId: move.from_host_id,
+        toHostId: move.to_host_id,
+        corruptVolumeOffset: this.opts.corruptVolumeOffset,
+        progress: (bytes, part) => this.progress(move, bytes, part, log),
+        log,
+      });
 
       // 3. Verify: what the destination received is what the source sent.
       await this.step(move, 'VERIFYING', 'comparing the SHA-256 sums computed at the source and at the destination');
@@ -213,92 +212,20 @@ export class Mover {
     });
   }
 
-  /**
-   * Relays the sender's stream to the receiver with back-pressure: the sender is read
-   * only while the receiver's HTTP/2 window has room, so nothing is buffered beyond it.
-   */
-  private pipe(move: MoveRow, src: TransferCall, dst: TransferCall, log: Logger): Promise<Sums> {
-    return new Promise<Sums>((resolve, reject) => {
-      const sent = new Map<TransferPart, TransferPartEnd>();
-      let bytes = 0;
-      let volumeOffset = 0;
-      let settled = false;
-      let lastProgress = Date.now();
-      let part: TransferPart = TransferPart.TRANSFER_PART_UNSPECIFIED;
-      const done = (err: Error | undefined, sums?: Sums) => {
-        if (settled) return;
-        settled = true;
-        if (err) reject(err);
-        else resolve(sums as Sums);
-      };
-      const progress = (force = false) => {
-        if (!force && Date.now() - lastProgress < PROGRESS_EVERY_MS) return;
-        lastProgress = Date.now();
-        const partName = part === TransferPart.TRANSFER_PART_IMAGE ? 'writable layer' : 'volume';
-        void recordProgress(this.db, move.id, bytes)
-          .then(() =>
-            appendEvent(this.db, {
-              kind: 'workspace.move_progress',
-              actor: `move:${move.id}`,
-              reason: `${bytes} bytes copied (${partName})`,
-              workspaceId: move.workspace_id,
-              hostId: move.from_host_id,
-              data: { moveId: move.id, bytesDone: bytes, part: partName },
-            }),
-          )
-          .catch((e: unknown) => log.debug({ err: (e as Error).message }, 'could not record move progress'));
-      };
-      src.on('data', (m: TransferUp) => {
-        const p = m.payload;
-        if (!p) return;
-        if (p.$case === 'chunk') {
-          part = p.value.part;
-          let data = Buffer.from(p.value.data);
-          if (part === TransferPart.TRANSFER_PART_VOLUME) {
-            const at = this.opts.corruptVolumeOffset;
-            if (at !== undefined && at >= volumeOffset && at < volumeOffset + data.length) {
-              data = Buffer.from(data);
-              data[at - volumeOffset] = (data[at - volumeOffset] as number) ^ 0xff;
-              log.warn({ offset: at }, 'test hook: flipped a byte of the volume stream in transit');
-            }
-            volumeOffset += data.length;
-          }
-          bytes += data.length;
-          progress();
-          if (!dst.write({ payload: { $case: 'chunk', value: { part, data } } })) {
-            src.pause();
-            dst.once('drain', () => src.resume());
-          }
-        } else if (p.$case === 'partEnd') {
-          sent.set(p.value.part, p.value);
-          progress(true);
-          dst.write({ payload: { $case: 'partEnd', value: p.value } });
-        } else if (p.$case === 'result') {
-          if (p.value.error) done(new Error(`host ${move.from_host_id} could not send the workspace: ${p.value.error}`));
-          // Not ended here: a gRPC server cannot half-close, its end is the call's end,
-          // and the receiver still has to answer with its sums.
-          else dst.write({ payload: { $case: 'done', value: true } });
-        }
-      });
-      const srcGone = (why: string) => {
-        if (sent.size < 2) done(new Error(`the stream from host ${move.from_host_id} broke before everything was sent (${why})`));
-      };
-      src.on('end', () => srcGone('it ended'));
-      src.on('error', (e: Error) => srcGone(e.message));
-      src.on('cancelled', () => srcGone('cancelled'));
-      dst.on('data', (m: TransferUp) => {
-        const p = m.payload;
-        if (p?.$case !== 'result') return;
-        if (p.value.error) done(new Error(`host ${move.to_host_id} could not receive the workspace: ${p.value.error}`));
-        else done(undefined, { sent, got: p.value.parts });
-      });
-      const dstGone = (why: string) => done(new Error(`the stream to host ${move.to_host_id} broke before it confirmed what it received (${why}); is its agent still running?`));
-      dst.on('end', () => dstGone('it ended'));
-      dst.on('error', (e: Error) => dstGone(e.message));
-      dst.on('cancelled', () => dstGone('cancelled'));
-      src.resume();
-      dst.resume();
-    });
+  /** Progress of the copy: the move row and an event, at most once a second (relayTransfer decides). */
+  private progress(move: MoveRow, bytes: number, part: string, log: Logger): void {
+    void recordProgress(this.db, move.id, bytes)
+      .then(() =>
+        appendEvent(this.db, {
+          kind: 'workspace.move_progress',
+          actor: `move:${move.id}`,
+          reason: `${bytes} bytes copied (${part})`,
+          workspaceId: move.workspace_id,
+          hostId: move.from_host_id,
+          data: { moveId: move.id, bytesDone: bytes, part },
+        }),
+      )
+      .catch((e: unknown) => log.debug({ err: (e as Error).message }, 'could not record move progress'));
   }
 
   private async switch(move: MoveRow, stoppedRevision: number, volume: string, volumeBytes: number): Promise<void> {
@@ -377,7 +304,7 @@ export class Mover {
   }
 }
 
-function endQuietly(c: TransferCall): void {
+export function endQuietly(c: TransferCall): void {
   try {
     c.end();
   } catch {
