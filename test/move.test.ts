@@ -123,6 +123,7 @@ describe('workspace moves and host drains', function () {
     }, 30_000);
 
   let moved: Workspace;
+  let second: Workspace;
 
   it('moves a running workspace with its files (volume and writable layer), same id and hostname, reservations with it', async () => {
     const w = await createOn(a, 'mover');
@@ -178,6 +179,7 @@ describe('workspace moves and host drains', function () {
 
   it('drain --migrate moves every workspace off the host, one at a time, and tells the owners', async () => {
     const w2 = await createOn(b, 'second');
+    second = w2;
     const r = await a4c(['hosts', 'drain', b, '--migrate', '--deadline', '1h'], { A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token });
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.contain('drain: ACTIVE, migrating 1 at a time');
@@ -219,6 +221,26 @@ describe('workspace moves and host drains', function () {
     expect(stopped?.reason).to.contain('deadline');
     await t.api.call('POST', `/v1/hosts/${a}/activate`);
     skewMs = 0;
+  });
+
+  it('a stopped workspace moves and stays stopped; it starts on its new host with the files there', async () => {
+    expect((await t.api.workspace(second.id)).status).to.equal('STOPPED');
+    const r = await t.api.call<Move>('POST', `/v1/workspaces/${second.id}/move`, {});
+    expect(r.status).to.equal(202);
+    expect(r.body.toHostId, 'the only other host').to.equal(b);
+    const m = await waitFor('the move done', async () => {
+      const v = (await t.api.call<Move>('GET', `/v1/workspaces/${second.id}/move`)).body;
+      return v.id === r.body.id && (v.status === 'SUCCEEDED' || v.status === 'FAILED') ? v : undefined;
+    }, 30_000, 200);
+    expect(m.status, m.error ?? '').to.equal('SUCCEEDED');
+    const stopped = await waitFor('its stopped container on b', async () => {
+      const w = await t.api.workspace(second.id);
+      return w.status === 'STOPPED' && w.hostId === b && w.containerId ? w : undefined;
+    });
+    expect((await docker().getContainer(stopped.containerId as string).inspect()).State.Running).to.equal(false);
+    expect((await t.api.call('POST', `/v1/workspaces/${second.id}/start?wait=30`)).status).to.equal(202);
+    const running = await settled(second.id, 'RUNNING', b);
+    expect(await sh(running.containerId as string, 'cat /workspace/a.txt')).to.equal('hello\n');
   });
 
   it('a move whose copy fails verification leaves the original intact and running, with a clear error', async () => {
