@@ -75,7 +75,7 @@ describe('workspace moves and host drains', function () {
   // The clock drain deadlines go by: moved forward by the test, never slept on.
   let skewMs = 0;
   const clock = { now: () => new Date(Date.now() + skewMs) };
-  const env = () => ({ A4C_GRPC_PORT: String(grpcPort), A4C_DRAIN_TICK_MS: '200', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) });
+  const env = () => ({ A4C_GRPC_PORT: String(grpcPort), A4C_DRAIN_TICK_MS: '200', A4C_TUNNEL_ATTACH_TIMEOUT_MS: '3000', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) });
 
   before(async () => {
     grpcPort = await freePort();
@@ -241,6 +241,34 @@ describe('workspace moves and host drains', function () {
     expect((await t.api.call('POST', `/v1/workspaces/${second.id}/start?wait=30`)).status).to.equal(202);
     const running = await settled(second.id, 'RUNNING', b);
     expect(await sh(running.containerId as string, 'cat /workspace/a.txt')).to.equal('hello\n');
+  });
+
+  it('a move whose destination agent dies mid-way fails, and the original runs again on its host, untouched', async () => {
+    await t.api.call('POST', `/v1/workspaces/${moved.id}/start?wait=30`);
+    const w = await settled(moved.id, 'RUNNING', a);
+    // Enough bytes that the copy is still going when the destination is killed.
+    await sh(w.containerId as string, 'dd if=/dev/urandom of=/workspace/zz-bulk bs=1M count=64 2>/dev/null');
+    const before = await sh(w.containerId as string, 'sha256sum /workspace/zz-bulk /workspace/0000-big; cat /opt/data/b.txt');
+    const r = await t.api.call<Move>('POST', `/v1/workspaces/${w.id}/move`, { toHostId: b });
+    expect(r.status).to.equal(202);
+    await waitFor('the copy under way', async () => (await t.api.call<Move>('GET', `/v1/workspaces/${w.id}/move`)).body.status === 'COPYING', 30_000, 20);
+    const agentB = agents.find((x) => x.hostId === b) as AgentProcess;
+    await agentB.kill('SIGKILL');
+    const m = await waitFor('the move to fail', async () => {
+      const v = (await t.api.call<Move>('GET', `/v1/workspaces/${w.id}/move`)).body;
+      return v.status === 'FAILED' || v.status === 'SUCCEEDED' ? v : undefined;
+    }, 30_000, 100);
+    expect(m.status).to.equal('FAILED');
+    expect(m.error).to.contain(`host ${b}`);
+    expect(m.error).to.contain(`stays on host ${a}`);
+    const back = await settled(w.id, 'RUNNING', a);
+    expect(back.containerId).to.equal(w.containerId);
+    expect(await sh(back.containerId as string, 'sha256sum /workspace/zz-bulk /workspace/0000-big; cat /opt/data/b.txt')).to.equal(before);
+    await sh(back.containerId as string, 'rm /workspace/zz-bulk');
+    // The host comes back with its agent; its workspaces kept running meanwhile.
+    agents.splice(agents.indexOf(agentB), 1, await spawnAgent({ hostId: b, controlPlane: t.grpcAddress, stateDir: agentB.stateDir, env: { A4C_ENGINE_NAME_PREFIX: `${b}-` } }));
+    await t.api.waitHostConnected(b);
+    await waitFor('no move helper left on b', async () => (await docker().listContainers({ all: true, filters: { label: [`a4c.move.host=${b}`] } })).length === 0);
   });
 
   it('a move whose copy fails verification leaves the original intact and running, with a clear error', async () => {

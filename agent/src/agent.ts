@@ -148,6 +148,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
 
+  void transfers.removeLeftovers().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not look for move leftovers'));
+
   session = new ControlPlaneSession(
     config.controlPlane,
     () => identity.credentials(),

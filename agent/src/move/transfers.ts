@@ -36,6 +36,9 @@ const MAX_CHUNK = 256 * 1024;
  */
 const CLEARED_LABELS = 'LABEL a4c.managed="" a4c.host.id="" a4c.workspace.id="" a4c.user.id="" a4c.attempt=""';
 
+/** On the helper container a receive extracts the volume through: the host whose agent made it. */
+const LABEL_MOVE_HELPER = 'a4c.move.host';
+
 /** What a receive left on this host, to undo if the move fails later. */
 interface Received {
   imageRef: string;
@@ -171,7 +174,7 @@ export class Transfers {
           name: `${this.opts.namePrefix}a4c-move-${msg.transferId}`,
           Image: msg.imageRef,
           Cmd: ['true'],
-          Labels: { 'a4c.managed': 'false', 'a4c.move': msg.transferId },
+          Labels: { 'a4c.managed': 'false', [LABEL_MOVE_HELPER]: this.opts.hostId, 'a4c.move': msg.transferId },
           HostConfig: { NetworkMode: 'none', Mounts: [{ Type: 'volume', Source: volume, Target: '/workspace' }] },
         });
         const h = helper;
@@ -272,6 +275,18 @@ export class Transfers {
     await this.docker.getImage(msg.imageRef).remove().catch(() => undefined);
     if (rec?.createdVolume) await this.docker.getVolume(rec.volume).remove().catch(() => undefined);
     this.log.info({ transferId: msg.transferId, workspaceId: msg.workspaceId, removedVolume: rec?.createdVolume ?? false }, 'undid a transfer');
+  }
+
+  /**
+   * At start-up: helper containers a receive left when this agent stopped mid-way (no
+   * receive outlives its process, so every one found is a leftover).
+   */
+  async removeLeftovers(): Promise<void> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_MOVE_HELPER}=${this.opts.hostId}`] } });
+    for (const c of list) {
+      await this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      this.log.info({ containerId: c.Id, transferId: c.Labels['a4c.move'] }, 'removed a move helper container left by an interrupted transfer');
+    }
   }
 
   stop(): void {
