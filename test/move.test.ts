@@ -224,7 +224,7 @@ describe('workspace moves and host drains', function () {
   });
 
   it('a stopped workspace moves and stays stopped; it starts on its new host with the files there', async () => {
-    expect((await t.api.workspace(second.id)).status).to.equal('STOPPED');
+    await settled(second.id, 'STOPPED', a); // stopped at the deadline
     const r = await t.api.call<Move>('POST', `/v1/workspaces/${second.id}/move`, {});
     expect(r.status).to.equal(202);
     expect(r.body.toHostId, 'the only other host').to.equal(b);
@@ -297,7 +297,7 @@ describe('workspace moves and host drains', function () {
     expect(await sh(back.containerId as string, 'sha256sum /workspace/0000-big; cat /workspace/a.txt /opt/data/b.txt')).to.equal(before);
     expect((await host(b)).reserved.memoryBytes).to.equal(reservedB);
     expect((await containersOfHost(b)).some((c) => c.Labels['a4c.workspace.id'] === w.id)).to.equal(false);
-    const failed = (await events(w.id)).find((e) => e.kind === 'workspace.move_failed');
+    const failed = (await events(w.id)).find((e) => e.kind === 'workspace.move_failed' && e.data.moveId === r.body.id);
     expect(failed?.reason).to.match(/checksum mismatch/);
   });
 });
