@@ -29,9 +29,12 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
   this.timeout(120_000);
   let t: TestControlPlane;
   let agent: AgentProcess;
+  let agentB: AgentProcess;
   let doc: Doc;
   let ajv: Ajv2020;
   const hostId = uniqueId('oas');
+  /** A second host on the same engine (its own container and volume names), to move to. */
+  const hostB = uniqueId('oas-b');
   const user = uniqueId('oas-user');
   const team = uniqueId('oas-team');
   /** operationId → statuses seen, to prove every operation was exercised with a success. */
@@ -76,6 +79,8 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     });
     agent = await spawnAgent({ hostId, controlPlane: t.grpcAddress, env: { A4C_BUILD_SLOTS: '0', A4C_MAX_RESTARTS: '0' } });
     await t.api.waitHostConnected(hostId);
+    agentB = await spawnAgent({ hostId: hostB, controlPlane: t.grpcAddress, env: { A4C_BUILD_SLOTS: '0', A4C_ENGINE_NAME_PREFIX: `${hostB}-` } });
+    await t.api.waitHostConnected(hostB);
     const r = await t.api.call<Doc>('GET', '/v1/openapi.json', undefined, { token: null });
     expect(r.status, 'the document needs no credential').to.equal(200);
     doc = r.body;
@@ -85,8 +90,9 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
   });
   after(async () => {
     await agent?.kill();
+    await agentB?.kill();
     await t?.stop();
-    await removeHostContainers(hostId);
+    await removeHostContainers(hostId, hostB);
     await docker().getImage('a4c-oas-broken:test').remove({ force: true }).catch(() => undefined);
   });
 
@@ -132,6 +138,10 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('PATCH', `/v1/workspaces/${id}`, { autostopAfterSeconds: 600 }, asUser)).status).to.equal(200);
     expect((await call('POST', `/v1/workspaces/${id}/stop?wait=30`, undefined, asUser)).status).to.equal(202);
     expect((await call('POST', `/v1/workspaces/${id}/start?wait=30`, undefined, asUser)).status).to.equal(202);
+    // ---- a move to the second host, its progress, where the user's files are
+    expect((await call('POST', `/v1/workspaces/${id}/move`, { toHostId: hostB }, asUser)).status).to.equal(202);
+    await waitFor('the move done', async () => (await call<{ status: string }>('GET', `/v1/workspaces/${id}/move`, undefined, asUser)).body.status === 'SUCCEEDED', 30_000, 200);
+    expect((await call('GET', `/v1/users/${user}/volumes`, undefined, asUser)).status).to.equal(200);
     // ---- getting in: WebSockets answer 101; a plain GET is a documented 426
     for (const [opId, p] of [
       ['execWorkspace', `/v1/workspaces/${id}/exec?command=true`],

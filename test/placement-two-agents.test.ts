@@ -71,9 +71,23 @@ describe('two agents on one engine', () => {
 
     fill(mounts[1] as string, 14); // host b now at 70 %: fuller than a, still under the 80 % threshold
     await waitFor('host b to report its fuller disk', async () => ((await t.api.host(b))?.stats?.diskPercent ?? 0) > 65);
-    created.push(await t.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: 'three' }));
+    // Another project: its files are on no host yet, so the least-used disk wins.
+    created.push(await t.api.createWorkspace(user, { projectName: 'q', arch: 'linux-x64', tier: 'tiny', name: 'three' }));
     expect(created[2]?.hostId).to.equal(a);
     for (const w of created) expect(w.status).to.equal('RUNNING');
+  });
+
+  it("prefers the host already holding the user's volume for the project, and lists the volumes", async () => {
+    // b is the fuller disk now, but bob's files for project p are there.
+    const four = await t.api.createWorkspace(user, { projectName: 'p', arch: 'linux-x64', tier: 'tiny', name: 'four' });
+    expect(four.hostId).to.equal(b);
+    const r = await t.api.call<{ volumes: { hostId: string; project: string; name: string; sizeBytes: number | null }[] }>('GET', `/v1/users/${user}/volumes`);
+    expect(r.status).to.equal(200);
+    const seen = r.body.volumes.map((v) => `${v.project}@${v.hostId}`).sort();
+    expect(seen).to.deep.equal([`p@${b}`, `q@${a}`].sort());
+    for (const v of r.body.volumes) expect(v.name).to.equal(`a4c-home-${user}`);
+    const del = await t.api.call<Workspace>('DELETE', `/v1/workspaces/${four.id}?wait=30`);
+    expect(del.body.status).to.equal('DELETED');
   });
 
   it('each agent runs exactly its own workspaces, and neither touches the other\'s or a foreign host\'s', async () => {

@@ -7,6 +7,7 @@ import { serveSsh } from './access/ssh.js';
 import { Tunnels } from './access/tunnels.js';
 import { Builder } from './builds/builder.js';
 import { DiskAndImages } from './disk/wiring.js';
+import { Transfers } from './move/transfers.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { DockerRuntime, dockerOptions } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -36,6 +37,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     hostId: config.hostId,
     networkMode: config.networkMode,
     stopTimeoutSeconds: config.stopTimeoutSeconds,
+    namePrefix: config.enginePrefix,
   });
   const stats = new StatsCollector(runtime, config.diskPath, config.offer);
   const store = new StateStore(config.stateDir);
@@ -146,6 +148,16 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     log,
   );
 
+  // Workspace moves: the bytes of a stopped workspace, through the control plane.
+  const transfers = new Transfers(
+    accessDocker,
+    runtime,
+    { hostId: config.hostId, defaultAddress: config.controlPlane, credentials: () => identity.credentials(), namePrefix: config.enginePrefix },
+    log,
+  );
+
+  void transfers.removeLeftovers().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not look for move leftovers'));
+
   session = new ControlPlaneSession(
     config.controlPlane,
     () => identity.credentials(),
@@ -183,6 +195,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         void reconciler.setDesired(ds);
       },
       onOpenTunnel: (t) => tunnels.open(t),
+      onOpenTransfer: (t) => transfers.open(t),
       onBuildAssignment: (a) => builder.onAssignment(a),
       onBuildCancel: (c) => builder.onCancel(c),
       onNewStream: () => {
@@ -246,6 +259,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
       builder.stop();
       disk.stop();
       tunnels.stop();
+      transfers.stop();
       clearTimeout(debounce);
       unwatch?.();
       session?.stop();

@@ -52,6 +52,12 @@ export interface AgentConfig {
     intervalMs: number;
     minAgeSeconds: number;
   };
+  /**
+   * Put before the names of the containers and volumes this agent makes, so several
+   * agents can share one Docker Engine (tests, demos) without taking each other's
+   * names. Empty on a real host: one agent per engine.
+   */
+  enginePrefix: string;
   /** What the host offers to workspaces; unset parts: all of it (as measured). */
   offer: { memoryMb?: number; cpus?: number; diskGb?: number };
 }
@@ -105,8 +111,13 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   if (!/^https?:\/\/[^/\s]+(\/\S*)?$/.test(controlPlaneUrl)) throw new ConfigError('A4C_CONTROL_PLANE_URL', `must be an http(s) URL, got ${JSON.stringify(controlPlaneUrl)}`);
   const insecure = envString(env, 'A4C_GRPC_INSECURE', 'false');
   if (insecure !== 'true' && insecure !== 'false') throw new ConfigError('A4C_GRPC_INSECURE', `must be true or false, got ${JSON.stringify(insecure)}`);
+  const enginePrefix = envString(env, 'A4C_ENGINE_NAME_PREFIX', '');
+  if (enginePrefix && !/^[a-z0-9][a-z0-9_.-]{0,39}$/.test(enginePrefix)) {
+    throw new ConfigError('A4C_ENGINE_NAME_PREFIX', `must be up to 40 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(enginePrefix)}`);
+  }
   return {
     controlPlane,
+    enginePrefix,
     joinToken: envOptional(env, 'A4C_JOIN_TOKEN'),
     controlPlaneUrl,
     grpcInsecure: insecure === 'true',
@@ -182,4 +193,5 @@ export const CONFIG_HELP = `Environment:
   A4C_CONTROL_PLANE_URL      control plane REST API, for enrollment (default http://127.0.0.1:8080)
   A4C_JOIN_TOKEN             join token to enroll with when A4C_STATE_DIR/tls holds no certificate yet
   A4C_GRPC_INSECURE          true: plaintext gRPC without a client certificate (tests only; default false)
+  A4C_ENGINE_NAME_PREFIX     prefix of container and volume names, for agents sharing one engine (default none)
   A4C_LOG_LEVEL              trace|debug|info|warn|error|silent (default info)`;

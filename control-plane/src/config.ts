@@ -104,6 +104,19 @@ export interface ControlPlaneConfig {
   metrics: { token: string | undefined; cacheMs: number };
   /** Webhook delivery: retries, timeouts, concurrency (webhooks/config.ts). */
   webhooks: WebhookConfig;
+  /** Workspace moves and host drains (moves/, drains/). */
+  moves: {
+    /** How long a moved workspace may take to stop at the source, and to start at the destination. */
+    settleSeconds: number;
+    /** Moves at once per drain unless the drain says otherwise. */
+    drainParallelism: number;
+    /** How often open drains are worked on. */
+    drainTickMs: number;
+    /** An unfinished move untouched this long failed with its control plane: the workspace runs again at the source. */
+    staleSeconds: number;
+    /** Tests only: flip the byte at this offset of every volume stream in transit (a forced checksum mismatch). */
+    testCorruptVolumeOffset: number | undefined;
+  };
 }
 
 export interface AutostopConfig {
@@ -256,6 +269,13 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
     webhooks: loadWebhookConfig(env),
     autostop: loadAutostop(env),
+    moves: {
+      settleSeconds: envInt(env, 'A4C_MOVE_SETTLE_SECONDS', 120, 1, 3600),
+      drainParallelism: envInt(env, 'A4C_DRAIN_PARALLELISM', 1, 1, 64),
+      drainTickMs: envInt(env, 'A4C_DRAIN_TICK_MS', 2000, 50, 600_000),
+      staleSeconds: envInt(env, 'A4C_MOVE_STALE_SECONDS', 600, 10, 86_400),
+      testCorruptVolumeOffset: envOptional(env, 'A4C_TEST_MOVE_CORRUPT_OFFSET') === undefined ? undefined : envInt(env, 'A4C_TEST_MOVE_CORRUPT_OFFSET', 0, 0),
+    },
   };
 }
 
@@ -429,4 +449,9 @@ ${WEBHOOK_CONFIG_HELP}
   A4C_DORMANT_AFTER_SECONDS a stopped workspace unused this long is marked dormant (default 604800, 7 days; 0: never)
   A4C_DELETE_DORMANT_AFTER_SECONDS  a dormant workspace is deleted this long after it became dormant (volume kept); unset: never
   A4C_DORMANT_WARNING_SECONDS  warning event this long before marking dormant or deleting, at most half the period (default 86400)
+  A4C_MOVE_SETTLE_SECONDS   a moved workspace may take this long to stop at the source, and to start at the destination (default 120)
+  A4C_MOVE_STALE_SECONDS    an unfinished move untouched this long (its replica died) fails; the workspace runs again at the source (default 600)
+  A4C_DRAIN_PARALLELISM     moves at once per drain --migrate unless the drain says otherwise (default 1)
+  A4C_DRAIN_TICK_MS         how often open drains are worked on: moves started, deadlines checked (default 2000)
+  A4C_TEST_MOVE_CORRUPT_OFFSET  tests only: flip the byte at this offset of every moved volume stream (a forced checksum mismatch); unset: off
   A4C_LOG_LEVEL             trace|debug|info|warn|error|silent (default info)`;

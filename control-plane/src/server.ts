@@ -37,6 +37,7 @@ import { failStuck } from './workspaces/stuck.js';
 import { sweepLostHosts } from './workspaces/lost-hosts.js';
 import { Autostop } from './workspaces/autostop.js';
 import { systemClock, type Clock } from './clock.js';
+import { startMoves } from './moves/start.js';
 import { expireLeases } from './builds/queue.js';
 import { failOverlong } from './builds/hygiene.js';
 import { BuildService } from './builds/service.js';
@@ -203,6 +204,13 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
   broker.start();
   const access = new AccessService(broker, log);
   undo.push(() => access.stop());
+  const moves = startMoves(
+    { db, feed, workspaces, sendToHost: (hostId, msg) => sessions?.sendTo(hostId, msg) ?? false, hostChanged: (hostId) => sessions?.push(hostId), clock: deps.clock },
+    config,
+    liveWithinSeconds,
+    log,
+  );
+  undo.push(() => moves.stop());
 
   // Workspaces stuck coming up (an agent that went silent mid-creation, a start that
   // never happened) fail with the step they were stuck at instead of hanging forever.
@@ -281,6 +289,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       hostView: { liveWithinSeconds, headroom: config.placement.headroom },
       events: { hub: eventHub, heartbeatMs: config.events.heartbeatMs, streamMaxSeconds: config.events.streamMaxSeconds },
       log,
+      moves: { mover: moves.mover, drainer: moves.drainer, drainParallelism: config.moves.drainParallelism },
     }),
     ...adminPkiOperations(pki),
     ...meOperations(),
@@ -329,7 +338,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel });
+  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel, transfer: moves.relay.handleTransfer });
   // TLS with client certificates signed by the CA, unless explicitly insecure.
   let grpcCredentials = grpc.ServerCredentials.createInsecure();
   if (!config.grpcTls.insecure) {
@@ -364,6 +373,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
         clearInterval(stuckSweep);
         clearInterval(lostSweep);
         await autostop.stop();
+        await moves.stop();
         shedder?.stop();
         metrics.stop();
         clearInterval(leaseSweep);

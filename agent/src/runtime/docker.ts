@@ -20,6 +20,8 @@ export interface DockerRuntimeOptions {
     forWorkspace(workspaceId: string): Record<string, string> | undefined;
     refused(message: string): void;
   };
+  /** Before container and volume names (A4C_ENGINE_NAME_PREFIX); '' on a real host. */
+  namePrefix?: string;
 }
 
 /** dockerode options from a DOCKER_HOST value (unix:// or tcp://); unset: the default socket. */
@@ -194,7 +196,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (!confined.ok) throw new Error(`refusing to create the workspace container: ${confined.error}`);
     const { readOnlyRootFs, user } = confined.confinement;
     const c = await this.createCapped(spec.workspaceId, {
-      name: containerName(spec.workspaceId),
+      name: `${this.opts.namePrefix ?? ''}${containerName(spec.workspaceId)}`,
       Image: spec.image,
       Hostname: spec.hostname,
       // Unset: the image's USER, as Docker does by default.
@@ -216,7 +218,7 @@ export class DockerRuntime implements ContainerRuntime {
         NetworkMode: networkMode,
         // The user's volume is the only mount: no host paths (no Binds), no devices.
         // A read-only root filesystem gets tmpfs scratch space besides (confinement.ts).
-        Mounts: [{ Type: 'volume', Source: spec.volume, Target: '/workspace' }],
+        Mounts: [{ Type: 'volume', Source: `${this.opts.namePrefix ?? ''}${spec.volume}`, Target: '/workspace' }],
         ...(readOnlyRootFs ? { ReadonlyRootfs: true, Tmpfs: scratchTmpfs(spec.memoryBytes) } : {}),
         Binds: [],
         Devices: [],

@@ -8,6 +8,7 @@ import {
   type ControlMessage,
   type Hello,
   type ImageInfo,
+  type OpenTransfer,
   type OpenTunnel,
   type Welcome,
   type WorkspaceCpu,
@@ -25,6 +26,8 @@ export interface SessionHandlers {
   onBuildAssignment(msg: BuildAssignment): void;
   onBuildCancel(msg: BuildCancel): void;
   onOpenTunnel(msg: OpenTunnel): void;
+  /** One side of a workspace move (agent/src/move/); absent: refused by not answering. */
+  onOpenTransfer?(msg: OpenTransfer): void;
   onNewStream(): void;
 }
 
@@ -148,6 +151,8 @@ export class ControlPlaneSession {
         this.handlers.onBuildCancel(p.value);
       } else if (p.$case === 'openTunnel' && welcomed) {
         this.handlers.onOpenTunnel(p.value);
+      } else if (p.$case === 'openTransfer' && welcomed) {
+        this.handlers.onOpenTransfer?.(p.value);
       }
     });
     let ended = false;

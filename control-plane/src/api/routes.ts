@@ -4,6 +4,7 @@ import { buildOperations } from './ops/builds.js';
 import { eventOperations } from './ops/events.js';
 import type { RouteDeps } from './ops/deps.js';
 import { hostOperations } from './ops/hosts.js';
+import { moveOperations } from './ops/moves.js';
 import { quotaOperations } from './ops/quotas.js';
 import { userOperations } from './ops/users.js';
 import { workspaceOperations } from './ops/workspaces.js';
@@ -24,7 +25,8 @@ export function v1Operations(d: RouteDeps): Operation[] {
     ...workspaceOperations(d),
     ...workspaceSettingsOperations(d),
     ...buildOperations(d),
-    ...hostOperations(d),
+    ...moveOperations({ ...d, mover: d.moves.mover }),
+    ...hostOperations({ ...d, drainer: d.moves.drainer, drainParallelism: d.moves.drainParallelism }),
     ...userOperations(d),
     ...quotaOperations(d),
     ...auditOperations(d),

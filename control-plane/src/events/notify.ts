@@ -15,6 +15,8 @@ export const CHANNEL_WORKSPACE = 'a4c_workspace';
 export const CHANNEL_EVENT = 'a4c_event';
 /** A session into a workspace waits for its host's agent to open a tunnel: the id of its access_sessions row. */
 export const CHANNEL_TUNNEL = 'a4c_tunnel';
+/** One side of a workspace move waits for an agent whose stream another replica may hold: JSON {hostId, open}. */
+export const CHANNEL_TRANSFER = 'a4c_transfer';
 
 export async function notifyHost(tx: Tx, hostId: string): Promise<void> {
   await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_HOST, hostId]);
@@ -57,6 +59,7 @@ export class ChangeFeed extends EventEmitter {
       if (n.channel === CHANNEL_HOST) this.emit('host', n.payload);
       else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
       else if (n.channel === CHANNEL_TUNNEL) this.emit('tunnel', n.payload);
+      else if (n.channel === CHANNEL_TRANSFER) this.emit('transfer', n.payload);
     });
     client.on('error', (e) => {
       this.log.warn({ err: e.message }, 'change feed connection lost');
@@ -64,7 +67,7 @@ export class ChangeFeed extends EventEmitter {
       this.scheduleReconnect();
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_EVENT}`);
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_TRANSFER}; LISTEN ${CHANNEL_EVENT}`);
     this.client = client;
   }
 

@@ -1,6 +1,5 @@
 import type { Arch, HostStatsView, HostView } from '@a4c/common';
-import { inTx, type Db, type Tx } from './db.js';
-import { appendEvent, changesOf } from './events.js';
+import type { Db, Tx } from './db.js';
 
 /** The stats JSON of host_status, as the API shows it. */
 export type HostStatsJson = HostStatsView;
@@ -83,29 +82,6 @@ export async function listHosts(db: Db, o: HostViewOptions): Promise<HostView[]>
 export async function getHostView(db: Db, id: string, o: HostViewOptions): Promise<HostView | undefined> {
   const { rows } = await db.query<HostViewRow>(`${VIEW_SQL} WHERE h.id = $2`, [o.liveWithinSeconds, id]);
   return rows[0] && toHostView(rows[0], o.headroom);
-}
-
-/**
- * Drain (no new workspaces) or activate a host, with its event, in one transaction;
- * false if there is no such host.
- */
-export async function setDraining(db: Db, id: string, draining: boolean, actor: string): Promise<boolean> {
-  return inTx(db, async (tx) => {
-    const { rows } = await tx.query<{ was: boolean }>(
-      `UPDATE hosts h SET draining = $2, updated_at = now() FROM (SELECT draining AS was FROM hosts WHERE id = $1 FOR UPDATE) old
-        WHERE h.id = $1 RETURNING old.was`,
-      [id, draining],
-    );
-    if (!rows[0]) return false;
-    await appendEvent(tx, {
-      kind: draining ? 'host.drained' : 'host.activated',
-      actor,
-      reason: draining ? `drained by ${actor}: nothing new is placed there` : `activated by ${actor}`,
-      hostId: id,
-      changes: changesOf({ draining: rows[0].was }, { draining }),
-    });
-    return true;
-  });
 }
 
 /** Bumps the host's desired-state revision; the row lock serialises changes per host. */

@@ -31,6 +31,8 @@ export interface WorkspaceRow {
   last_activity_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  /** After a move: the image its container is made from (the source committed). */
+  run_image?: string | null;
   /** Only in reads that join the host (viewSql). */
   host_lost?: boolean;
   /** Only in desired-state reads: where to pull the image from, if it is in a registry. */
@@ -124,7 +126,7 @@ const DESIRED_SQL = sqlList(DESIRED_STATUSES);
 
 export async function desiredWorkspacesOfHost(db: Db | Tx, hostId: string): Promise<WorkspaceRow[]> {
   const { rows } = await db.query<WorkspaceRow>(
-    `SELECT w.*, r.pull_ref FROM workspaces w LEFT JOIN registry_images r ON r.ref = w.image
+    `SELECT w.*, r.pull_ref FROM workspaces w LEFT JOIN registry_images r ON r.ref = COALESCE(w.run_image, w.image)
       WHERE w.host_id = $1 AND w.status IN (${DESIRED_SQL}) ORDER BY w.created_at, w.id`,
     [hostId],
   );

@@ -28,7 +28,8 @@ export function toSpec(r: WorkspaceRow): WorkspaceSpec {
   return {
     workspaceId: r.id,
     userId: r.user_id,
-    image: r.image,
+    // A moved workspace's container is made from its source container, committed.
+    image: r.run_image ?? r.image,
     hostname: (r.hostname ?? r.id).split('.')[0] as string,
     runState: stopped ? RunState.RUN_STATE_STOPPED : RunState.RUN_STATE_RUNNING,
     resources: {

@@ -98,7 +98,12 @@ export class WorkspaceService {
       // A tier that needs approval waits, unplaced and reserving nothing, for an admin.
       const placed = tier.requiresApproval
         ? undefined
-        : await reserveHost(tx, { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name }, this.opts.placement, this.observe);
+        : await reserveHost(
+            tx,
+            { arch: input.arch, image, memoryMb: tier.memoryMb, cpus: tier.cpus, diskGb: tier.diskGb, tier: tier.name, userId: input.userId, project: input.projectName },
+            this.opts.placement,
+            this.observe,
+          );
       let inserted: WorkspaceRow | undefined;
       try {
         const res = await tx.query<WorkspaceRow>(

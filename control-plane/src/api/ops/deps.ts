@@ -2,6 +2,8 @@ import type { Logger } from '@a4c/common';
 import type { Policy } from '../../auth/principals.js';
 import type { EventHub } from '../../events/hub.js';
 import type { BuildService } from '../../builds/service.js';
+import type { Drainer } from '../../drains/drainer.js';
+import type { Mover } from '../../moves/mover.js';
 import type { Quotas } from '../../quotas/quotas.js';
 import type { Db } from '../../store/db.js';
 import type { HostViewOptions } from '../../store/hosts.js';
@@ -27,4 +29,6 @@ export interface RouteDeps {
     streamMaxSeconds: number;
   };
   log: Logger;
+  /** Workspace moves and host drains. */
+  moves: { mover: Mover; drainer: Drainer; drainParallelism: number };
 }

@@ -6,6 +6,7 @@ import { registerConfigSsh } from './config-ssh.js';
 import { registerEvents } from './events.js';
 import { registerBuilds } from './builds.js';
 import { registerHosts } from './hosts.js';
+import { registerMoves } from './moves.js';
 import { registerQuota } from './quota.js';
 import { registerTokens } from './tokens.js';
 import { registerUsers } from './users.js';
@@ -19,6 +20,7 @@ import { registerWorkspaces } from './workspaces.js';
  */
 export const COMMAND_GROUPS: readonly ((program: CommandUnknownOpts, ctx: Context) => void)[] = [
   registerWorkspaces,
+  registerMoves,
   registerAccess,
   registerConfigSsh,
   registerBuilds,

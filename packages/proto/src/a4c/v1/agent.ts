@@ -186,6 +186,86 @@ export function tunnelKindToJSON(object: TunnelKind): string {
   }
 }
 
+export enum TransferRole {
+  TRANSFER_ROLE_UNSPECIFIED = 0,
+  TRANSFER_ROLE_SEND = 1,
+  TRANSFER_ROLE_RECEIVE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function transferRoleFromJSON(object: any): TransferRole {
+  switch (object) {
+    case 0:
+    case "TRANSFER_ROLE_UNSPECIFIED":
+      return TransferRole.TRANSFER_ROLE_UNSPECIFIED;
+    case 1:
+    case "TRANSFER_ROLE_SEND":
+      return TransferRole.TRANSFER_ROLE_SEND;
+    case 2:
+    case "TRANSFER_ROLE_RECEIVE":
+      return TransferRole.TRANSFER_ROLE_RECEIVE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TransferRole.UNRECOGNIZED;
+  }
+}
+
+export function transferRoleToJSON(object: TransferRole): string {
+  switch (object) {
+    case TransferRole.TRANSFER_ROLE_UNSPECIFIED:
+      return "TRANSFER_ROLE_UNSPECIFIED";
+    case TransferRole.TRANSFER_ROLE_SEND:
+      return "TRANSFER_ROLE_SEND";
+    case TransferRole.TRANSFER_ROLE_RECEIVE:
+      return "TRANSFER_ROLE_RECEIVE";
+    case TransferRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum TransferPart {
+  TRANSFER_PART_UNSPECIFIED = 0,
+  /** TRANSFER_PART_IMAGE - `docker save` of image_ref (the committed container). */
+  TRANSFER_PART_IMAGE = 1,
+  /** TRANSFER_PART_VOLUME - A tar of the workspace's /workspace, rooted at "workspace/". */
+  TRANSFER_PART_VOLUME = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function transferPartFromJSON(object: any): TransferPart {
+  switch (object) {
+    case 0:
+    case "TRANSFER_PART_UNSPECIFIED":
+      return TransferPart.TRANSFER_PART_UNSPECIFIED;
+    case 1:
+    case "TRANSFER_PART_IMAGE":
+      return TransferPart.TRANSFER_PART_IMAGE;
+    case 2:
+    case "TRANSFER_PART_VOLUME":
+      return TransferPart.TRANSFER_PART_VOLUME;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TransferPart.UNRECOGNIZED;
+  }
+}
+
+export function transferPartToJSON(object: TransferPart): string {
+  switch (object) {
+    case TransferPart.TRANSFER_PART_UNSPECIFIED:
+      return "TRANSFER_PART_UNSPECIFIED";
+    case TransferPart.TRANSFER_PART_IMAGE:
+      return "TRANSFER_PART_IMAGE";
+    case TransferPart.TRANSFER_PART_VOLUME:
+      return "TRANSFER_PART_VOLUME";
+    case TransferPart.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Everything the agent sends. Exactly one payload is set. */
 export interface AgentMessage {
   payload:
@@ -210,6 +290,7 @@ export interface ControlMessage {
     | { $case: "buildAssignment"; value: BuildAssignment }
     | { $case: "buildCancel"; value: BuildCancel }
     | { $case: "openTunnel"; value: OpenTunnel }
+    | { $case: "openTransfer"; value: OpenTransfer }
     | undefined;
 }
 
@@ -665,6 +746,79 @@ export interface TunnelDown {
     | undefined;
 }
 
+/**
+ * "Open one side of a transfer." At-most-once, never re-sent: a lost one makes the move
+ * fail with a message saying so, and the source workspace runs again.
+ */
+export interface OpenTransfer {
+  /** A random UUID: the capability the agent presents in TransferAttach. */
+  transferId: string;
+  /** The gRPC address of the replica relaying the move; empty: this stream's address. */
+  address: string;
+  workspaceId: string;
+  role: TransferRole;
+  /**
+   * SEND: the tag to commit the stopped container as. RECEIVE: the tag the loaded
+   * image carries, which the moved workspace's container is created from.
+   */
+  imageRef: string;
+  /** RECEIVE: the Docker volume to extract the files into (created if absent). */
+  volume: string;
+  /**
+   * RECEIVE, abort only: undo what a failed transfer left (the loaded image, a volume
+   * the transfer created); no stream is opened.
+   */
+  abort: boolean;
+}
+
+export interface TransferAttach {
+  transferId: string;
+  hostId: string;
+}
+
+export interface TransferChunk {
+  part: TransferPart;
+  data: Buffer;
+}
+
+export interface TransferPartEnd {
+  part: TransferPart;
+  /** Lowercase hex SHA-256 of the part's bytes, and their count. */
+  sha256: string;
+  bytes: number;
+}
+
+/** The receiver's last word: the sums it computed over what it received, or why it failed. */
+export interface TransferResult {
+  parts: TransferPartEnd[];
+  error: string;
+}
+
+/** Everything an agent sends on a Transfer. Exactly one payload is set. */
+export interface TransferUp {
+  payload:
+    | //
+    /** First and only once. */
+    { $case: "attach"; value: TransferAttach }
+    | //
+    /** SEND: the bytes, part by part. */
+    { $case: "chunk"; value: TransferChunk }
+    | //
+    /** SEND: a part is complete. */
+    { $case: "partEnd"; value: TransferPartEnd }
+    | //
+    /** Last. SEND: an error if it could not send everything. RECEIVE: its sums. */
+    { $case: "result"; value: TransferResult }
+    | undefined;
+}
+
+/** Everything the control plane sends on a Transfer (to the RECEIVE side). Exactly one payload is set. */
+export interface TransferDown {
+  payload: { $case: "chunk"; value: TransferChunk } | { $case: "partEnd"; value: TransferPartEnd } | //
+  /** Nothing more comes: every part was sent. */
+  { $case: "done"; value: boolean } | undefined;
+}
+
 function createBaseAgentMessage(): AgentMessage {
   return { payload: undefined };
 }
@@ -968,6 +1122,9 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "openTunnel":
         OpenTunnel.encode(message.payload.value, writer.uint32(42).fork()).join();
         break;
+      case "openTransfer":
+        OpenTransfer.encode(message.payload.value, writer.uint32(1122).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1025,6 +1182,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.payload = { $case: "openTunnel", value: OpenTunnel.decode(reader, reader.uint32()) };
             continue;
           }
+          case 140: {
+            if (tag !== 1122) {
+              break;
+            }
+
+            message.payload = { $case: "openTransfer", value: OpenTransfer.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1057,6 +1222,10 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "openTunnel", value: OpenTunnel.fromJSON(object.openTunnel) }
         : isSet(object.open_tunnel)
         ? { $case: "openTunnel", value: OpenTunnel.fromJSON(object.open_tunnel) }
+        : isSet(object.openTransfer)
+        ? { $case: "openTransfer", value: OpenTransfer.fromJSON(object.openTransfer) }
+        : isSet(object.open_transfer)
+        ? { $case: "openTransfer", value: OpenTransfer.fromJSON(object.open_transfer) }
         : undefined,
     };
   },
@@ -1073,6 +1242,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       obj.buildCancel = BuildCancel.toJSON(message.payload.value);
     } else if (message.payload?.$case === "openTunnel") {
       obj.openTunnel = OpenTunnel.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "openTransfer") {
+      obj.openTransfer = OpenTransfer.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -1110,6 +1281,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "openTunnel": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "openTunnel", value: OpenTunnel.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "openTransfer": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "openTransfer", value: OpenTransfer.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -5218,6 +5395,816 @@ export const TunnelDown: MessageFns<TunnelDown> = {
   },
 };
 
+function createBaseOpenTransfer(): OpenTransfer {
+  return { transferId: "", address: "", workspaceId: "", role: 0, imageRef: "", volume: "", abort: false };
+}
+
+export const OpenTransfer: MessageFns<OpenTransfer> = {
+  encode(message: OpenTransfer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.workspaceId !== "") {
+      writer.uint32(26).string(message.workspaceId);
+    }
+    if (message.role !== 0) {
+      writer.uint32(32).int32(message.role);
+    }
+    if (message.imageRef !== "") {
+      writer.uint32(42).string(message.imageRef);
+    }
+    if (message.volume !== "") {
+      writer.uint32(50).string(message.volume);
+    }
+    if (message.abort !== false) {
+      writer.uint32(56).bool(message.abort);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenTransfer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenTransfer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workspaceId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.imageRef = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.volume = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.abort = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenTransfer {
+    return {
+      transferId: isSet(object.transferId)
+        ? globalThis.String(object.transferId)
+        : isSet(object.transfer_id)
+        ? globalThis.String(object.transfer_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      workspaceId: isSet(object.workspaceId)
+        ? globalThis.String(object.workspaceId)
+        : isSet(object.workspace_id)
+        ? globalThis.String(object.workspace_id)
+        : "",
+      role: isSet(object.role) ? transferRoleFromJSON(object.role) : 0,
+      imageRef: isSet(object.imageRef)
+        ? globalThis.String(object.imageRef)
+        : isSet(object.image_ref)
+        ? globalThis.String(object.image_ref)
+        : "",
+      volume: isSet(object.volume) ? globalThis.String(object.volume) : "",
+      abort: isSet(object.abort) ? globalThis.Boolean(object.abort) : false,
+    };
+  },
+
+  toJSON(message: OpenTransfer): unknown {
+    const obj: any = {};
+    if (message.transferId !== "") {
+      obj.transferId = message.transferId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.workspaceId !== "") {
+      obj.workspaceId = message.workspaceId;
+    }
+    if (message.role !== 0) {
+      obj.role = transferRoleToJSON(message.role);
+    }
+    if (message.imageRef !== "") {
+      obj.imageRef = message.imageRef;
+    }
+    if (message.volume !== "") {
+      obj.volume = message.volume;
+    }
+    if (message.abort !== false) {
+      obj.abort = message.abort;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenTransfer>, I>>(base?: I): OpenTransfer {
+    return OpenTransfer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenTransfer>, I>>(object: I): OpenTransfer {
+    const message = createBaseOpenTransfer();
+    message.transferId = object.transferId ?? "";
+    message.address = object.address ?? "";
+    message.workspaceId = object.workspaceId ?? "";
+    message.role = object.role ?? 0;
+    message.imageRef = object.imageRef ?? "";
+    message.volume = object.volume ?? "";
+    message.abort = object.abort ?? false;
+    return message;
+  },
+};
+
+function createBaseTransferAttach(): TransferAttach {
+  return { transferId: "", hostId: "" };
+}
+
+export const TransferAttach: MessageFns<TransferAttach> = {
+  encode(message: TransferAttach, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.hostId !== "") {
+      writer.uint32(18).string(message.hostId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferAttach {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferAttach();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferAttach {
+    return {
+      transferId: isSet(object.transferId)
+        ? globalThis.String(object.transferId)
+        : isSet(object.transfer_id)
+        ? globalThis.String(object.transfer_id)
+        : "",
+      hostId: isSet(object.hostId)
+        ? globalThis.String(object.hostId)
+        : isSet(object.host_id)
+        ? globalThis.String(object.host_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TransferAttach): unknown {
+    const obj: any = {};
+    if (message.transferId !== "") {
+      obj.transferId = message.transferId;
+    }
+    if (message.hostId !== "") {
+      obj.hostId = message.hostId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferAttach>, I>>(base?: I): TransferAttach {
+    return TransferAttach.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferAttach>, I>>(object: I): TransferAttach {
+    const message = createBaseTransferAttach();
+    message.transferId = object.transferId ?? "";
+    message.hostId = object.hostId ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferChunk(): TransferChunk {
+  return { part: 0, data: Buffer.alloc(0) };
+}
+
+export const TransferChunk: MessageFns<TransferChunk> = {
+  encode(message: TransferChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.part !== 0) {
+      writer.uint32(8).int32(message.part);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.part = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferChunk {
+    return {
+      part: isSet(object.part) ? transferPartFromJSON(object.part) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TransferChunk): unknown {
+    const obj: any = {};
+    if (message.part !== 0) {
+      obj.part = transferPartToJSON(message.part);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferChunk>, I>>(base?: I): TransferChunk {
+    return TransferChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferChunk>, I>>(object: I): TransferChunk {
+    const message = createBaseTransferChunk();
+    message.part = object.part ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseTransferPartEnd(): TransferPartEnd {
+  return { part: 0, sha256: "", bytes: 0 };
+}
+
+export const TransferPartEnd: MessageFns<TransferPartEnd> = {
+  encode(message: TransferPartEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.part !== 0) {
+      writer.uint32(8).int32(message.part);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(24).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferPartEnd {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferPartEnd();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.part = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferPartEnd {
+    return {
+      part: isSet(object.part) ? transferPartFromJSON(object.part) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: TransferPartEnd): unknown {
+    const obj: any = {};
+    if (message.part !== 0) {
+      obj.part = transferPartToJSON(message.part);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferPartEnd>, I>>(base?: I): TransferPartEnd {
+    return TransferPartEnd.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferPartEnd>, I>>(object: I): TransferPartEnd {
+    const message = createBaseTransferPartEnd();
+    message.part = object.part ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseTransferResult(): TransferResult {
+  return { parts: [], error: "" };
+}
+
+export const TransferResult: MessageFns<TransferResult> = {
+  encode(message: TransferResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.parts) {
+      TransferPartEnd.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.error !== "") {
+      writer.uint32(18).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parts.push(TransferPartEnd.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferResult {
+    return {
+      parts: globalThis.Array.isArray(object?.parts) ? object.parts.map((e: any) => TransferPartEnd.fromJSON(e)) : [],
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: TransferResult): unknown {
+    const obj: any = {};
+    if (message.parts?.length) {
+      obj.parts = message.parts.map((e) => TransferPartEnd.toJSON(e));
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferResult>, I>>(base?: I): TransferResult {
+    return TransferResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferResult>, I>>(object: I): TransferResult {
+    const message = createBaseTransferResult();
+    message.parts = object.parts?.map((e) => TransferPartEnd.fromPartial(e)) || [];
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferUp(): TransferUp {
+  return { payload: undefined };
+}
+
+export const TransferUp: MessageFns<TransferUp> = {
+  encode(message: TransferUp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.payload?.$case) {
+      case "attach":
+        TransferAttach.encode(message.payload.value, writer.uint32(10).fork()).join();
+        break;
+      case "chunk":
+        TransferChunk.encode(message.payload.value, writer.uint32(18).fork()).join();
+        break;
+      case "partEnd":
+        TransferPartEnd.encode(message.payload.value, writer.uint32(26).fork()).join();
+        break;
+      case "result":
+        TransferResult.encode(message.payload.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferUp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferUp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = { $case: "attach", value: TransferAttach.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = { $case: "chunk", value: TransferChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = { $case: "partEnd", value: TransferPartEnd.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payload = { $case: "result", value: TransferResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferUp {
+    return {
+      payload: isSet(object.attach)
+        ? { $case: "attach", value: TransferAttach.fromJSON(object.attach) }
+        : isSet(object.chunk)
+        ? { $case: "chunk", value: TransferChunk.fromJSON(object.chunk) }
+        : isSet(object.partEnd)
+        ? { $case: "partEnd", value: TransferPartEnd.fromJSON(object.partEnd) }
+        : isSet(object.part_end)
+        ? { $case: "partEnd", value: TransferPartEnd.fromJSON(object.part_end) }
+        : isSet(object.result)
+        ? { $case: "result", value: TransferResult.fromJSON(object.result) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: TransferUp): unknown {
+    const obj: any = {};
+    if (message.payload?.$case === "attach") {
+      obj.attach = TransferAttach.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "chunk") {
+      obj.chunk = TransferChunk.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "partEnd") {
+      obj.partEnd = TransferPartEnd.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "result") {
+      obj.result = TransferResult.toJSON(message.payload.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferUp>, I>>(base?: I): TransferUp {
+    return TransferUp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferUp>, I>>(object: I): TransferUp {
+    const message = createBaseTransferUp();
+    switch (object.payload?.$case) {
+      case "attach": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "attach", value: TransferAttach.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "chunk": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "chunk", value: TransferChunk.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "partEnd": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "partEnd", value: TransferPartEnd.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "result": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "result", value: TransferResult.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTransferDown(): TransferDown {
+  return { payload: undefined };
+}
+
+export const TransferDown: MessageFns<TransferDown> = {
+  encode(message: TransferDown, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.payload?.$case) {
+      case "chunk":
+        TransferChunk.encode(message.payload.value, writer.uint32(10).fork()).join();
+        break;
+      case "partEnd":
+        TransferPartEnd.encode(message.payload.value, writer.uint32(18).fork()).join();
+        break;
+      case "done":
+        writer.uint32(24).bool(message.payload.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferDown {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferDown();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = { $case: "chunk", value: TransferChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = { $case: "partEnd", value: TransferPartEnd.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.payload = { $case: "done", value: reader.bool() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferDown {
+    return {
+      payload: isSet(object.chunk)
+        ? { $case: "chunk", value: TransferChunk.fromJSON(object.chunk) }
+        : isSet(object.partEnd)
+        ? { $case: "partEnd", value: TransferPartEnd.fromJSON(object.partEnd) }
+        : isSet(object.part_end)
+        ? { $case: "partEnd", value: TransferPartEnd.fromJSON(object.part_end) }
+        : isSet(object.done)
+        ? { $case: "done", value: globalThis.Boolean(object.done) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: TransferDown): unknown {
+    const obj: any = {};
+    if (message.payload?.$case === "chunk") {
+      obj.chunk = TransferChunk.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "partEnd") {
+      obj.partEnd = TransferPartEnd.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "done") {
+      obj.done = message.payload.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferDown>, I>>(base?: I): TransferDown {
+    return TransferDown.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferDown>, I>>(object: I): TransferDown {
+    const message = createBaseTransferDown();
+    switch (object.payload?.$case) {
+      case "chunk": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "chunk", value: TransferChunk.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "partEnd": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "partEnd", value: TransferPartEnd.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "done": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "done", value: object.payload.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /**
@@ -5254,6 +6241,25 @@ export const AgentServiceService = {
     responseSerialize: (value: TunnelDown): Buffer => Buffer.from(TunnelDown.encode(value).finish()),
     responseDeserialize: (value: Buffer): TunnelDown => TunnelDown.decode(value),
   },
+  /**
+   * One side of a workspace move: the bytes of a stopped workspace's writable layer and
+   * volume, from the source host's agent (SEND) or to the destination's (RECEIVE). The
+   * agent opens it only when told to by an OpenTransfer on its Connect stream, exactly as
+   * a Tunnel (no host-to-host network: the control plane relays between the two
+   * streams). The first message up is a TransferAttach; an unknown, already attached or
+   * foreign transfer id is refused with NOT_FOUND or PERMISSION_DENIED. Flow control is
+   * HTTP/2's own: the relay stops reading the sender while the receiver is slow, so no
+   * process buffers a whole image or volume.
+   */
+  transfer: {
+    path: "/a4c.v1.AgentService/Transfer" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: TransferUp): Buffer => Buffer.from(TransferUp.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferUp => TransferUp.decode(value),
+    responseSerialize: (value: TransferDown): Buffer => Buffer.from(TransferDown.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferDown => TransferDown.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -5275,6 +6281,17 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * never makes either process buffer without bound.
    */
   tunnel: handleBidiStreamingCall<TunnelUp, TunnelDown>;
+  /**
+   * One side of a workspace move: the bytes of a stopped workspace's writable layer and
+   * volume, from the source host's agent (SEND) or to the destination's (RECEIVE). The
+   * agent opens it only when told to by an OpenTransfer on its Connect stream, exactly as
+   * a Tunnel (no host-to-host network: the control plane relays between the two
+   * streams). The first message up is a TransferAttach; an unknown, already attached or
+   * foreign transfer id is refused with NOT_FOUND or PERMISSION_DENIED. Flow control is
+   * HTTP/2's own: the relay stops reading the sender while the receiver is slow, so no
+   * process buffers a whole image or volume.
+   */
+  transfer: handleBidiStreamingCall<TransferUp, TransferDown>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -5300,6 +6317,19 @@ export interface AgentServiceClient extends Client {
   tunnel(): ClientDuplexStream<TunnelUp, TunnelDown>;
   tunnel(options: Partial<CallOptions>): ClientDuplexStream<TunnelUp, TunnelDown>;
   tunnel(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<TunnelUp, TunnelDown>;
+  /**
+   * One side of a workspace move: the bytes of a stopped workspace's writable layer and
+   * volume, from the source host's agent (SEND) or to the destination's (RECEIVE). The
+   * agent opens it only when told to by an OpenTransfer on its Connect stream, exactly as
+   * a Tunnel (no host-to-host network: the control plane relays between the two
+   * streams). The first message up is a TransferAttach; an unknown, already attached or
+   * foreign transfer id is refused with NOT_FOUND or PERMISSION_DENIED. Flow control is
+   * HTTP/2's own: the relay stops reading the sender while the receiver is slow, so no
+   * process buffers a whole image or volume.
+   */
+  transfer(): ClientDuplexStream<TransferUp, TransferDown>;
+  transfer(options: Partial<CallOptions>): ClientDuplexStream<TransferUp, TransferDown>;
+  transfer(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<TransferUp, TransferDown>;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
