@@ -7,6 +7,7 @@ import type { Build, HostView, Workspace } from '@a4c/common';
 import { removeHostContainers, spawnAgent, startTestControlPlane, uniqueId, type AgentProcess, type TestControlPlane } from './support/cluster.js';
 import { axeViolations, launchBrowser, screenshot, type Browser } from './support/browser.js';
 import { waitFor } from './support/net.js';
+import { openSocket } from './support/access.js';
 
 /**
  * The web dashboard in Debian's Chromium against a real control plane, agent and
@@ -170,6 +171,25 @@ describe('web dashboard in a real browser', function () {
     await waitFor('deleted', async () => ['DELETING', 'DELETED'].includes((await t.api.workspace(w.id)).status));
   });
 
+  it('says when a workspace stops for idleness and what keeps it alive', async () => {
+    const patched = await t.api.call<Workspace>('PATCH', `/v1/workspaces/${aliceWs.id}`, { autostopAfterSeconds: 3600 }, as(alice));
+    expect(patched.status, JSON.stringify(patched.body)).to.equal(200);
+    const sock = await openSocket(base(), `/v1/workspaces/${aliceWs.id}/exec?command=sleep&command=60`, tokens[alice] as string);
+    try {
+      await page.goto(`${base()}/ui/workspaces/${aliceWs.id}`);
+      await page.getByRole('heading', { name: 'alice-first' }).waitFor();
+      await page.getByRole('list', { name: 'Kept alive because' }).getByText(/open exec session/).waitFor();
+    } finally {
+      sock.close();
+    }
+    // Without an open session it says when it will stop: an hour after the last activity.
+    await waitFor('the session to end', async () => (await t.api.call<Workspace & { keptAliveBecause?: { reason: string }[] }>('GET', `/v1/workspaces/${aliceWs.id}`, undefined, as(alice))).body.keptAliveBecause?.every((k) => k.reason !== 'open-sessions'));
+    await page.reload();
+    await page.getByText('(after 60 min idle)').waitFor();
+    expect(await page.getByRole('list', { name: 'Kept alive because' }).getByText(/open exec session/).count()).to.equal(0);
+    expect((await t.api.call('PATCH', `/v1/workspaces/${aliceWs.id}`, { autostopAfterSeconds: null }, as(alice))).status).to.equal(200);
+  });
+
   it('runs a shell in the web terminal over the exec WebSocket: output, resize, reconnect', async () => {
     await page.goto(`${base()}/ui/workspaces/${aliceWs.id}`);
     await page.getByRole('heading', { name: 'alice-first' }).waitFor();
@@ -300,7 +320,7 @@ describe('web dashboard in a real browser', function () {
     }
   });
 
-  it('shows the build queue with positions', async () => {
+  it('shows the build queue with positions, and cancels a queued build after asking', async () => {
     await page.evaluate(`sessionStorage.setItem('a4c.token', ${JSON.stringify(tokens[alice])})`);
     await page.goto(`${base()}/ui/builds`);
     const row = page.getByRole('row').filter({ hasText: build.imageTag });
@@ -308,6 +328,17 @@ describe('web dashboard in a real browser', function () {
     await row.getByRole('link', { name: build.imageTag }).click();
     await page.getByRole('heading', { name: build.imageTag }).waitFor();
     await page.getByText('Waiting for the first log lines').waitFor();
+
+    await page.getByRole('button', { name: 'Cancel build', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: `Cancel ${build.imageTag}?` });
+    await dialog.getByText('It leaves the queue and is never built.').waitFor();
+    await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+    expect((await t.api.call<Build>('GET', `/v1/image-schedules/${build.id}`)).body.status, 'not cancelled before the user confirms').to.equal('SCHEDULED');
+    await page.getByRole('button', { name: 'Cancel build', exact: true }).click();
+    await dialog.getByRole('button', { name: 'Cancel build' }).click();
+    await page.locator('.page-header [data-status="CANCELLED"]').waitFor();
+    expect((await t.api.call<Build>('GET', `/v1/image-schedules/${build.id}`)).body.status).to.equal('CANCELLED');
+    await page.getByRole('link', { name: 'Build again…' }).waitFor();
   });
 
   it('resumes the events stream with Last-Event-ID and says while it is reconnecting', async () => {

@@ -57,8 +57,6 @@ export const EVENT_KINDS = {
   'host.enrolled': 'an agent enrolled with a join token and got a certificate',
   'host.removed': "an admin removed it: its certificates revoked, its workspaces LOST",
   'host.lost': 'no live agent session for longer than A4C_HOST_LOST_AFTER_SECONDS: its workspaces LOST',
-  'host.drain_started': 'a drain with a deadline began: its workspaces are moved off (or stopped at the deadline)',
-  'host.drain_completed': 'a drain finished: nothing of its workspaces is left on it',
   'agent.docker_unreachable': "the host's Docker Engine stopped answering",
   'agent.docker_reachable': "the host's Docker Engine answers again",
   'agent.image_pruned': "image garbage collection removed an unused A4C-built image (the host's disk was past A4C_IMAGE_GC_HIGH_PERCENT)",

@@ -1,9 +1,9 @@
 import { useRoute } from 'preact-iso';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { get } from '../lib/api.js';
+import { get, post } from '../lib/api.js';
 import { useInterval, useLoad, useNow } from '../lib/hooks.js';
 import type { Build, BuildLogLine } from '../lib/model.js';
-import { ErrorBox, Field, Loading, PageHeader, StatusBadge, Time } from '../components.js';
+import { Confirm, ErrorBox, Field, Loading, PageHeader, StatusBadge, Time } from '../components.js';
 
 /** A build and its log, followed while it runs (GET …/logs?after=<last seq>). */
 export function BuildPage() {
@@ -17,6 +17,9 @@ export function BuildPage() {
   const after = useRef(0);
   const logBox = useRef<HTMLPreElement>(null);
   const now = useNow();
+  const [asking, setAsking] = useState(false);
+  const [cancelling, setCancelling] = useState(false);
+  const [cancelError, setCancelError] = useState<unknown>();
   const finished = b && (b.status === 'COMPLETED' || b.status === 'FAILED' || b.status === 'CANCELLED');
 
   const readLog = async () => {
@@ -46,6 +49,21 @@ export function BuildPage() {
     if (follow && logBox.current) logBox.current.scrollTop = logBox.current.scrollHeight;
   }, [lines, follow]);
 
+  const cancel = async () => {
+    setAsking(false);
+    setCancelling(true);
+    setCancelError(undefined);
+    try {
+      await post<Build>(`/v1/image-schedules/${encodeURIComponent(id)}/cancel`);
+      loaded.reload();
+      void readLog();
+    } catch (e) {
+      setCancelError(e);
+    } finally {
+      setCancelling(false);
+    }
+  };
+
   if (!b) return loaded.error ? <ErrorBox error={loaded.error} onRetry={loaded.reload} title="Could not load this build" /> : <Loading label="Loading the build" />;
   const again = `/ui/builds/new?${new URLSearchParams({ imageName: b.imageName, project: b.project, arch: b.arch, changeNumber: b.changeNumber })}`;
   return (
@@ -58,8 +76,16 @@ export function BuildPage() {
           <a class="btn" href={again}>
             Build again…
           </a>
-        ) : null}
+        ) : (
+          <button type="button" class="btn btn-danger-quiet" disabled={cancelling} onClick={() => setAsking(true)}>
+            {cancelling ? 'Cancel build…' : 'Cancel build'}
+          </button>
+        )}
       </PageHeader>
+      <Confirm open={asking} title={`Cancel ${b.imageTag}?`} confirmLabel="Cancel build" danger onCancel={() => setAsking(false)} onConfirm={() => void cancel()}>
+        <p>{b.status === 'IN_PROGRESS' ? 'The build stops on its host now; what it made so far is thrown away.' : 'It leaves the queue and is never built.'} Build again to start over.</p>
+      </Confirm>
+      {cancelError ? <ErrorBox error={cancelError} title="Could not cancel the build" /> : null}
       {b.error ? (
         <section class="failure" role="alert">
           <h2>The build failed</h2>
