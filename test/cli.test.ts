@@ -395,10 +395,11 @@ describe('the a4c CLI (packages/cli) against a control plane', () => {
     expect(asJson.events.map((e) => e.kind)).to.deep.equal(['workspace.running']);
     expect(asJson.nextCursor).to.be.a('string');
 
-    const follower = startA4c(['events', '--follow', '--workspace', ws.id, '-o', 'json'], { A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token, A4C_USER: user });
+    // From a moment that is already past when it connects: however slow the start, the
+    // follower replays from there, then follows live.
+    const from = new Date().toISOString();
+    const follower = startA4c(['events', '--follow', '--since', from, '--workspace', ws.id, '-o', 'json'], { A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token, A4C_USER: user });
     try {
-      // The stream starts from now: give it a moment to connect, then change the workspace.
-      await new Promise((r) => setTimeout(r, 1000));
       expect((await t.api.call('POST', `/v1/workspaces/${ws.id}/stop?wait=30`)).status).to.equal(202);
       await waitFor('workspace.stopped on the follower', () => follower.out().includes('"kind":"workspace.stopped"'), 15_000);
       follower.proc.kill('SIGINT');
