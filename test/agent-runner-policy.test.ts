@@ -86,6 +86,7 @@ describe('agent restart tracker and transient-error retries, on a fake clock (pu
         engineError(400, 'invalid reference format'),
         engineError(500, 'No such image: a4c-missing:latest'),
         engineError(500, 'failed to create shim task: OCI runtime create failed: exec: "/no/such/program": no such file or directory'),
+        engineError(500, 'unable to find user nosuchuser: no matching entries in passwd file'),
         new Error('refusing to create a workspace container without a memory limit (memoryBytes=0)'),
       ];
       for (const e of transient) expect(isTransientDockerError(e), e.message).to.equal(true);

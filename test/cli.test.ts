@@ -201,7 +201,9 @@ describe('the a4c CLI (packages/cli) against a control plane', () => {
   const a4c = (args: string[], env: Record<string, string> = {}) => runA4c(args, { A4C_URL: t.api.baseUrl, A4C_TOKEN: t.api.token, A4C_USER: user, ...env });
 
   before(async () => {
-    await commitImage('cli-broken:test', ['CMD ["/no/such/program"]']);
+    // Fails at start, every time (a command that cannot run would start under the init
+    // process and only then exit, racing the check after start).
+    await commitImage('cli-broken:test', ['USER nosuchuser']);
     // "gated": a tiny tier that needs an admin's approval, as xl does.
     const tiers = { ...(JSON.parse(TINY_TIERS) as object), gated: { memoryMb: 64, cpus: 0.25, diskGb: 1, requiresApproval: true } };
     t = await startTestControlPlane({ A4C_TIERS: JSON.stringify(tiers) });

@@ -19,6 +19,8 @@ const PERMANENT = [
   /invalid (argument|parameter|reference|mount)/i,
   /not supported/i,
   /no space left on device/i,
+  /unable to find (user|group)/i,
+  /no matching entries in (passwd|group) file/i,
 ];
 
 /** Socket errors of an engine that is restarting, overloaded or slow to answer. */
