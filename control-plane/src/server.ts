@@ -390,11 +390,12 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
         eventHub.stop();
         await webhookDispatcher.stop();
-        httpServer.close();
-        httpServer.closeIdleConnections();
         await access.stop();
         await sessions.stop();
         await lifecycle.shutdownGrpc(grpcServer);
+        // The REST API last: until here /readyz answered 503, for load balancers to notice.
+        httpServer.close();
+        httpServer.closeIdleConnections();
         await feed.stop();
         await db.end();
         await agentDb.end();
