@@ -186,6 +186,7 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     watch.on('data', (m: { status: string }) => seen.push(m.status));
     watch.on('error', () => undefined);
     await waitFor('health SERVING', () => seen.includes('SERVING'), 10_000);
+    const leavingAgents = agents.filter((_, i) => held[i] === leaving);
     leaving.proc.kill('SIGTERM');
     await waitFor('health NOT_SERVING', () => seen.includes('NOT_SERVING'), 10_000);
     const ready = await fetch(`${leaving.api.baseUrl}/readyz`);
@@ -195,8 +196,23 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
       for (const a of agents) if ((await replicaOf(a)) !== staying) return false;
       return true;
     }, 20_000, 200);
+    // Told to go elsewhere (the stream's trailer), not merely cut off.
+    for (const a of leavingAgents) expect(a.output(), a.hostId).to.include('control plane replica is shutting down; moving to another');
     watch.cancel();
     expect(await leaving.exited).to.equal(0);
     for (const hostId of hosts) await staying.api.waitHostConnected(hostId, 20_000);
+  });
+
+  it('takes a DNS name: resolves it and dials its addresses, checking the certificate against the name', async () => {
+    const staying = replicas.find((r) => r.proc.exitCode === null && r.proc.signalCode === null)!;
+    const hostId = uniqueId('rep-dns');
+    hosts.push(hostId);
+    const t = await staying.api.call<{ token: string }>('POST', '/v1/join-tokens', { hostId, ttlSeconds: 600 });
+    const port = staying.grpcAddress.split(':').pop();
+    const a = await spawnAgent({ hostId, controlPlane: `localhost:${port}`, env: { A4C_GRPC_INSECURE: 'false', A4C_JOIN_TOKEN: t.body.token, A4C_CONTROL_PLANE_URL: staying.api.baseUrl } });
+    agents.push(a);
+    await staying.api.waitHostConnected(hostId, 30_000);
+    // localhost resolved to an address (the replica listens on 127.0.0.1; ::1, if tried first, failed over).
+    expect((await agentStatus(a)).controlPlane.address).to.equal(`127.0.0.1:${port}`);
   });
 });

@@ -55,7 +55,7 @@ export class ControlPlaneAddresses {
   private async expand(): Promise<Target[]> {
     const out: Target[] = [];
     for (const { host, port } of this.order) {
-      if (isIP(host) || host === 'localhost') {
+      if (isIP(host)) {
         out.push({ address: hostPort(host, port) });
         continue;
       }
