@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -50,6 +51,22 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     return s.controlPlane.connected ? replicas.find((r) => r.grpcAddress === s.controlPlane.address) : undefined;
   };
 
+  const otherCa = (name: string) => {
+    const dir = tmpDir(name);
+    const [key, cert] = [path.join(dir, 'ca.key'), path.join(dir, 'ca.crt')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    return { key, cert, dir };
+  };
+  const caRow = async (url: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query<{ cert_pem: string; key_pem: string; key_encryption: string | null; origin: string }>('SELECT cert_pem, key_pem, key_encryption, origin FROM agent_plane_ca')).rows;
+    } finally {
+      await c.end();
+    }
+  };
+
   before(async () => {
     databaseUrl = await freshDatabase();
     db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
@@ -97,9 +114,7 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
   });
 
   it('refuses to start a replica supplied with a different CA, saying why and what to do', async () => {
-    const dir = tmpDir('other-ca');
-    const [key, cert] = [path.join(dir, 'ca.key'), path.join(dir, 'ca.crt')];
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=another CA', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    const { key, cert } = otherCa('another-ca');
     const r = await spawnReplica({ name: 'other-ca', databaseUrl, adminToken, env: { A4C_CA_CERT: cert, A4C_CA_KEY: key }, waitReady: false });
     expect(await r.exited).to.equal(1);
     expect(r.stderr()).to.include(`A4C_CA_CERT ${cert} is a different CA from the agent-plane CA already kept in PostgreSQL`);
@@ -214,5 +229,50 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     await staying.api.waitHostConnected(hostId, 30_000);
     // localhost resolved to an address (the replica listens on 127.0.0.1; ::1, if tried first, failed over).
     expect((await agentStatus(a)).controlPlane.address).to.equal(`127.0.0.1:${port}`);
+  });
+
+  it('encrypts the CA key at rest with A4C_CA_ENCRYPTION_KEY; a replica without that key, or with another, refuses to start', async () => {
+    const url = await freshDatabase();
+    const key = randomBytes(32).toString('hex');
+    const first = await spawnReplica({ name: 'sealed', databaseUrl: url, adminToken, env: { A4C_CA_ENCRYPTION_KEY: key } });
+    await first.kill();
+    const [row] = await caRow(url);
+    expect(row?.key_encryption).to.equal('aes-256-gcm');
+    expect(row?.key_pem).to.match(/^v1:/).and.not.to.include('PRIVATE KEY');
+    const without = await spawnReplica({ name: 'no-key', databaseUrl: url, adminToken, waitReady: false });
+    expect(await without.exited).to.equal(1);
+    expect(without.stderr()).to.include('the agent-plane CA key in PostgreSQL is encrypted and A4C_CA_ENCRYPTION_KEY is not set');
+    const wrong = await spawnReplica({ name: 'wrong-key', databaseUrl: url, adminToken, env: { A4C_CA_ENCRYPTION_KEY: randomBytes(32).toString('base64') }, waitReady: false });
+    expect(await wrong.exited).to.equal(1);
+    expect(wrong.stderr()).to.include('does not decrypt with A4C_CA_ENCRYPTION_KEY');
+    const malformed = await spawnReplica({ name: 'bad-key', databaseUrl: url, adminToken, env: { A4C_CA_ENCRYPTION_KEY: 'hunter2' }, waitReady: false });
+    expect(await malformed.exited).to.equal(2);
+    expect(malformed.stderr()).to.include('A4C_CA_ENCRYPTION_KEY must be 32 random bytes as 64 hex digits or 44 base64 characters');
+    const again = await spawnReplica({ name: 'same-key', databaseUrl: url, adminToken, env: { A4C_CA_ENCRYPTION_KEY: key } });
+    expect(await again.kill()).to.equal(0);
+    expect((await caRow(url))[0]?.cert_pem).to.equal(row?.cert_pem);
+  });
+
+  it("imports a single-replica install's <dataDir>/ca on first start (its agents keep their certificates); another data directory's CA is refused", async () => {
+    const url = await freshDatabase();
+    const old = otherCa('old-install');
+    const dataDir = tmpDir('old-data');
+    mkdirSync(path.join(dataDir, 'ca'));
+    copyFileSync(old.cert, path.join(dataDir, 'ca', 'ca.crt'));
+    copyFileSync(old.key, path.join(dataDir, 'ca', 'ca.key'));
+    const upgraded = await spawnReplica({ name: 'upgraded', databaseUrl: url, adminToken, env: { A4C_DATA_DIR: dataDir } });
+    await upgraded.kill();
+    const [row] = await caRow(url);
+    expect(row?.origin).to.equal('imported-data-dir');
+    expect(row?.cert_pem.trim()).to.equal(readFileSync(old.cert, 'utf8').trim());
+    const stranger = otherCa('stranger');
+    const strangerDir = tmpDir('stranger-data');
+    mkdirSync(path.join(strangerDir, 'ca'));
+    copyFileSync(stranger.cert, path.join(strangerDir, 'ca', 'ca.crt'));
+    copyFileSync(stranger.key, path.join(strangerDir, 'ca', 'ca.key'));
+    const refused = await spawnReplica({ name: 'stranger', databaseUrl: url, adminToken, env: { A4C_DATA_DIR: strangerDir }, waitReady: false });
+    expect(await refused.exited).to.equal(1);
+    expect(refused.stderr()).to.include(`${path.join(strangerDir, 'ca')} holds a different CA from the agent-plane CA already kept in PostgreSQL`);
+    expect(refused.stderr()).to.include(`fix: move ${path.join(strangerDir, 'ca')} away`);
   });
 });
