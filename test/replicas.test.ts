@@ -108,6 +108,9 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
   it('keeps one CA in PostgreSQL: every replica accepts the agents enrolled at another, and serves grpc.health.v1 SERVING', async () => {
     const { rows } = await db.query<{ origin: string; key_encryption: string | null }>('SELECT origin, key_encryption FROM agent_plane_ca');
     expect(rows).to.deep.equal([{ origin: 'created', key_encryption: null }]);
+    // One ca.stored event, in the same transaction as the row, though three replicas started.
+    const { rows: events } = await db.query<{ data: { origin: string } }>("SELECT data FROM events WHERE kind = 'ca.stored'");
+    expect(events.map((e) => e.data.origin)).to.deep.equal(['created']);
     // A health check over mutual TLS with an agent's certificate: the replica accepts a
     // client certificate its CA signed, and the agent verifies the replica's against the CA it enrolled with.
     for (const r of replicas) expect(await check(health(r.grpcAddress, agents[0]!.stateDir)), r.name).to.equal('SERVING');
@@ -251,6 +254,14 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     const again = await spawnReplica({ name: 'same-key', databaseUrl: url, adminToken, env: { A4C_CA_ENCRYPTION_KEY: key } });
     expect(await again.kill()).to.equal(0);
     expect((await caRow(url))[0]?.cert_pem).to.equal(row?.cert_pem);
+    // A key stored in the clear is encrypted once a replica starts with the setting.
+    const plainUrl = await freshDatabase();
+    await (await spawnReplica({ name: 'plain', databaseUrl: plainUrl, adminToken })).kill();
+    expect((await caRow(plainUrl))[0]?.key_encryption).to.equal(null);
+    await (await spawnReplica({ name: 'sealing', databaseUrl: plainUrl, adminToken, env: { A4C_CA_ENCRYPTION_KEY: key } })).kill();
+    const [sealed] = await caRow(plainUrl);
+    expect(sealed?.key_encryption).to.equal('aes-256-gcm');
+    expect(sealed?.key_pem).to.match(/^v1:/);
   });
 
   it("imports a single-replica install's <dataDir>/ca on first start (its agents keep their certificates); another data directory's CA is refused", async () => {

@@ -24,7 +24,8 @@ export async function sharedCa(
     const mine = local?.ca ?? generateCa();
     const origin = !local ? 'created' : local.source === 'supplied' ? 'supplied' : 'imported-data-dir';
     const sealed = opts.encryptionKey ? seal(mine.keyPem, mine.certPem, opts.encryptionKey) : mine.keyPem;
-    const won = await storeCaIfAbsent(db, { certPem: mine.certPem, keyPem: sealed, keyEncryption: opts.encryptionKey ? 'aes-256-gcm' : null, origin });
+    const subject = new X509Certificate(mine.certPem).subject.replace(/\n/g, ', ');
+    const won = await storeCaIfAbsent(db, { certPem: mine.certPem, keyPem: sealed, keyEncryption: opts.encryptionKey ? 'aes-256-gcm' : null, origin }, subject);
     if (won) log.info({ origin, encrypted: Boolean(opts.encryptionKey) }, 'stored the agent-plane CA in PostgreSQL');
     stored = await readStoredCa(db);
     if (!stored) throw new Error('the agent-plane CA was stored but cannot be read back');

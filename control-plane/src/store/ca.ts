@@ -1,4 +1,5 @@
-import type { Db } from './db.js';
+import { inTx, type Db } from './db.js';
+import { appendEvent } from './events.js';
 
 /** The agent plane's CA as kept in PostgreSQL (migration 100). */
 export interface StoredCa {
@@ -11,13 +12,22 @@ export interface StoredCa {
 }
 
 /** Stores the CA unless one is stored already (another replica won the race): true if this one was. */
-export async function storeCaIfAbsent(db: Db, ca: Omit<StoredCa, 'createdAt'>): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `INSERT INTO agent_plane_ca (singleton, cert_pem, key_pem, key_encryption, origin) VALUES (true, $1, $2, $3, $4)
-     ON CONFLICT (singleton) DO NOTHING`,
-    [ca.certPem, ca.keyPem, ca.keyEncryption, ca.origin],
-  );
-  return rowCount === 1;
+export async function storeCaIfAbsent(db: Db, ca: Omit<StoredCa, 'createdAt'>, subject: string): Promise<boolean> {
+  return inTx(db, async (tx) => {
+    const { rowCount } = await tx.query(
+      `INSERT INTO agent_plane_ca (singleton, cert_pem, key_pem, key_encryption, origin) VALUES (true, $1, $2, $3, $4)
+       ON CONFLICT (singleton) DO NOTHING`,
+      [ca.certPem, ca.keyPem, ca.keyEncryption, ca.origin],
+    );
+    if (rowCount !== 1) return false;
+    await appendEvent(tx, {
+      kind: 'ca.stored',
+      actor: 'control-plane',
+      reason: ca.origin === 'created' ? 'the first replica created the agent-plane CA' : ca.origin === 'supplied' ? 'the first replica stored the CA it was given (A4C_CA_CERT)' : 'imported from the data directory of a single-replica install',
+      data: { origin: ca.origin, subject, keyEncrypted: ca.keyEncryption !== null },
+    });
+    return true;
+  });
 }
 
 export async function readStoredCa(db: Db): Promise<StoredCa | undefined> {
@@ -30,9 +40,18 @@ export async function readStoredCa(db: Db): Promise<StoredCa | undefined> {
 
 /** Seals a key stored in the clear (an encryption key was configured later); false if it already was. */
 export async function sealStoredKey(db: Db, certPem: string, sealed: string): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `UPDATE agent_plane_ca SET key_pem = $2, key_encryption = 'aes-256-gcm' WHERE singleton AND cert_pem = $1 AND key_encryption IS NULL`,
-    [certPem, sealed],
-  );
-  return rowCount === 1;
+  return inTx(db, async (tx) => {
+    const { rowCount } = await tx.query(
+      `UPDATE agent_plane_ca SET key_pem = $2, key_encryption = 'aes-256-gcm' WHERE singleton AND cert_pem = $1 AND key_encryption IS NULL`,
+      [certPem, sealed],
+    );
+    if (rowCount !== 1) return false;
+    await appendEvent(tx, {
+      kind: 'ca.key_encrypted',
+      actor: 'control-plane',
+      reason: 'A4C_CA_ENCRYPTION_KEY was set: the CA key kept unencrypted is now encrypted',
+      changes: { keyEncrypted: { from: false, to: true } },
+    });
+    return true;
+  });
 }
