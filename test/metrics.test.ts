@@ -126,7 +126,7 @@ describe('control-plane metrics', function () {
     // A second replica on the same database, holding no agent stream and serving no
     // API call but the shedding test's: whatever it shows of the fleet comes from
     // PostgreSQL. It has a scrape token, and sheds past 50 ms of event-loop lag.
-    b = await startTestControlPlane({ DATABASE_URL: a.databaseUrl, A4C_METRICS_TOKEN: scrapeToken, A4C_SHED_EVENT_LOOP_LAG_MS: '50' });
+    b = await startTestControlPlane({ DATABASE_URL: a.databaseUrl, A4C_METRICS_TOKEN: scrapeToken, A4C_SHED_EVENT_LOOP_LAG_MS: '50', A4C_SHED_INTERVAL_MS: '600' });
     agent = await spawnAgent({ hostId, controlPlane: a.grpcAddress, env: FAST_BUILDS });
     await a.api.waitHostConnected(hostId);
     db = new pg.Client({ connectionString: a.databaseUrl });
@@ -290,14 +290,26 @@ describe('control-plane metrics', function () {
 
   it('shed requests move a4c_api_requests_shed_total, and /metrics itself is never shed', async () => {
     const before = await scrape(b);
-    // Block this process's event loop (replica B runs in it) past B's 50 ms bound.
-    const end = Date.now() + 300;
-    while (Date.now() < end) {
-      // busy
-    }
+    // Keep this process's event loop (replica B runs in it) busy past B's 50 ms bound for
+    // longer than the shedding interval: sustained lag, not one stall.
+    const until = Date.now() + 2500;
+    const slices = new Promise<void>((resolve) => {
+      const slice = () => {
+        const end = Date.now() + 150;
+        while (Date.now() < end) {
+          // busy
+        }
+        if (Date.now() < until) setTimeout(slice, 2);
+        else resolve();
+      };
+      slice();
+    });
+    await new Promise((r) => setTimeout(r, 1500));
     const shed = await b.api.call<{ error: string; message: string }>('GET', '/v1/hosts');
     expect(shed.status, JSON.stringify(shed.body)).to.equal(503);
     expect(shed.body.message).to.match(/overloaded/);
+    await slices;
+    await new Promise((r) => setTimeout(r, 1500));
     const after = await scrape(b);
     expect((after.get('a4c_api_requests_shed_total') ?? 0) - (before.get('a4c_api_requests_shed_total') ?? 0)).to.equal(1);
     expect((after.get('a4c_api_errors_total', { route: '/v1/hosts', code: '503' }) ?? 0) - (before.get('a4c_api_errors_total', { route: '/v1/hosts', code: '503' }) ?? 0)).to.equal(1);

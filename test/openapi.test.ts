@@ -139,7 +139,9 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('POST', `/v1/workspaces/${id}/stop?wait=30`, undefined, asUser)).status).to.equal(202);
     expect((await call('POST', `/v1/workspaces/${id}/start?wait=30`, undefined, asUser)).status).to.equal(202);
     // ---- a move to the second host, its progress, where the user's files are
-    expect((await call('POST', `/v1/workspaces/${id}/move`, { toHostId: hostB }, asUser)).status).to.equal(202);
+    await waitFor('the workspace RUNNING again', async () => (await t.api.workspace(id)).status === 'RUNNING', 30_000, 100);
+    const moved = await call('POST', `/v1/workspaces/${id}/move`, { toHostId: hostB }, asUser);
+    expect(moved.status, JSON.stringify(moved.body)).to.equal(202);
     await waitFor('the move done', async () => (await call<{ status: string }>('GET', `/v1/workspaces/${id}/move`, undefined, asUser)).body.status === 'SUCCEEDED', 30_000, 200);
     expect((await call('GET', `/v1/users/${user}/volumes`, undefined, asUser)).status).to.equal(200);
     // ---- getting in: WebSockets answer 101; a plain GET is a documented 426

@@ -1,8 +1,9 @@
 import { Duplex } from 'node:stream';
+import { DialBackClients } from './dial-back.js';
 import * as grpc from '@grpc/grpc-js';
 import type Docker from 'dockerode';
 import type { Logger } from '@a4c/common';
-import { AgentServiceClient, RunState, TunnelKind, type OpenTunnel, type TunnelDown, type TunnelUp, type WorkspaceSpec } from '@a4c/proto';
+import { RunState, TunnelKind, type OpenTunnel, type TunnelDown, type TunnelUp, type WorkspaceSpec } from '@a4c/proto';
 import { LOGIN_SHELL, startExec, type ExecProcess } from './exec.js';
 import { dialInContainer } from './port-forward.js';
 
@@ -36,14 +37,16 @@ interface Live {
  * replica, so bulk bytes never queue behind (or ahead of) heartbeats.
  */
 export class Tunnels {
-  private readonly clients = new Map<string, AgentServiceClient>();
+  private readonly clients: DialBackClients;
   private readonly live = new Set<Live>();
 
   constructor(
     private readonly docker: Docker,
     private readonly opts: TunnelOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.clients = new DialBackClients(opts.defaultAddress, opts.credentials);
+  }
 
   get count(): number {
     return this.live.size;
@@ -54,25 +57,9 @@ export class Tunnels {
     void this.run(msg).catch((e: unknown) => this.log.warn({ tunnelId: msg.tunnelId, err: (e as Error).message }, 'tunnel failed'));
   }
 
-  private async client(address: string): Promise<AgentServiceClient> {
-    const target = address || this.opts.defaultAddress;
-    let c = this.clients.get(target);
-    if (!c) {
-      c = new AgentServiceClient(target, await this.opts.credentials(), {
-        'grpc.use_local_subchannel_pool': 1,
-        // The HTTP/2 default window (64 KiB) caps a tunnel at one window per round trip.
-        'grpc-node.flow_control_window': 1024 * 1024,
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-      });
-      this.clients.set(target, c);
-    }
-    return c;
-  }
-
   private async run(msg: OpenTunnel): Promise<void> {
     const log = this.log.child({ tunnelId: msg.tunnelId, workspaceId: msg.workspaceId });
-    const call = (await this.client(msg.address)).tunnel();
+    const call = (await this.clients.get(msg.address)).tunnel();
     call.on('error', (e: grpc.ServiceError) => log.debug({ err: e.message }, 'tunnel stream error'));
     call.write({ payload: { $case: 'attach', value: { tunnelId: msg.tunnelId, hostId: this.opts.hostId } } });
     let done = false;
@@ -204,8 +191,7 @@ export class Tunnels {
   /** Agent shutdown: every session ends with a message; the workspaces keep running. */
   stop(): void {
     for (const t of [...this.live]) t.fail(`the agent on host ${this.opts.hostId} is restarting; connect again in a few seconds`);
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+    this.clients.close();
   }
 }
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
+import { DialBackClients } from '../access/dial-back.js';
 import { PassThrough, type Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type Docker from 'dockerode';
 import type { Logger } from '@a4c/common';
 import {
-  AgentServiceClient,
   TransferPart,
   TransferRole,
   type OpenTransfer,
@@ -55,7 +55,7 @@ interface Received {
  * the workspace in this host's desired state. Both dial the control plane, like tunnels.
  */
 export class Transfers {
-  private readonly clients = new Map<string, AgentServiceClient>();
+  private readonly clients: DialBackClients;
   private readonly received = new Map<string, Received>();
   private live = 0;
 
@@ -64,7 +64,9 @@ export class Transfers {
     private readonly runtime: ContainerRuntime,
     private readonly opts: TransferOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.clients = new DialBackClients(opts.defaultAddress, opts.credentials);
+  }
 
   get count(): number {
     return this.live;
@@ -86,23 +88,8 @@ export class Transfers {
       });
   }
 
-  private async client(address: string): Promise<AgentServiceClient> {
-    const target = address || this.opts.defaultAddress;
-    let c = this.clients.get(target);
-    if (!c) {
-      c = new AgentServiceClient(target, await this.opts.credentials(), {
-        'grpc.use_local_subchannel_pool': 1,
-        'grpc-node.flow_control_window': 1024 * 1024,
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-      });
-      this.clients.set(target, c);
-    }
-    return c;
-  }
-
   private async dial(msg: OpenTransfer): Promise<TransferCall> {
-    const call = (await this.client(msg.address)).transfer();
+    const call = (await this.clients.get(msg.address)).transfer();
     call.on('error', () => undefined); // every use below watches for the end it causes
     call.write({ payload: { $case: 'attach', value: { transferId: msg.transferId, hostId: this.opts.hostId } } });
     return call;
@@ -290,8 +277,7 @@ export class Transfers {
   }
 
   stop(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+    this.clients.close();
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { acceptAttach } from './attach.js';
 import * as grpc from '@grpc/grpc-js';
 import { A4cError, type Logger } from '@a4c/common';
 import { TunnelKind, type ControlMessage, type TunnelDown, type TunnelUp } from '@a4c/proto';
@@ -202,20 +203,7 @@ export class TunnelBroker {
 
   /** AgentService.Tunnel: the agent attaches a tunnel to a waiting session. */
   readonly handleTunnel = (call: TunnelCall): void => {
-    const refuse = (code: grpc.status, message: string) => {
-      call.emit('error', Object.assign(new Error(message), { code, details: message }));
-    };
-    const timer = setTimeout(() => refuse(grpc.status.DEADLINE_EXCEEDED, 'no TunnelAttach within 10 s'), 10_000);
-    call.once('data', (first: TunnelUp) => {
-      clearTimeout(timer);
-      // Nothing more is read until the session's bridge takes the stream over.
-      call.pause();
-      void this.attach(call, first).catch((e: unknown) => {
-        const err = e as { code?: grpc.status; message: string };
-        refuse(err.code ?? grpc.status.INTERNAL, err.message);
-      });
-    });
-    call.on('error', () => clearTimeout(timer));
+    acceptAttach(call, 'TunnelAttach', (first: TunnelUp) => this.attach(call, first));
   };
 
   private async attach(call: TunnelCall, first: TunnelUp): Promise<void> {

@@ -2,7 +2,7 @@ import type { Logger } from '@a4c/common';
 import type { ImagesPruned } from '@a4c/proto';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
-import { formatBytes } from './usage.js';
+import { formatBytes } from '@a4c/common';
 
 const pct = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : null);
 

@@ -1,25 +1,14 @@
-import type { Logger, WorkspaceStatus } from '@a4c/common';
+import { formatBytes, type Logger, type WorkspaceStatus } from '@a4c/common';
 import type { WorkspaceDiskUsage } from '@a4c/proto';
 import { inTx, type Db } from '../store/db.js';
 import { recordDiskSamples, type DiskSample } from '../store/disk.js';
 import { appendEvent } from '../store/events.js';
 import type { WorkspaceService } from '../workspaces/service.js';
+import { canMove, statusesWhere } from '../workspaces/states.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** Past its disk, a workspace in one of these is stopped; a stopped one is left as it is. */
-const STOPPABLE: readonly WorkspaceStatus[] = ['CREATING', 'RUNNING', 'STARTING'];
-
-/** 1536 → "1.5 KiB": the figures people read in events and errors. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
+/** What a disk past its limit stops: whatever may move to STOPPING (the states table). */
+const STOPPABLE: readonly WorkspaceStatus[] = statusesWhere((_r, s) => s !== 'STOPPING' && canMove(s, 'STOPPING'));
 
 /** The workspace's error (and the stop's reason) when its disk is past the limit. */
 export function overLimitMessage(usedBytes: number, limitBytes: number, tier: string): string {

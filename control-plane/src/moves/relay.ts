@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { acceptAttach } from '../access/attach.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@a4c/common';
 import { OpenTransfer, type TransferDown, type TransferUp } from '@a4c/proto';
@@ -89,17 +90,7 @@ export class TransferRelay {
 
   /** AgentService.Transfer: an agent attaches one side of a move. */
   readonly handleTransfer = (call: TransferCall): void => {
-    const refuse = (code: grpc.status, message: string) => call.emit('error', Object.assign(new Error(message), { code, details: message }));
-    const timer = setTimeout(() => refuse(grpc.status.DEADLINE_EXCEEDED, 'no TransferAttach within 10 s'), 10_000);
-    call.once('data', (first: TransferUp) => {
-      clearTimeout(timer);
-      call.pause();
-      void this.attach(call, first).catch((e: unknown) => {
-        const err = e as { code?: grpc.status; message: string };
-        refuse(err.code ?? grpc.status.INTERNAL, err.message);
-      });
-    });
-    call.on('error', () => clearTimeout(timer));
+    acceptAttach(call, 'TransferAttach', (first: TransferUp) => this.attach(call, first));
   };
 
   private async attach(call: TransferCall, first: TransferUp): Promise<void> {

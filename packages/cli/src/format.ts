@@ -1,4 +1,4 @@
-import type { Build, HostView, Workspace } from '@a4c/common';
+import { formatBytes, type Build, type HostView, type Workspace } from '@a4c/common';
 import { autostopRows } from './autostop.js';
 import type { StreamedEvent } from './stream.js';
 
@@ -18,16 +18,7 @@ export function workspacesTable(list: Workspace[]): string {
 
 /** "1.2 GiB of 50.0 GiB (2 %; layer 200.0 MiB, volume 1.0 GiB)". */
 function diskText(d: NonNullable<Workspace['disk']>): string {
-  const b = (n: number) => {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let v = n;
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-      v /= 1024;
-      i++;
-    }
-    return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-  };
+  const b = formatBytes;
   const pct = d.limitBytes > 0 ? Math.round((d.usedBytes / d.limitBytes) * 100) : 0;
   return `${b(d.usedBytes)} of ${b(d.limitBytes)} (${pct} %; layer ${b(d.writableBytes)}, volume ${b(d.volumeBytes)})`;
 }

@@ -8,3 +8,4 @@ export * from './model.js';
 export * from './tiers.js';
 export * from './webhooks.js';
 export * from './autostop.js';
+export * from './format.js';
