@@ -80,6 +80,8 @@ describe('agents prove who they are: TLS with client certificates, join-token en
     return a;
   };
 
+  const storedCa = async () => (await db.query<{ cert_pem: string }>('SELECT cert_pem FROM agent_plane_ca')).rows[0]?.cert_pem ?? '';
+
   before(async () => {
     t = await startTestControlPlane({ A4C_GRPC_INSECURE: 'false', A4C_DATA_DIR: dataDir });
     db = new pg.Client({ connectionString: t.databaseUrl });
@@ -93,9 +95,9 @@ describe('agents prove who they are: TLS with client certificates, join-token en
     await removeHostContainers(hostA, hostB);
   });
 
-  it('keeps its CA in the data directory (key 0600) and accepts no stream without a client certificate signed by it', async () => {
-    expect(statSync(path.join(dataDir, 'ca/ca.key')).mode & 0o777).to.equal(0o600);
-    const caPem = readFileSync(path.join(dataDir, 'ca/ca.crt'));
+  it('keeps its CA in PostgreSQL, shared by every replica (none in the data directory), and accepts no stream without a client certificate signed by it', async () => {
+    expect(existsSync(path.join(dataDir, 'ca'))).to.equal(false);
+    const caPem = Buffer.from(await storedCa());
     expect(new X509Certificate(caPem).ca).to.equal(true);
 
     const plaintext = await rawConnect(t.grpcAddress, grpc.credentials.createInsecure(), 'intruder');
@@ -141,7 +143,7 @@ describe('agents prove who they are: TLS with client certificates, join-token en
     const cert = new X509Certificate(readFileSync(path.join(tls, 'agent.crt')));
     expect(cert.subject).to.include(`CN=${hostA}`);
     expect(cert.subjectAltName).to.equal(`URI:a4c://host/${hostA}`);
-    expect(cert.verify(new X509Certificate(readFileSync(path.join(dataDir, 'ca/ca.crt'))).publicKey)).to.equal(true);
+    expect(cert.verify(new X509Certificate(await storedCa()).publicKey)).to.equal(true);
     const s = await status(agentA);
     expect(s.controlPlane.tls).to.include({ mode: 'tls', enrolled: true, certificateHostId: hostA, serial: cert.serialNumber.toLowerCase() });
 

@@ -13,6 +13,7 @@ import { DockerRuntime, dockerOptions } from './runtime/docker.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { AgentIdentity } from './session/identity.js';
 import { ControlPlaneSession } from './session/session.js';
+import { ControlPlaneAddresses } from './session/addresses.js';
 import { StateStore } from './state/store.js';
 import { StatsCollector } from './stats/collector.js';
 import { WorkspaceCpuSampler } from './stats/workspace-cpu.js';
@@ -129,6 +130,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     { stateDir: config.stateDir, hostId: config.hostId, joinToken: config.joinToken, controlPlaneUrl: config.controlPlaneUrl, insecure: config.grpcInsecure },
     log,
   );
+  const first = config.controlPlanes[0] as { host: string; port: number };
+  const currentAddress = () => session?.state.address ?? `${first.host.includes(':') ? `[${first.host}]` : first.host}:${first.port}`;
   // Sessions into workspaces: exec, port-forward and SSH through tunnels the agent dials.
   const accessDocker = new Docker(dockerOptions(config.dockerHost));
   const hostKey = loadOrCreateHostKey(config.stateDir);
@@ -136,7 +139,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     accessDocker,
     {
       hostId: config.hostId,
-      defaultAddress: config.controlPlane,
+      // An OpenTunnel without an address: dial back the replica this agent is connected to.
+      get defaultAddress() {
+        return currentAddress();
+      },
       credentials: () => identity.credentials(),
       findContainer: async (workspaceId) =>
         (await runtime.listOwned()).find((c) => c.workspaceId === workspaceId && c.state === 'running')?.id,
@@ -152,14 +158,21 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
   const transfers = new Transfers(
     accessDocker,
     runtime,
-    { hostId: config.hostId, defaultAddress: config.controlPlane, credentials: () => identity.credentials(), namePrefix: config.enginePrefix },
+    {
+      hostId: config.hostId,
+      get defaultAddress() {
+        return currentAddress();
+      },
+      credentials: () => identity.credentials(),
+      namePrefix: config.enginePrefix,
+    },
     log,
   );
 
   void transfers.removeLeftovers().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not look for move leftovers'));
 
   session = new ControlPlaneSession(
-    config.controlPlane,
+    new ControlPlaneAddresses(config.controlPlanes),
     () => identity.credentials(),
     {
       hello: async () => {
@@ -230,7 +243,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
         hostId: config.hostId,
         arch: config.arch,
         agentVersion: AGENT_VERSION,
-        controlPlane: { address: config.controlPlane, ...session?.state, tls: identity.status() },
+        controlPlane: { addresses: config.controlPlane, ...session?.state, tls: identity.status() },
         docker,
         reconcile: reconciler.snapshot(),
         builds: builder.snapshot(),

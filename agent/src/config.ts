@@ -1,9 +1,13 @@
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { splitAddressList } from './session/addresses.js';
 import { ConfigError, envInt, envNumber, envOptional, envString, ID_PATTERN, isArch, localArch, parseHostPort, type Arch } from '@a4c/common';
 
 export interface AgentConfig {
+  /** A4C_CONTROL_PLANE as given (for display). */
   controlPlane: string;
+  /** Its entries: the control-plane replicas' gRPC addresses (session/addresses.ts). */
+  controlPlanes: { host: string; port: number }[];
   hostId: string;
   arch: Arch;
   statusBind: string;
@@ -98,7 +102,8 @@ function storageOpt(env: Env): 'auto' | 'off' {
 
 export function loadConfig(env: Env = process.env): AgentConfig {
   const controlPlane = envString(env, 'A4C_CONTROL_PLANE', '127.0.0.1:9090');
-  parseHostPort('A4C_CONTROL_PLANE', controlPlane);
+  const controlPlanes = splitAddressList(controlPlane).map((a) => parseHostPort('A4C_CONTROL_PLANE', a));
+  if (!controlPlanes.length) throw new ConfigError('A4C_CONTROL_PLANE', 'must list at least one host:port');
   const hostId = envString(env, 'A4C_HOST_ID', hostname().toLowerCase());
   if (!ID_PATTERN.test(hostId)) throw new ConfigError('A4C_HOST_ID', `must be 1-63 lowercase letters, digits, ".", "_" or "-", got ${JSON.stringify(hostId)}`);
   const arch = envString(env, 'A4C_ARCH', localArch() ?? '');
@@ -117,6 +122,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   }
   return {
     controlPlane,
+    controlPlanes,
     enginePrefix,
     joinToken: envOptional(env, 'A4C_JOIN_TOKEN'),
     controlPlaneUrl,
@@ -159,7 +165,8 @@ export function loadConfig(env: Env = process.env): AgentConfig {
 
 /** Printed by `a4c-agent --help`; keep in step with loadConfig. */
 export const CONFIG_HELP = `Environment:
-  A4C_CONTROL_PLANE          control plane gRPC address host:port (default 127.0.0.1:9090)
+  A4C_CONTROL_PLANE          control plane gRPC address host:port, or several replicas' comma-separated (a DNS name with
+                             several addresses is tried at each); on failure the next is used (default 127.0.0.1:9090)
   A4C_HOST_ID                this host's id (default the hostname)
   A4C_ARCH                   linux-x64 | linux-arm64 | darwin-arm64 (default: this machine's)
   A4C_STATUS_BIND            address of the status endpoints (default 127.0.0.1)

@@ -10,6 +10,7 @@ import {
   type Tier,
 } from '@a4c/common';
 import { loadWebhookConfig, WEBHOOK_CONFIG_HELP, type WebhookConfig } from './webhooks/config.js';
+import { loadReplicaConfig, REPLICA_CONFIG_HELP, type ReplicaConfig } from './replicas/config.js';
 
 export interface ControlPlaneConfig {
   /** Where the admin token and (without DATABASE_URL) the embedded PostgreSQL live. */
@@ -104,6 +105,8 @@ export interface ControlPlaneConfig {
   metrics: { token: string | undefined; cacheMs: number };
   /** Webhook delivery: retries, timeouts, concurrency (webhooks/config.ts). */
   webhooks: WebhookConfig;
+  /** Several replicas: the shared CA's encryption key, the shutdown grace period. */
+  replicas: ReplicaConfig;
   /** Workspace moves and host drains (moves/, drains/). */
   moves: {
     /** How long a moved workspace may take to stop at the source, and to start at the destination. */
@@ -268,6 +271,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     },
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
     webhooks: loadWebhookConfig(env),
+    replicas: loadReplicaConfig(env),
     autostop: loadAutostop(env),
     moves: {
       settleSeconds: envInt(env, 'A4C_MOVE_SETTLE_SECONDS', 120, 1, 3600),
@@ -415,8 +419,10 @@ export const CONFIG_HELP = `Environment:
   A4C_SHED_INTERVAL_MS      how long queueing or lag must last before shedding (default 2000)
   A4C_SHED_EVENT_LOOP_LAG_MS  answer 503 at once while the event loop's median lag over the interval exceeds this; 0: never (default 200)
   A4C_GRPC_TLS_SANS         extra names/IPs of the gRPC server certificate, comma-separated (127.0.0.1 and localhost always)
-  A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: A4C_DATA_DIR/ca, created once
+  A4C_CA_CERT               PEM file of a supplied agent-plane CA (with A4C_CA_KEY); unset: the CA kept in PostgreSQL
+                            (created by the first replica, or imported from an existing A4C_DATA_DIR/ca)
   A4C_CA_KEY                PEM file of that CA's private key (RSA)
+${REPLICA_CONFIG_HELP}
   A4C_GRPC_INSECURE         true: plaintext gRPC without client certificates (tests only; default false)
   A4C_OIDC_ISSUER           single sign-on: accept JWTs whose iss is exactly this (with A4C_OIDC_AUDIENCE and A4C_OIDC_JWKS_URL); unset: off
   A4C_OIDC_AUDIENCE         the aud those JWTs must carry (A4C's client id at the identity provider)

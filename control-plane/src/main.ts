@@ -41,6 +41,12 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (++signals > 1) process.exit(1);
     log.info({ signal }, 'shutting down');
+    // Whatever happens below, the process ends: the drain and the gRPC server are bounded by
+    // A4C_SHUTDOWN_GRACE_MS, and the rest (closing pools, the embedded PostgreSQL) gets 15 s more.
+    setTimeout(() => {
+      log.error({ graceMs: config.replicas.shutdownGraceMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, config.replicas.shutdownGraceMs + 15_000).unref();
     cp.stop().then(
       () => process.exit(0),
       (e: unknown) => {

@@ -41,7 +41,9 @@ import { startMoves } from './moves/start.js';
 import { expireLeases } from './builds/queue.js';
 import { failOverlong } from './builds/hygiene.js';
 import { BuildService } from './builds/service.js';
-import { issueServerCertificate, loadOrCreateCa } from './pki/ca.js';
+import { issueServerCertificate } from './pki/ca.js';
+import { sharedCa } from './pki/shared-ca.js';
+import { ReplicaLifecycle } from './replicas/lifecycle.js';
 import { httpMetrics, METRICS_PATH, metricsEndpoint } from './metrics/http.js';
 import { ControlPlaneMetrics } from './metrics/registry.js';
 import { createMetricsPool } from './store/metrics.js';
@@ -114,8 +116,6 @@ export async function startControlPlane(config: ControlPlaneConfig, log: Logger,
 async function startSteps(config: ControlPlaneConfig, log: Logger, deps: ControlPlaneDeps, undo: Array<() => Promise<unknown> | unknown>): Promise<ControlPlane> {
   const clock = deps.clock ?? systemClock;
   const adminToken = await loadAdminToken(config.dataDir, config.adminToken);
-  // The agent plane's CA: signs the gRPC server's certificate and, at enrollment, the agents'.
-  const ca = await loadOrCreateCa(config.dataDir, config.grpcTls.ca);
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -135,6 +135,10 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     if (isConnectionFailure(e)) throw databaseFailure(e, databaseUrl, Boolean(embedded));
     throw e;
   }
+  // The agent plane's CA, one for all replicas (kept in PostgreSQL): signs the gRPC
+  // server's certificate and, at enrollment, the agents'.
+  const ca = await sharedCa(db, { dataDir: config.dataDir, supplied: config.grpcTls.ca, encryptionKey: config.replicas.caEncryptionKey }, log);
+  const lifecycle = new ReplicaLifecycle(config.replicas.shutdownGraceMs, log);
   const feed = new ChangeFeed(databaseUrl, log);
   await feed.start();
   undo.push(() => feed.stop());
@@ -298,7 +302,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
   ];
   let document: unknown;
   const browserSignIn = config.oidc && new BrowserSignInSettings(config.oidc, log);
-  const open = [...probeOperations(db, () => document), ...enrollOperations(pki), ...authOperations(browserSignIn)];
+  const open = [...probeOperations(db, () => document, () => lifecycle.draining), ...enrollOperations(pki), ...authOperations(browserSignIn)];
   document = openApiDocument([...open, ...authed], { version: CONTROL_PLANE_VERSION });
 
   const app = new Koa<State>();
@@ -338,7 +342,8 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  grpcServer.addService(AgentServiceService, { ...sessions.service, tunnel: broker.handleTunnel, transfer: moves.relay.handleTransfer });
+  grpcServer.addService(AgentServiceService, { connect: lifecycle.guardConnect(sessions.service.connect), tunnel: broker.handleTunnel, transfer: moves.relay.handleTransfer });
+  lifecycle.serveHealth(grpcServer);
   // TLS with client certificates signed by the CA, unless explicitly insecure.
   let grpcCredentials = grpc.ServerCredentials.createInsecure();
   if (!config.grpcTls.insecure) {
@@ -370,6 +375,9 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     databaseUrl,
     stop: () =>
       (stopping ??= (async () => {
+        // First out of the load balancers (health NOT_SERVING, /readyz 503) and agents
+        // handed to the other replicas, bounded by A4C_SHUTDOWN_GRACE_MS.
+        await lifecycle.drain(() => sessions.sessionCount);
         clearInterval(stuckSweep);
         clearInterval(lostSweep);
         await autostop.stop();
@@ -382,11 +390,12 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
         // Ends the event streams: their clients resume on another replica with Last-Event-ID.
         eventHub.stop();
         await webhookDispatcher.stop();
-        httpServer.close();
-        httpServer.closeIdleConnections();
         await access.stop();
         await sessions.stop();
-        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        await lifecycle.shutdownGrpc(grpcServer);
+        // The REST API last: until here /readyz answered 503, for load balancers to notice.
+        httpServer.close();
+        httpServer.closeIdleConnections();
         await feed.stop();
         await db.end();
         await agentDb.end();

@@ -4,18 +4,19 @@ import { AgentServiceClient } from '@a4c/proto';
 /**
  * gRPC clients for the streams the agent dials back to a control-plane replica (tunnels
  * for user sessions, transfers for moves): one per replica address, kept while the agent
- * runs. An empty address means the replica the agent is connected to.
+ * runs. An empty address means the replica the agent is connected to (asked at each
+ * dial: with several replicas that changes when the agent fails over).
  */
 export class DialBackClients {
   private readonly clients = new Map<string, AgentServiceClient>();
 
   constructor(
-    private readonly defaultAddress: string,
+    private readonly defaultAddress: () => string,
     private readonly credentials: () => Promise<grpc.ChannelCredentials>,
   ) {}
 
   async get(address: string): Promise<AgentServiceClient> {
-    const target = address || this.defaultAddress;
+    const target = address || this.defaultAddress();
     let c = this.clients.get(target);
     if (!c) {
       c = new AgentServiceClient(target, await this.credentials(), {

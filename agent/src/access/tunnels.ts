@@ -45,7 +45,7 @@ export class Tunnels {
     private readonly opts: TunnelOptions,
     private readonly log: Logger,
   ) {
-    this.clients = new DialBackClients(opts.defaultAddress, opts.credentials);
+    this.clients = new DialBackClients(() => opts.defaultAddress, opts.credentials);
   }
 
   get count(): number {

@@ -65,7 +65,7 @@ export class Transfers {
     private readonly opts: TransferOptions,
     private readonly log: Logger,
   ) {
-    this.clients = new DialBackClients(opts.defaultAddress, opts.credentials);
+    this.clients = new DialBackClients(() => opts.defaultAddress, opts.credentials);
   }
 
   get count(): number {

@@ -14,6 +14,10 @@ import {
   type WorkspaceCpu,
   type WorkspaceStatus,
 } from '@a4c/proto';
+import type { ControlPlaneAddresses, Target } from './addresses.js';
+
+/** Trailer of a stream the control plane ended because it is shutting down (control-plane/src/replicas/lifecycle.ts). */
+const GO_ELSEWHERE = 'a4c-go-elsewhere';
 
 export interface SessionHandlers {
   /** Builds the Hello for a new stream (current capacity, images, containers). */
@@ -39,15 +43,21 @@ export interface SessionState {
   reconnects: number;
   lastError: string | undefined;
   heartbeatIntervalMs: number;
+  /** The control-plane address in use, or last tried. */
+  address: string | undefined;
 }
 
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 15_000;
 
 /**
- * Keeps one AgentService.Connect stream open to the control plane: reconnects with
- * capped exponential backoff and jitter (so a fleet does not reconnect in step
- * after a control plane restart), heartbeats on the period the control plane sets.
+ * Keeps one AgentService.Connect stream open to a control-plane replica: when the
+ * stream fails it goes on to the next address at once (session/addresses.ts), and only
+ * after every address failed in a row waits, with capped exponential backoff and jitter
+ * (so a fleet does not reconnect in step after a restart). A stream ended with the
+ * GO_ELSEWHERE trailer (a draining replica) counts as a failure of that address only.
+ * Heartbeats on the period the control plane sets. The TLS identity is the same for
+ * every replica (they share one CA).
  */
 export class ControlPlaneSession {
   private client: AgentServiceClient | undefined;
@@ -55,6 +65,9 @@ export class ControlPlaneSession {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** Streams that failed since the last Welcome. */
+  private failedInRow = 0;
+  private target: Target | undefined;
   private stopped = false;
   readonly state: SessionState = {
     connected: false,
@@ -63,6 +76,7 @@ export class ControlPlaneSession {
     reconnects: 0,
     lastError: undefined,
     heartbeatIntervalMs: 0,
+    address: undefined,
   };
 
   /**
@@ -71,14 +85,22 @@ export class ControlPlaneSession {
    * succeeds, with the same backoff as the stream.
    */
   constructor(
-    private readonly address: string,
+    private readonly addresses: ControlPlaneAddresses,
     private readonly credentials: () => Promise<grpc.ChannelCredentials>,
     private readonly handlers: SessionHandlers,
     private readonly log: Logger,
   ) {}
 
   private async channel(): Promise<AgentServiceClient> {
-    this.client ??= new AgentServiceClient(this.address, await this.credentials(), {
+    if (this.client) return this.client;
+    const credentials = await this.credentials();
+    const target = await this.addresses.next();
+    this.target = target;
+    this.state.address = target.address;
+    // A name resolved to this IP: its certificate names the name, not the IP.
+    const name = target.serverName ? { 'grpc.ssl_target_name_override': target.serverName, 'grpc.default_authority': target.serverName } : {};
+    this.client = new AgentServiceClient(target.address, credentials, {
+      ...name,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -134,12 +156,13 @@ export class ControlPlaneSession {
       if (p.$case === 'welcome') {
         welcomed = true;
         this.attempt = 0;
+        this.failedInRow = 0;
         this.state.connected = true;
         this.state.sessionId = p.value.sessionId;
         this.state.since = new Date().toISOString();
         this.state.lastError = undefined;
         this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
-        this.log.info({ sessionId: p.value.sessionId }, 'connected to control plane');
+        this.log.info({ sessionId: p.value.sessionId, address: this.target?.address }, 'connected to control plane');
         this.handlers.onNewStream();
         this.handlers.onWelcome?.(p.value);
         this.scheduleHeartbeat(call, Math.max(100, p.value.heartbeatIntervalMs));
@@ -156,7 +179,7 @@ export class ControlPlaneSession {
       }
     });
     let ended = false;
-    const onEnd = (reason: string) => {
+    const onEnd = (reason: string, handedOver = false) => {
       if (ended || this.call !== call) return;
       ended = true;
       this.call = undefined;
@@ -166,14 +189,14 @@ export class ControlPlaneSession {
         this.state.since = new Date().toISOString();
         this.state.sessionId = undefined;
       }
-      this.retry(reason);
+      this.retry(reason, handedOver);
     };
     // "PERMISSION_DENIED: <why>": the status name tells refusals from outages at a glance.
     const why = (code: grpc.status, details: string) => `${grpc.status[code] ?? code}: ${details}`;
-    call.on('error', (e: grpc.ServiceError) => onEnd(e.details ? why(e.code, e.details) : e.message));
+    call.on('error', (e: grpc.ServiceError) => onEnd(e.details ? why(e.code, e.details) : e.message, (e.metadata?.get(GO_ELSEWHERE).length ?? 0) > 0));
     call.on('end', () => onEnd('the control plane closed the stream'));
     call.on('status', (s: grpc.StatusObject) => {
-      if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details));
+      if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details), s.metadata.get(GO_ELSEWHERE).length > 0);
     });
     call.write({ payload: { $case: 'hello', value: hello } });
   }
@@ -198,14 +221,27 @@ export class ControlPlaneSession {
     }, periodMs);
   }
 
-  private retry(reason: string): void {
+  private retry(reason: string, handedOver = false): void {
     if (this.stopped) return;
     this.state.lastError = reason;
     this.state.reconnects++;
-    const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 16);
-    const delay = Math.round(cap / 2 + Math.random() * (cap / 2));
-    this.log.warn({ reason, retryInMs: delay }, 'control plane stream lost; reconnecting');
+    // The next attempt dials the next address.
+    this.client?.close();
+    this.client = undefined;
+    this.failedInRow++;
+    let delay: number;
+    if (this.failedInRow % this.addresses.count !== 0) {
+      // Other addresses not tried yet in this round: go on to the next now (a short jitter
+      // keeps a replica's whole fleet from arriving at the same instant).
+      delay = Math.round(Math.random() * (handedOver ? 100 : MIN_BACKOFF_MS));
+    } else {
+      const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.attempt);
+      this.attempt = Math.min(this.attempt + 1, 16);
+      delay = Math.round(cap / 2 + Math.random() * (cap / 2));
+    }
+    const log = { reason, address: this.target?.address, retryInMs: delay };
+    if (handedOver) this.log.info(log, 'control plane replica is shutting down; moving to another');
+    else this.log.warn(log, 'control plane stream lost; reconnecting');
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.open(), delay);
   }

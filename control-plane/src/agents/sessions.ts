@@ -309,6 +309,13 @@ class AgentSession {
       );
     }
     this.hostId = h.hostId;
+    if (this.closed) {
+      // The stream ended while the Hello was being recorded (the agent left, or this
+      // replica is draining): undo the claim, or the host could not connect to another
+      // replica until this session looked dead.
+      await this.recordDisconnect();
+      return;
+    }
     this.arch = h.arch;
     this.log = this.log.child({ hostId: h.hostId });
     this.sessions.claim(h.hostId, this);
@@ -455,6 +462,10 @@ class AgentSession {
     this.sessions.release(this);
     if (!this.hostId) return;
     this.log.info('agent disconnected');
+    await this.recordDisconnect();
+  }
+
+  private async recordDisconnect(): Promise<void> {
     await inTx(this.sessions.db, async (tx) => {
       const { rowCount } = await tx.query('UPDATE host_status SET connected = false WHERE host_id = $1 AND session_id = $2', [
         this.hostId,

@@ -62,6 +62,9 @@ export const EVENT_KINDS = {
   'agent.image_pruned': "image garbage collection removed an unused A4C-built image (the host's disk was past A4C_IMAGE_GC_HIGH_PERCENT)",
   'agent.unknown': 'the agent reported an event of a kind this control plane does not know',
   'join_token.created': 'an admin created a join token',
+  // the agent plane's CA, kept in PostgreSQL for every replica: admins only
+  'ca.stored': 'the first replica stored the agent-plane CA (created, imported from its data directory, or supplied)',
+  'ca.key_encrypted': 'the CA key kept unencrypted was encrypted with A4C_CA_ENCRYPTION_KEY',
   // users: the user's own, their lead's and admins'
   'user.created': 'a user was created (by an admin, or at first single sign-on)',
   'user.updated': "an admin changed a user's team or role",

@@ -1,10 +1,11 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import forge from 'node-forge';
+import { StartupError } from '../startup.js';
 
 /**
  * The control plane's certificate authority for the agent plane: it signs the gRPC
@@ -44,14 +45,8 @@ function newSerial(): string {
 
 export const normalizeSerial = (s: string) => s.toLowerCase().replace(/^0+(?=.)/, '');
 
-async function writeAtomic(file: string, content: string, mode: number): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, content, { mode });
-  await chmod(tmp, mode);
-  await rename(tmp, file);
-}
-
-function build(pemKey: string, pemCert: string): CertificateAuthority {
+/** A CA from its PEM key and certificate, checked: a CA certificate, and the key is its own. */
+export function build(pemKey: string, pemCert: string): CertificateAuthority {
   const key = forge.pki.privateKeyFromPem(pemKey) as forge.pki.rsa.PrivateKey;
   const cert = forge.pki.certificateFromPem(pemCert);
   if (!cert.getExtension('basicConstraints') || !(cert.getExtension('basicConstraints') as { cA?: boolean }).cA) {
@@ -62,23 +57,43 @@ function build(pemKey: string, pemCert: string): CertificateAuthority {
   return { certPem: pemCert, keyPem: pemKey, cert, key };
 }
 
+/** A CA this replica was started with, and where it came from (for start-up messages). */
+export interface LocalCa {
+  ca: CertificateAuthority;
+  /** 'supplied': A4C_CA_CERT/A4C_CA_KEY; 'dataDir': <dataDir>/ca from a single-replica install. */
+  source: 'supplied' | 'dataDir';
+  where: string;
+}
+
 /**
- * The CA: supplied (certFile and keyFile, PEM; RSA) or the one kept in
- * <dataDir>/ca/ (ca.key 0600, ca.crt), created on first start.
+ * The CA this replica brings, if any: the supplied files (certFile and keyFile, PEM;
+ * RSA), or the <dataDir>/ca/ (ca.key, ca.crt) that single-replica versions created.
+ * undefined: none; the database's is used (pki/shared-ca.ts).
  */
-export async function loadOrCreateCa(dataDir: string, supplied?: { certFile: string; keyFile: string }): Promise<CertificateAuthority> {
+export async function readLocalCa(dataDir: string, supplied?: { certFile: string; keyFile: string }): Promise<LocalCa | undefined> {
   if (supplied) {
     try {
-      return build(await readFile(supplied.keyFile, 'utf8'), await readFile(supplied.certFile, 'utf8'));
+      return { ca: build(await readFile(supplied.keyFile, 'utf8'), await readFile(supplied.certFile, 'utf8')), source: 'supplied', where: `A4C_CA_CERT ${supplied.certFile}` };
     } catch (e) {
-      throw new Error(`A4C_CA_CERT/A4C_CA_KEY (${supplied.certFile}, ${supplied.keyFile}): ${(e as Error).message}`);
+      throw new StartupError(
+        `A4C_CA_CERT/A4C_CA_KEY (${supplied.certFile}, ${supplied.keyFile}) cannot be used: ${(e as Error).message}`,
+        'point both settings at readable PEM files of one RSA CA certificate and its key, or unset both to use the CA kept in PostgreSQL',
+      );
     }
   }
   const dir = path.join(dataDir, 'ca');
   const keyFile = path.join(dir, 'ca.key');
   const certFile = path.join(dir, 'ca.crt');
-  if (existsSync(keyFile) && existsSync(certFile)) return build(await readFile(keyFile, 'utf8'), await readFile(certFile, 'utf8'));
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!existsSync(keyFile) || !existsSync(certFile)) return undefined;
+  try {
+    return { ca: build(await readFile(keyFile, 'utf8'), await readFile(certFile, 'utf8')), source: 'dataDir', where: dir };
+  } catch (e) {
+    throw new StartupError(`the CA in ${dir} cannot be used: ${(e as Error).message}`, `restore ca.crt and ca.key there from a backup, or move ${dir} away to use the CA kept in PostgreSQL (agents enrolled under the old CA then enroll again)`);
+  }
+}
+
+/** A new self-signed CA (RSA 2048, ten years), in memory only. */
+export function generateCa(): CertificateAuthority {
   const keyPem = newKeyPem();
   const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
   const cert = forge.pki.createCertificate();
@@ -95,10 +110,7 @@ export async function loadOrCreateCa(dataDir: string, supplied?: { certFile: str
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(key, forge.md.sha256.create());
-  const certPem = forge.pki.certificateToPem(cert);
-  await writeAtomic(keyFile, keyPem, 0o600);
-  await writeAtomic(certFile, certPem, 0o644);
-  return { certPem, keyPem, cert, key };
+  return { certPem: forge.pki.certificateToPem(cert), keyPem, cert, key };
 }
 
 function issue(

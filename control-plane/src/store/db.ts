@@ -29,7 +29,14 @@ function preparePerConnection(client: pg.PoolClient | pg.Client): void {
 
 export function createPool(url: string, max: number): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
-  pool.on('connect', (client) => preparePerConnection(client));
+  pool.on('connect', (client) => {
+    preparePerConnection(client);
+    // pg-pool listens for errors only on idle clients: a connection the server ends
+    // (a PostgreSQL failover or restart: "terminating connection due to administrator
+    // command") while its client is checked out between statements would otherwise
+    // crash the process. Its caller's next query fails and the pool drops it.
+    client.on('error', () => undefined);
+  });
   // An idle client losing its connection (database restarted) must not crash us; the
   // pool replaces it and the next query reports the problem to its caller.
   pool.on('error', () => undefined);

@@ -4,7 +4,7 @@ import { ping, type Db } from '../../store/db.js';
 import { op, type Operation } from '../operation.js';
 
 /** Unauthenticated probes for load balancers and systemd, and the API's own description. */
-export function probeOperations(db: Db, document: () => unknown): Operation[] {
+export function probeOperations(db: Db, document: () => unknown, draining: () => boolean = () => false): Operation[] {
   const status = z.strictObject({ status: z.string(), database: z.string().optional() });
   return [
     op({
@@ -23,11 +23,15 @@ export function probeOperations(db: Db, document: () => unknown): Operation[] {
       method: 'get',
       path: '/readyz',
       operationId: 'readyz',
-      summary: 'Readiness: the database answers',
+      summary: 'Readiness: the database answers and this replica is not shutting down (503 while draining)',
       tag: 'Probes',
       access: 'public',
       responses: { 200: { description: 'Ready', schema: status } },
+      errors: [503],
       handle: async (ctx) => {
+        if (draining()) {
+          throw new A4cError('UNAVAILABLE', 'this control-plane replica is shutting down (draining)', { suggestion: 'send requests to another replica; a load balancer checking /readyz takes this one out of rotation' });
+        }
         try {
           await ping(db);
           ctx.body = { status: 'ready', database: 'ok' };
