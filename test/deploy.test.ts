@@ -133,7 +133,7 @@ function helpVariables(c: Component): string[] {
 /** docs/operations.md's settings table of a daemon: variable -> default ('' when not a literal). */
 function docsDefaults(c: Component): Map<string, string> {
   const doc = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
-  const start = doc.indexOf(c === 'agent' ? '## The agent' : '## The control plane');
+  const start = doc.indexOf(c === 'agent' ? '\n## The agent\n' : '\n## The control plane\n');
   const end = doc.indexOf('\n## ', start + 1);
   const out = new Map<string, string>();
   for (const line of doc.slice(start, end < 0 ? undefined : end).split('\n')) {
