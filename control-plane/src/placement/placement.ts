@@ -128,7 +128,7 @@ export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy, observe
 }
 
 /** How long a placement keeps retrying while every fitting host is locked by others. */
-const PLACEMENT_PATIENCE_MS = 10_000;
+export const PLACEMENT_PATIENCE_MS = 10_000;
 
 /**
  * Says why nothing fits, at the first stage that rules out every host, so the user
