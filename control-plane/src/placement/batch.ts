@@ -2,7 +2,7 @@ import { A4cError, conflict, type Tier } from '@a4c/common';
 import type { Clock } from '../clock.js';
 import type { QuotaLimits } from '../config.js';
 import { CHANNEL_HOST, CHANNEL_WORKSPACE } from '../events/notify.js';
-import type { Observer } from '../metrics/observer.js';
+import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { exceeded, rateLimited } from '../quotas/quotas.js';
 import type { Tx } from '../store/db.js';
 import { changesOf } from '../store/events.js';
@@ -51,7 +51,7 @@ export interface BatchRules {
   quota: QuotaLimits;
   createRate: { perMinute: number; burst: number };
   failedGrace: { seconds: number; clock: Clock };
-  observe: Observer;
+  observe?: Observer | undefined;
 }
 
 interface HostState {
@@ -89,6 +89,7 @@ const key = (...parts: string[]) => parts.join('\u0000');
  */
 export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchRules): Promise<Outcome[]> {
   const out: (Outcome | undefined)[] = reqs.map(() => undefined);
+  const observe = rules.observe ?? NO_OBSERVER;
   const users = [...new Set(reqs.map((r) => r.userId))];
   await lockUsers(tx, users);
   const quotaRows = await readUserQuotas(tx, users, new Date(rules.failedGrace.clock.now().getTime() - rules.failedGrace.seconds * 1000));
@@ -182,7 +183,8 @@ export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchR
       g.nextLimit *= 2;
       const fresh = await lockCandidateHosts(tx, g.demand, rules.policy, limit, { except: g.hosts });
       if (!fresh.length) {
-        g.exhausted = (await explainNoHost(tx, { ...g.demand, cpus: g.demand.millicpus / 1000, diskGb: g.demand.diskMb / 1024 }, rules.policy)) ?? 'contention';
+        // Every host held here that fits on paper is full with this batch's own placements.
+        g.exhausted = (await explainNoHost(tx, { ...g.demand, cpus: g.demand.millicpus / 1000, diskGb: g.demand.diskMb / 1024 }, rules.policy, [...hosts.keys()])) ?? 'contention';
         return g.exhausted;
       }
       g.hosts.push(...hold(fresh));
@@ -223,18 +225,18 @@ export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchR
       g.left--;
       if (h === 'contention') {
         if (now > r.patientUntil) {
-          rules.observe.placement('busy');
+          observe.placement('busy');
           out[i] = {
             error: new A4cError('UNAVAILABLE', `every ${r.arch} host with room is being placed on by other requests right now`, { suggestion: 'retry in a moment; nothing was created' }),
           };
         } else {
-          rules.observe.placementConflict();
+          observe.placementConflict();
           out[i] = { retry: true };
         }
         continue;
       }
       if (h instanceof A4cError) {
-        rules.observe.placement('no_capacity');
+        observe.placement('no_capacity');
         out[i] = { error: h };
         continue;
       }
@@ -304,7 +306,7 @@ export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchR
   for (const { r, i } of accepted) {
     const row = inserted.get(r.id);
     out[i] = row ? { row } : { error: new Error(`workspace ${r.id} was not inserted`) };
-    if (row?.host_id) rules.observe.placement('placed');
+    if (row?.host_id) observe.placement('placed');
   }
   return out as Outcome[];
 }
