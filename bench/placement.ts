@@ -8,7 +8,12 @@
  * once its placement has committed (no ?wait); the simulated agents then report the
  * workspaces RUNNING, so the control plane also carries the agent-side load.
  *
- * Run: npm run bench -- placement   (BENCH_HOSTS, BENCH_CLIENTS, BENCH_CREATES to vary)
+ * Each run of the list BENCH_RUNS (default `off@32,on@32,on@128`: placement batches
+ * off, i.e. one transaction per create as before batching, then on, with 32 and 128
+ * concurrent clients) starts its own control plane, database and fleet, one after
+ * another in the same invocation, so the paths are compared on the same machine state.
+ *
+ * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary)
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -22,7 +27,11 @@ import { SimFleet } from './sim-agents.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
-const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
+const RUNS = (process.env.BENCH_RUNS ?? 'off@32,on@32,on@128').split(',').map((r) => {
+  const [mode, clients] = r.trim().split('@');
+  if ((mode !== 'on' && mode !== 'off') || !Number(clients)) throw new Error(`BENCH_RUNS: expected mode@clients (on@32, off@32), got ${JSON.stringify(r)}`);
+  return { batch: mode === 'on', clients: Number(clients) };
+});
 const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 const TICKS = 100; // USER_HZ on Linux
 
@@ -50,6 +59,14 @@ function postgresCpuSeconds(): number {
 }
 
 async function main(): Promise<void> {
+  console.log(`placement: ${CREATES} creates through the REST API per run, ${HOSTS} simulated hosts (tier standard)`);
+  console.log(`machine: ${machine()}`);
+  let failed = false;
+  for (const r of RUNS) failed = (await run(r.batch, r.clients)) || failed;
+  if (failed) process.exit(1);
+}
+
+async function run(batch: boolean, CLIENTS: number): Promise<boolean> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
   chmodSync(dataDir, 0o755);
   const httpPort = 20000 + Math.floor(Math.random() * 10000);
@@ -64,6 +81,7 @@ async function main(): Promise<void> {
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
       A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC
+      A4C_PLACEMENT_BATCH: batch ? 'true' : 'false',
       ...NO_LIMITS,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -134,25 +152,30 @@ async function main(): Promise<void> {
        FROM hosts h LEFT JOIN (SELECT host_id, sum(memory_mb) AS mem, count(*) AS n FROM workspaces
                                 WHERE a4c_reserves(status, host_id) GROUP BY host_id) s ON s.host_id = h.id`,
   );
-  await db.end();
   const check = rows[0] as { over: number; mismatched: number; hosts_used: number; max_per_host: number };
+  // Transactions that placed the measured workspaces: the xid of each one's workspace.created event.
+  const txsRes = await db.query<{ n: number; txs: number }>(
+    `SELECT count(*)::int AS n, count(DISTINCT xid)::int AS txs FROM events WHERE kind = 'workspace.created' AND data->>'projectName' = 'bench'`,
+  );
+  await db.end();
+  const t1 = txsRes.rows[0] ?? { n: 0, txs: 0 };
 
   await fleet.stop();
   cp.kill('SIGTERM');
   await new Promise((r) => cp.once('exit', r));
 
   const sorted = latencies.sort((a, b) => a - b);
-  console.log(`placement: ${CREATES} creates through the REST API, ${CLIENTS} concurrent clients, ${HOSTS} simulated hosts (tier standard)`);
-  console.log(`machine: ${machine()}`);
-  console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log('');
+  console.log(`— placement batches ${batch ? 'on' : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients`);
+  console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
   console.log(`latency per create: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
   console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
   console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
+  console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
-  if (check.over > 0 || check.mismatched > 0) process.exit(1);
+  return check.over > 0 || check.mismatched > 0;
 }
 
 main().catch((e: unknown) => {
