@@ -8,7 +8,7 @@
  * once its placement has committed (no ?wait); the simulated agents then report the
  * workspaces RUNNING, so the control plane also carries the agent-side load.
  *
- * Each run of the list BENCH_RUNS (default `off@32,on@32,on@128`: placement batches
+ * Each run of the list BENCH_RUNS (mode[:batches in flight]@clients; default `off@32,on@32,on@128`: placement batches
  * off, i.e. one transaction per create as before batching, then on, with 32 and 128
  * concurrent clients) starts its own control plane, database and fleet, one after
  * another in the same invocation, so the paths are compared on the same machine state.
@@ -17,6 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,9 +29,9 @@ import { SimFleet } from './sim-agents.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const RUNS = (process.env.BENCH_RUNS ?? 'off@32,on@32,on@128').split(',').map((r) => {
-  const [mode, clients] = r.trim().split('@');
-  if ((mode !== 'on' && mode !== 'off') || !Number(clients)) throw new Error(`BENCH_RUNS: expected mode@clients (on@32, off@32), got ${JSON.stringify(r)}`);
-  return { batch: mode === 'on', clients: Number(clients) };
+  const m = /^(on|off)(?::(\d+))?@(\d+)$/.exec(r.trim());
+  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients (on@32, on:2@128, off@32), got ${JSON.stringify(r)}`);
+  return { batch: m[1] === 'on', inFlight: Number(m[2] ?? 1), clients: Number(m[3]) };
 });
 const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 const TICKS = 100; // USER_HZ on Linux
@@ -58,30 +59,44 @@ function postgresCpuSeconds(): number {
   return total;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function main(): Promise<void> {
   console.log(`placement: ${CREATES} creates through the REST API per run, ${HOSTS} simulated hosts (tier standard)`);
   console.log(`machine: ${machine()}`);
   let failed = false;
-  for (const r of RUNS) failed = (await run(r.batch, r.clients)) || failed;
+  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients)) || failed;
   if (failed) process.exit(1);
 }
 
-async function run(batch: boolean, CLIENTS: number): Promise<boolean> {
+async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<boolean> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
   chmodSync(dataDir, 0o755);
-  const httpPort = 20000 + Math.floor(Math.random() * 10000);
-  const grpcPort = httpPort + 1;
+  // Ports the kernel hands out as free (a random pick collided with other engineers' servers).
+  const httpPort = await freePort();
+  const grpcPort = await freePort();
+  const pgPort = await freePort();
   const cp = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_DATA_DIR: dataDir,
       A4C_HTTP_PORT: String(httpPort),
       A4C_GRPC_PORT: String(grpcPort),
-      A4C_EMBEDDED_PG_PORT: String(httpPort + 2),
+      A4C_EMBEDDED_PG_PORT: String(pgPort),
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
       A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC
       A4C_PLACEMENT_BATCH: batch ? 'true' : 'false',
+      A4C_PLACEMENT_BATCHES_IN_FLIGHT: String(inFlight),
       ...NO_LIMITS,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -140,7 +155,7 @@ async function run(batch: boolean, CLIENTS: number): Promise<boolean> {
   const placed = outcomes.get(201) ?? 0;
 
   // Over-commitment check, straight from the database.
-  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${httpPort + 2}/a4c` });
+  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
   await db.connect();
   const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
     `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
@@ -166,7 +181,7 @@ async function run(batch: boolean, CLIENTS: number): Promise<boolean> {
 
   const sorted = latencies.sort((a, b) => a - b);
   console.log('');
-  console.log(`— placement batches ${batch ? 'on' : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients`);
+  console.log(`— placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients`);
   console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
