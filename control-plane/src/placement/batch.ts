@@ -231,6 +231,7 @@ export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchR
           };
         } else {
           observe.placementConflict();
+          observe.placementRetry();
           out[i] = { retry: true };
         }
         continue;
