@@ -13,7 +13,8 @@
  * concurrent clients) starts its own control plane, database and fleet, one after
  * another in the same invocation, so the paths are compared on the same machine state.
  *
- * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary)
+ * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary;
+ * BENCH_CPU_PROF=dir for a CPU profile of the control plane)
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -85,7 +86,9 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<b
   const httpPort = await freePort();
   const grpcPort = await freePort();
   const pgPort = await freePort();
-  const cp = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
+  // BENCH_CPU_PROF=dir: the control plane writes a V8 CPU profile there when it exits.
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const cp = spawn(process.execPath, [...prof, path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_DATA_DIR: dataDir,

@@ -1,4 +1,4 @@
-import type { Logger } from '@a4c/common';
+import { conflict, type Logger } from '@a4c/common';
 import { inTx, type Db } from '../store/db.js';
 import type { WorkspaceRow } from '../store/workspaces.js';
 import { placeBatch, type BatchRules, type PlacementRequest } from './batch.js';
@@ -67,8 +67,21 @@ export class PlacementQueue {
         ),
       );
     } catch (e) {
-      // The transaction failed as a whole (the database went away): nothing was created.
-      for (const w of batch) w.reject(e as Error);
+      // The transaction failed as a whole: nothing was created. One request's row may be
+      // the cause (a name another path took without the user's lock: unique violation),
+      // so each is tried again alone and only the one at fault fails.
+      if (batch.length > 1) {
+        this.log.warn({ err: (e as Error).message, batch: batch.length }, 'placement batch failed; placing its creates one by one');
+        for (const w of batch) await this.run([w]);
+        return;
+      }
+      for (const w of batch) {
+        w.reject(
+          (e as { code?: string }).code === '23505'
+            ? conflict(`user ${w.req.userId} already has a workspace named ${JSON.stringify(w.req.name)}`, 'choose another name, or delete the existing workspace first')
+            : (e as Error),
+        );
+      }
       return;
     }
     const hosts = new Set<string>();
