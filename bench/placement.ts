@@ -10,7 +10,8 @@
  *
  * Each run of the list BENCH_RUNS (mode[:batches in flight]@clients; default `off@32,on@32,on@128`: placement batches
  * off, i.e. one transaction per create as before batching, then on, with 32 and 128
- * concurrent clients) starts its own control plane, database and fleet, one after
+ * concurrent clients; a run ending in /quiet has agents that report nothing, to measure
+ * the placement path without the agent plane) starts its own control plane, database and fleet, one after
  * another in the same invocation, so the paths are compared on the same machine state.
  *
  * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary;
@@ -30,9 +31,9 @@ import { SimFleet } from './sim-agents.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const RUNS = (process.env.BENCH_RUNS ?? 'off@32,on@32,on@128').split(',').map((r) => {
-  const m = /^(on|off)(?::(\d+))?@(\d+)$/.exec(r.trim());
-  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients (on@32, on:2@128, off@32), got ${JSON.stringify(r)}`);
-  return { batch: m[1] === 'on', inFlight: Number(m[2] ?? 1), clients: Number(m[3]) };
+  const m = /^(on|off)(?::(\d+))?@(\d+)(\/quiet)?$/.exec(r.trim());
+  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients[/quiet] (on@32, on:2@128, off@32/quiet), got ${JSON.stringify(r)}`);
+  return { batch: m[1] === 'on', inFlight: Number(m[2] ?? 1), clients: Number(m[3]), quiet: Boolean(m[4]) };
 });
 const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 const TICKS = 100; // USER_HZ on Linux
@@ -46,16 +47,33 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-/** CPU seconds of every postgres process (the embedded server and its backends). */
-function postgresCpuSeconds(): number {
-  let total = 0;
+/**
+ * CPU seconds of this run's PostgreSQL: the postgres processes descending from the
+ * control plane (it starts the embedded server), with the postmaster's exited children
+ * (cutime, cstime). Not every process named postgres: other servers on a shared
+ * machine would count.
+ */
+function postgresCpuSeconds(cpPid: number): number {
+  const procs = new Map<number, { ppid: number; comm: string; f: string[] }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(d));
+      const raw = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      procs.set(Number(d), { ppid: Number(f[1]), comm: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), f });
     } catch {
       // gone
     }
+  }
+  const mine = (pid: number): boolean => {
+    for (let p = procs.get(pid)?.ppid, hops = 0; p && hops < 10; p = procs.get(p)?.ppid, hops++) if (p === cpPid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const [pid, p] of procs) {
+    if (p.comm !== 'postgres' || !mine(pid)) continue;
+    total += (Number(p.f[11]) + Number(p.f[12])) / TICKS; // utime, stime
+    if (procs.get(p.ppid)?.comm !== 'postgres') total += (Number(p.f[13]) + Number(p.f[14])) / TICKS; // the postmaster: its reaped children
   }
   return total;
 }
@@ -75,11 +93,11 @@ async function main(): Promise<void> {
   console.log(`placement: ${CREATES} creates through the REST API per run, ${HOSTS} simulated hosts (tier standard)`);
   console.log(`machine: ${machine()}`);
   let failed = false;
-  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients)) || failed;
+  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients, r.quiet)) || failed;
   if (failed) process.exit(1);
 }
 
-async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<boolean> {
+async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boolean): Promise<boolean> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
   chmodSync(dataDir, 0o755);
   // Ports the kernel hands out as free (a random pick collided with other engineers' servers).
@@ -118,7 +136,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<b
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 
   let t0 = performance.now();
-  const fleet = await SimFleet.start({ controlPlane: `127.0.0.1:${grpcPort}`, count: HOSTS, hostPrefix: 'sim' });
+  const fleet = await SimFleet.start({ controlPlane: `127.0.0.1:${grpcPort}`, count: HOSTS, hostPrefix: 'sim', reports: !quiet });
   await fleet.waitConnected(120_000);
   const connectSeconds = (performance.now() - t0) / 1000;
 
@@ -128,7 +146,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<b
   }
 
   const cpCpu0 = cpuSeconds(cp.pid as number);
-  const pgCpu0 = postgresCpuSeconds();
+  const pgCpu0 = postgresCpuSeconds(cp.pid as number);
   const selfCpu0 = process.cpuUsage();
   const latencies: number[] = [];
   const outcomes = new Map<number, number>();
@@ -152,7 +170,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<b
   );
   const seconds = (performance.now() - t0) / 1000;
   const cpCpu = cpuSeconds(cp.pid as number) - cpCpu0;
-  const pgCpu = postgresCpuSeconds() - pgCpu0;
+  const pgCpu = postgresCpuSeconds(cp.pid as number) - pgCpu0;
   const self = process.cpuUsage(selfCpu0);
   const selfCpu = (self.user + self.system) / 1e6;
   const placed = outcomes.get(201) ?? 0;
@@ -184,7 +202,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number): Promise<b
 
   const sorted = latencies.sort((a, b) => a - b);
   console.log('');
-  console.log(`— placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients`);
+  console.log(`— placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients${quiet ? ', agents report nothing (placement path alone)' : ''}`);
   console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
