@@ -145,6 +145,13 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
     await fetch(`${api}/v1/users/warm${i % 50}/workspaces`, { method: 'POST', headers, body: JSON.stringify({ projectName: 'warm', arch: 'linux-x64', tier: 'standard' }) });
   }
 
+  // The fleet's own load with no creates (1,000 heartbeats every 5 s): CPU per second of
+  // idle, so what the creates cost can be told apart from what the run's length costs.
+  const idle0 = { cp: cpuSeconds(cp.pid as number), pg: postgresCpuSeconds(cp.pid as number), at: performance.now() };
+  await new Promise((r) => setTimeout(r, 10_000));
+  const idleSeconds = (performance.now() - idle0.at) / 1000;
+  const idle = { cp: (cpuSeconds(cp.pid as number) - idle0.cp) / idleSeconds, pg: (postgresCpuSeconds(cp.pid as number) - idle0.pg) / idleSeconds };
+
   const cpCpu0 = cpuSeconds(cp.pid as number);
   const pgCpu0 = postgresCpuSeconds(cp.pid as number);
   const selfCpu0 = process.cpuUsage();
@@ -209,6 +216,9 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   console.log(`latency per create: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
   console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
   console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
+  const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
+  console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
+  console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms`);
   console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
   return check.over > 0 || check.mismatched > 0;
