@@ -21,7 +21,8 @@ const IMAGE = 'a4c-base:latest';
 const MEMORY = 64 * 1024 * 1024;
 
 async function main(): Promise<void> {
-  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER });
+  // A4C_PLACEMENT_BATCH=false measures the create path without placement batches.
+  const cp = await startBenchControlPlane({ A4C_TIERS: BENCH_TINY_TIER, ...(process.env.A4C_PLACEMENT_BATCH ? { A4C_PLACEMENT_BATCH: process.env.A4C_PLACEMENT_BATCH } : {}) });
   const hostId = `bench-${process.pid}`;
   const agent = await spawnBenchAgent({ hostId, controlPlane: `127.0.0.1:${cp.grpcPort}`, dockerHost: dockerHost as string });
   const api = `http://127.0.0.1:${cp.httpPort}`;

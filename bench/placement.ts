@@ -8,10 +8,18 @@
  * once its placement has committed (no ?wait); the simulated agents then report the
  * workspaces RUNNING, so the control plane also carries the agent-side load.
  *
- * Run: npm run bench -- placement   (BENCH_HOSTS, BENCH_CLIENTS, BENCH_CREATES to vary)
+ * Each run of the list BENCH_RUNS (mode[:batches in flight]@clients; default `off@32,on@32,on@128`: placement batches
+ * off, i.e. one transaction per create as before batching, then on, with 32 and 128
+ * concurrent clients; a run ending in /quiet has agents that report nothing, to measure
+ * the placement path without the agent plane) starts its own control plane, database and fleet, one after
+ * another in the same invocation, so the paths are compared on the same machine state.
+ *
+ * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary;
+ * BENCH_CPU_PROF=dir for a CPU profile of the control plane)
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +30,11 @@ import { SimFleet } from './sim-agents.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
-const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
+const RUNS = (process.env.BENCH_RUNS ?? 'off@32,on@32,on@128').split(',').map((r) => {
+  const m = /^(on|off)(?::(\d+))?@(\d+)(\/quiet)?$/.exec(r.trim());
+  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients[/quiet] (on@32, on:2@128, off@32/quiet), got ${JSON.stringify(r)}`);
+  return { batch: m[1] === 'on', inFlight: Number(m[2] ?? 1), clients: Number(m[3]), quiet: Boolean(m[4]) };
+});
 const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 const TICKS = 100; // USER_HZ on Linux
 
@@ -35,35 +47,77 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-/** CPU seconds of every postgres process (the embedded server and its backends). */
-function postgresCpuSeconds(): number {
-  let total = 0;
+/**
+ * CPU seconds of this run's PostgreSQL: the postgres processes descending from the
+ * control plane (it starts the embedded server), with the postmaster's exited children
+ * (cutime, cstime). Not every process named postgres: other servers on a shared
+ * machine would count.
+ */
+function postgresCpuSeconds(cpPid: number): number {
+  const procs = new Map<number, { ppid: number; comm: string; f: string[] }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(d));
+      const raw = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      procs.set(Number(d), { ppid: Number(f[1]), comm: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), f });
     } catch {
       // gone
     }
   }
+  const mine = (pid: number): boolean => {
+    for (let p = procs.get(pid)?.ppid, hops = 0; p && hops < 10; p = procs.get(p)?.ppid, hops++) if (p === cpPid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const [pid, p] of procs) {
+    if (p.comm !== 'postgres' || !mine(pid)) continue;
+    total += (Number(p.f[11]) + Number(p.f[12])) / TICKS; // utime, stime
+    if (procs.get(p.ppid)?.comm !== 'postgres') total += (Number(p.f[13]) + Number(p.f[14])) / TICKS; // the postmaster: its reaped children
+  }
   return total;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function main(): Promise<void> {
+  console.log(`placement: ${CREATES} creates through the REST API per run, ${HOSTS} simulated hosts (tier standard)`);
+  console.log(`machine: ${machine()}`);
+  let failed = false;
+  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients, r.quiet)) || failed;
+  if (failed) process.exit(1);
+}
+
+async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boolean): Promise<boolean> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
   chmodSync(dataDir, 0o755);
-  const httpPort = 20000 + Math.floor(Math.random() * 10000);
-  const grpcPort = httpPort + 1;
-  const cp = spawn(process.execPath, [path.join(ROOT, 'control-plane/dist/main.js')], {
+  // Ports the kernel hands out as free (a random pick collided with other engineers' servers).
+  const httpPort = await freePort();
+  const grpcPort = await freePort();
+  const pgPort = await freePort();
+  // BENCH_CPU_PROF=dir: the control plane writes a V8 CPU profile there when it exits.
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const cp = spawn(process.execPath, [...prof, path.join(ROOT, 'control-plane/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_DATA_DIR: dataDir,
       A4C_HTTP_PORT: String(httpPort),
       A4C_GRPC_PORT: String(grpcPort),
-      A4C_EMBEDDED_PG_PORT: String(httpPort + 2),
+      A4C_EMBEDDED_PG_PORT: String(pgPort),
       A4C_DB_POOL_SIZE: String(Math.max(CLIENTS, 20)),
       A4C_LOG_LEVEL: 'warn',
       A4C_GRPC_INSECURE: 'true', // simulated agents speak plaintext gRPC
+      A4C_PLACEMENT_BATCH: batch ? 'true' : 'false',
+      A4C_PLACEMENT_BATCHES_IN_FLIGHT: String(inFlight),
       ...NO_LIMITS,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -82,7 +136,7 @@ async function main(): Promise<void> {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 
   let t0 = performance.now();
-  const fleet = await SimFleet.start({ controlPlane: `127.0.0.1:${grpcPort}`, count: HOSTS, hostPrefix: 'sim' });
+  const fleet = await SimFleet.start({ controlPlane: `127.0.0.1:${grpcPort}`, count: HOSTS, hostPrefix: 'sim', reports: !quiet });
   await fleet.waitConnected(120_000);
   const connectSeconds = (performance.now() - t0) / 1000;
 
@@ -91,8 +145,15 @@ async function main(): Promise<void> {
     await fetch(`${api}/v1/users/warm${i % 50}/workspaces`, { method: 'POST', headers, body: JSON.stringify({ projectName: 'warm', arch: 'linux-x64', tier: 'standard' }) });
   }
 
+  // The fleet's own load with no creates (1,000 heartbeats every 5 s): CPU per second of
+  // idle, so what the creates cost can be told apart from what the run's length costs.
+  const idle0 = { cp: cpuSeconds(cp.pid as number), pg: postgresCpuSeconds(cp.pid as number), at: performance.now() };
+  await new Promise((r) => setTimeout(r, 10_000));
+  const idleSeconds = (performance.now() - idle0.at) / 1000;
+  const idle = { cp: (cpuSeconds(cp.pid as number) - idle0.cp) / idleSeconds, pg: (postgresCpuSeconds(cp.pid as number) - idle0.pg) / idleSeconds };
+
   const cpCpu0 = cpuSeconds(cp.pid as number);
-  const pgCpu0 = postgresCpuSeconds();
+  const pgCpu0 = postgresCpuSeconds(cp.pid as number);
   const selfCpu0 = process.cpuUsage();
   const latencies: number[] = [];
   const outcomes = new Map<number, number>();
@@ -116,13 +177,13 @@ async function main(): Promise<void> {
   );
   const seconds = (performance.now() - t0) / 1000;
   const cpCpu = cpuSeconds(cp.pid as number) - cpCpu0;
-  const pgCpu = postgresCpuSeconds() - pgCpu0;
+  const pgCpu = postgresCpuSeconds(cp.pid as number) - pgCpu0;
   const self = process.cpuUsage(selfCpu0);
   const selfCpu = (self.user + self.system) / 1e6;
   const placed = outcomes.get(201) ?? 0;
 
   // Over-commitment check, straight from the database.
-  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${httpPort + 2}/a4c` });
+  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
   await db.connect();
   const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
     `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
@@ -134,25 +195,33 @@ async function main(): Promise<void> {
        FROM hosts h LEFT JOIN (SELECT host_id, sum(memory_mb) AS mem, count(*) AS n FROM workspaces
                                 WHERE a4c_reserves(status, host_id) GROUP BY host_id) s ON s.host_id = h.id`,
   );
-  await db.end();
   const check = rows[0] as { over: number; mismatched: number; hosts_used: number; max_per_host: number };
+  // Transactions that placed the measured workspaces: the xid of each one's workspace.created event.
+  const txsRes = await db.query<{ n: number; txs: number }>(
+    `SELECT count(*)::int AS n, count(DISTINCT xid)::int AS txs FROM events WHERE kind = 'workspace.created' AND data->>'projectName' = 'bench'`,
+  );
+  await db.end();
+  const t1 = txsRes.rows[0] ?? { n: 0, txs: 0 };
 
   await fleet.stop();
   cp.kill('SIGTERM');
   await new Promise((r) => cp.once('exit', r));
 
   const sorted = latencies.sort((a, b) => a - b);
-  console.log(`placement: ${CREATES} creates through the REST API, ${CLIENTS} concurrent clients, ${HOSTS} simulated hosts (tier standard)`);
-  console.log(`machine: ${machine()}`);
-  console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log('');
+  console.log(`— placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients${quiet ? ', agents report nothing (placement path alone)' : ''}`);
+  console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
   console.log(`latency per create: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
   console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
   console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
+  const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
+  console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
+  console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms`);
+  console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
-  if (check.over > 0 || check.mismatched > 0) process.exit(1);
+  return check.over > 0 || check.mismatched > 0;
 }
 
 main().catch((e: unknown) => {

@@ -45,6 +45,12 @@ export interface SimFleetOptions {
    * no status, so without this the stream would hang forever.)
    */
   welcomeTimeoutMs?: number;
+  /**
+   * Default true. False: desired states are received but nothing is reported (no
+   * status, no ack), to measure the control plane's placement path without the agent
+   * plane's work.
+   */
+  reports?: boolean;
 }
 
 export interface SimCounters {
@@ -115,6 +121,8 @@ class SimHost {
   private streamRevision = -1;
   private lastAcked = -1;
   private appliedRevision = 0;
+  /** Reports nothing (SimFleetOptions.reports false). */
+  quiet = false;
 
   constructor(
     readonly hostId: string,
@@ -224,6 +232,7 @@ class SimHost {
     this.tally.desiredStates++;
     if (ds.revision < this.streamRevision) return;
     this.streamRevision = ds.revision;
+    if (this.quiet) return;
     const wanted = new Set<string>();
     for (const spec of ds.workspaces) {
       const id = spec.workspaceId;
@@ -362,6 +371,7 @@ export class SimFleet {
       const sim = new SimHost(hostId, fleet.clients[i % channels] as AgentServiceClient, arch, capacity, images, usage, fleet.tally, welcomeTimeoutMs, (c) =>
         fleet.connectedChanged(c),
       );
+      sim.quiet = opts.reports === false;
       fleet.sims.push(sim);
       fleet.byId.set(hostId, sim);
     }

@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import {
   ConfigError,
+  envBool,
   envInt,
   envNumber,
   envOptional,
@@ -54,6 +55,8 @@ export interface ControlPlaneConfig {
     /** Hosts at or above these usages get no new workspaces. */
     maxDiskPercent: number;
     maxMemoryPercent: number;
+    /** Creates placed in batches (placement/queue.ts); off: one transaction per create, the path before batching. */
+    batch: { maxBatch: number; inFlight: number } | undefined;
   };
   /** Quotas for users with no user or team override. */
   defaultQuota: QuotaLimits;
@@ -230,6 +233,9 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
       headroom: envNumber(env, 'A4C_HEADROOM_PERCENT', 20, 0, 90) / 100,
       maxDiskPercent: envNumber(env, 'A4C_MAX_DISK_PERCENT', 80, 1, 100),
       maxMemoryPercent: envNumber(env, 'A4C_MAX_MEMORY_PERCENT', 90, 1, 100),
+      batch: envBool(env, 'A4C_PLACEMENT_BATCH', true)
+        ? { maxBatch: envInt(env, 'A4C_PLACEMENT_BATCH_MAX', 512, 1, 10_000), inFlight: envInt(env, 'A4C_PLACEMENT_BATCHES_IN_FLIGHT', 1, 1, 16) }
+        : undefined,
     },
     requestRate: {
       perSecond: envNumber(env, 'A4C_RATE_LIMIT_RPS', 20, 0, 1e6),
@@ -407,6 +413,9 @@ export const CONFIG_HELP = `Environment:
   A4C_HEADROOM_PERCENT      share of each host's capacity never reserved (default 20)
   A4C_MAX_DISK_PERCENT      hosts at or above this disk usage get nothing new (default 80)
   A4C_MAX_MEMORY_PERCENT    hosts at or above this memory usage get nothing new (default 90)
+  A4C_PLACEMENT_BATCH       place concurrent creates in batches, one transaction each (default true; false: one each)
+  A4C_PLACEMENT_BATCH_MAX   most creates in one placement batch (default 512)
+  A4C_PLACEMENT_BATCHES_IN_FLIGHT  placement batches in their transactions at once (default 1)
   A4C_QUOTA_MAX_WORKSPACES  default per-user workspace limit (default 5)
   A4C_QUOTA_MAX_DISK_GB     default per-user disk limit across workspaces (default 500)
   A4C_QUOTA_MAX_BUILDS      default per-user concurrent image builds (default 2)

@@ -171,6 +171,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       defaultImage: config.defaultImage,
       hostnameDomain: config.hostnameDomain,
       placement: { liveWithinSeconds, ...config.placement },
+      batch: config.placement.batch,
     },
     (hostId) => sessions?.push(hostId),
     log,

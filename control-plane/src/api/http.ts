@@ -4,7 +4,8 @@ import { A4cError, type Logger } from '@a4c/common';
 import { authenticateJwt, looksLikeJwt, type OidcVerifier } from '../auth/oidc.js';
 import { authenticate, type Principal } from '../auth/principals.js';
 import { tokenFromSubprotocols } from '../access/subprotocol.js';
-import { recordAudit } from '../store/audit.js';
+import { recordAudits } from '../store/audit.js';
+import { GroupCommit } from '../store/group-commit.js';
 import type { Db } from '../store/db.js';
 
 export interface State {
@@ -83,9 +84,11 @@ export function requireToken(db: Db, adminToken: string, sso?: OidcVerifier): Ko
  * An audit row for every mutating call, whatever its outcome: who, what (method and
  * route template), on what (the path), the status, and the request id. Written after
  * the response is decided and before it is sent, so whoever got the answer finds its
- * row; a failure to write it is logged, never turned into an error.
+ * row; a failure to write it is logged, never turned into an error. Rows of concurrent
+ * requests are written together, one statement and one commit per round.
  */
 export function audit(db: Db, log: Logger): Koa.Middleware<State> {
+  const writer = new GroupCommit((es: Parameters<typeof recordAudits>[1]) => recordAudits(db, es));
   return async (ctx, next) => {
     try {
       await next();
@@ -93,7 +96,7 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
       if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method) && ctx.path.startsWith('/v1/') && !ctx.state.unaudited) {
         const body = ctx.body as { error?: string; message?: string } | undefined;
         const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
-        await recordAudit(db, {
+        await writer.add({
           requestId: ctx.state.requestId ?? '',
           actor: ctx.state.actor ?? 'anonymous',
           action: `${ctx.method} ${String(route).slice(0, 200)}`,

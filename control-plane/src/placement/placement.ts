@@ -128,15 +128,16 @@ export async function reserveHost(tx: Tx, d: Demand, p: PlacementPolicy, observe
 }
 
 /** How long a placement keeps retrying while every fitting host is locked by others. */
-const PLACEMENT_PATIENCE_MS = 10_000;
+export const PLACEMENT_PATIENCE_MS = 10_000;
 
 /**
  * Says why nothing fits, at the first stage that rules out every host, so the user
  * knows whether to wait, build an image, pick another tier, or call an operator.
  * Undefined when some host does fit: the hosts that fit are locked by concurrent
- * placements (a non-locking read, so it never waits either).
+ * placements (a non-locking read, so it never waits either). full: hosts the caller
+ * holds and has filled itself (a placement batch), which fit only on paper.
  */
-export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Promise<A4cError | undefined> {
+export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy, full: string[] = []): Promise<A4cError | undefined> {
   const { rows } = await tx.query<Record<'total' | 'live' | 'ready' | 'active' | 'image' | 'room' | 'fits', number>>(
     `SELECT count(*)::int AS total,
             count(*) FILTER (WHERE live)::int AS live,
@@ -152,9 +153,10 @@ export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy): Prom
                     COALESCE(s.disk_percent < $4 AND s.memory_percent < $5, false) AS under,
                     (h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
                      AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
-                     AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)) AS fits
+                     AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)
+                     AND NOT (h.id = ANY($10::text[]))) AS fits
                FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id WHERE h.arch = $1) c`,
-    [d.arch, d.image, p.liveWithinSeconds, p.maxDiskPercent, p.maxMemoryPercent, 1 - p.headroom, d.memoryMb, Math.round(d.cpus * 1000), Math.round(d.diskGb * 1024)],
+    [d.arch, d.image, p.liveWithinSeconds, p.maxDiskPercent, p.maxMemoryPercent, 1 - p.headroom, d.memoryMb, Math.round(d.cpus * 1000), Math.round(d.diskGb * 1024), full],
   );
   const c = rows[0] ?? { total: 0, live: 0, ready: 0, active: 0, image: 0, room: 0, fits: 0 };
   const no = (reason: string, message: string, suggestion: string) => new A4cError('CAPACITY_EXHAUSTED', message, { reason, suggestion });

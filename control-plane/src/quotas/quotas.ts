@@ -61,6 +61,11 @@ export class Quotas {
     private readonly failedGrace: { seconds: number; clock: Clock } = { seconds: 86_400, clock: systemClock },
   ) {}
 
+  /** What a placement batch (placement/batch.ts) checks, the same rules as checkWorkspace and takeCreation. */
+  get rules(): { defaults: QuotaLimits; createRate: { perMinute: number; burst: number }; failedGrace: { seconds: number; clock: Clock } } {
+    return { defaults: this.defaults, createRate: this.createRate, failedGrace: this.failedGrace };
+  }
+
   /** Makes sure the user exists and locks their row: quota checks of one user take turns. */
   async lockUser(tx: Tx, userId: string): Promise<void> {
     await tx.query('INSERT INTO users AS u (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET updated_at = u.updated_at', [userId]);
@@ -134,14 +139,7 @@ export class Quotas {
       [userId],
     );
     const ahead = rows[0]?.ahead ?? 0;
-    if (ahead > tolerance + 1e-3) {
-      const wait = Math.ceil(ahead - tolerance);
-      throw new A4cError('RATE_LIMITED', `user ${userId} creates workspaces too fast: at most ${perMinute} per minute after a burst of ${burst}`, {
-        limit: 'workspaceCreatesPerMinute',
-        retryAfterSeconds: wait,
-        suggestion: `try again in ${wait} s, or reuse a stopped workspace (a4c ws start ID)`,
-      });
-    }
+    if (ahead > tolerance + 1e-3) throw rateLimited(userId, perMinute, burst, Math.ceil(ahead - tolerance));
     await tx.query(
       'UPDATE users SET create_tat = GREATEST(COALESCE(create_tat, clock_timestamp()), clock_timestamp()) + make_interval(secs => $2) WHERE id = $1',
       [userId, interval],
@@ -207,7 +205,15 @@ export class Quotas {
   }
 }
 
-function exceeded(userId: string, limit: QuotaKey, current: number, max: number, unit: string, suggestion: string): A4cError {
+export function rateLimited(userId: string, perMinute: number, burst: number, wait: number): A4cError {
+  return new A4cError('RATE_LIMITED', `user ${userId} creates workspaces too fast: at most ${perMinute} per minute after a burst of ${burst}`, {
+    limit: 'workspaceCreatesPerMinute',
+    retryAfterSeconds: wait,
+    suggestion: `try again in ${wait} s, or reuse a stopped workspace (a4c ws start ID)`,
+  });
+}
+
+export function exceeded(userId: string, limit: QuotaKey, current: number, max: number, unit: string, suggestion: string): A4cError {
   return new A4cError('QUOTA_EXCEEDED', `user ${userId} has ${round(current)} of ${round(max)} ${unit} allowed (${limit})`, {
     limit,
     current: round(current),

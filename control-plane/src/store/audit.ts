@@ -22,6 +22,15 @@ export async function recordAudit(db: Db, e: Omit<AuditEntry, 'id' | 'at'>): Pro
   ]);
 }
 
+/** Many entries in one statement (the API's audit middleware groups concurrent requests' rows). */
+export async function recordAudits(db: Db, es: Omit<AuditEntry, 'id' | 'at'>[]): Promise<void> {
+  await db.query(
+    `INSERT INTO audit_log (request_id, actor, action, target, outcome, error)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[])`,
+    [es.map((e) => e.requestId), es.map((e) => e.actor), es.map((e) => e.action), es.map((e) => e.target), es.map((e) => e.outcome), es.map((e) => e.error)],
+  );
+}
+
 /** Newest first; `after` keeps only entries with a larger id. */
 export async function listAudit(db: Db, q: { actor?: string | undefined; after?: number | undefined; limit: number }): Promise<AuditEntry[]> {
   const { rows } = await db.query<{ id: string; at: Date; request_id: string; actor: string; action: string; target: string; outcome: number; error: string | null }>(

@@ -14,7 +14,8 @@ import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto
 import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
-import { reserveHost, type PlacementPolicy } from '../placement/placement.js';
+import { PLACEMENT_PATIENCE_MS, reserveHost, type PlacementPolicy } from '../placement/placement.js';
+import { PlacementQueue, type PlacementQueueOptions } from '../placement/queue.js';
 import { ensureRoomToStart } from '../placement/room.js';
 import type { Quotas } from '../quotas/quotas.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
@@ -42,6 +43,8 @@ export interface WorkspaceServiceOptions {
   defaultImage: string;
   hostnameDomain: string;
   placement: PlacementPolicy;
+  /** Creates placed in batches, one transaction each (placement/queue.ts); absent: one transaction per create. */
+  batch?: PlacementQueueOptions | undefined;
 }
 
 /** Why the control plane itself moves a workspace: the event's reason and data, the workspace's error. */
@@ -72,6 +75,8 @@ export type HostChanged = (hostId: string) => void;
  * and notifies the other replicas.
  */
 export class WorkspaceService {
+  private readonly queue: PlacementQueue | undefined;
+
   constructor(
     private readonly db: Db,
     private readonly feed: ChangeFeed,
@@ -80,7 +85,18 @@ export class WorkspaceService {
     private readonly hostChanged: HostChanged,
     private readonly log: Logger,
     private readonly observe: Observer = NO_OBSERVER,
-  ) {}
+  ) {
+    const rules = quotas.rules;
+    this.queue = opts.batch
+      ? new PlacementQueue(
+          db,
+          { policy: opts.placement, defaultImage: opts.defaultImage, quota: rules.defaults, createRate: rules.createRate, failedGrace: rules.failedGrace, observe },
+          opts.batch,
+          hostChanged,
+          log,
+        )
+      : undefined;
+  }
 
   async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
     const tier = this.opts.tiers.get(input.tier);
@@ -90,6 +106,24 @@ export class WorkspaceService {
     const id = randomUUID();
     const name = input.name ?? `${input.projectName}-${id.slice(0, 6)}`.slice(0, 63);
     const hostname = `${dnsLabel(`${name}-${input.userId}`)}.${this.opts.hostnameDomain}`;
+    if (this.queue) {
+      const row = await this.queue.place({
+        id,
+        userId: input.userId,
+        name,
+        projectName: input.projectName,
+        arch: input.arch,
+        tier,
+        image: input.image,
+        changeNumber: input.changeNumber ?? null,
+        hostname,
+        autostopAfterSeconds: input.autostopAfterSeconds,
+        actor,
+        patientUntil: Date.now() + PLACEMENT_PATIENCE_MS,
+      });
+      this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id, status: row.status }, 'workspace requested');
+      return toWorkspace(row);
+    }
     const row = await inTx(this.db, async (tx) => {
       await this.quotas.lockUser(tx, input.userId);
       await this.quotas.checkWorkspace(tx, input.userId, tier.diskGb);
