@@ -13,7 +13,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /**
  * Tells a build's worker to stop it. Only the replica holding the host's stream can say
  * so now; on any other replica the worker hears it at its next progress report, which
- * carries the claim that is no longer running (agents/sessions.ts answers it with a
+ * carries the claim that is no longer running (agents/build-messages.ts answers it with a
  * BuildCancel), within its heartbeat period.
  */
 function tellWorker(send: SendToHost, row: BuildRow, reason: string): void {
