@@ -6,7 +6,9 @@ import { recordPrunedImages } from '../disk/pruned.js';
 import { applyDiskUsage } from '../disk/usage.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
-import { closeHostSession, openHostSession, recordHeartbeat } from '../store/host-sessions.js';
+import { inTx } from '../store/db.js';
+import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
+import { AckRefused } from '../workspaces/service.js';
 import { loadDesired, toSpec } from '../workspaces/desired.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
@@ -36,7 +38,12 @@ export class AgentSession {
   private sentRevision = -1;
   private sending = false;
   private sendAgain = false;
-  private inbox: Promise<void> = Promise.resolve();
+  /** Messages waiting to be handled, in order; the stream is paused while there are inboxDepth of them. */
+  private readonly inbox: AgentMessage[] = [];
+  private draining = false;
+  private paused = false;
+  /** The outbound buffer is full: desired state waits for 'drain' and is then sent once, as it is then. */
+  private blocked = false;
   private closed = false;
   private readonly helloTimer: NodeJS.Timeout;
   private log: Logger;
@@ -47,9 +54,13 @@ export class AgentSession {
     private readonly identity: Identity,
   ) {
     this.log = sessions.log.child({ sessionId: this.id });
-    this.helloTimer = setTimeout(() => this.fail(new RefusedError(grpc.status.DEADLINE_EXCEEDED, 'no Hello within 10 s')), 10_000);
-    call.on('data', (msg: AgentMessage) => {
-      this.inbox = this.inbox.then(() => this.handle(msg)).catch((e: unknown) => this.fail(e));
+    const helloMs = sessions.opts.helloTimeoutMs ?? 10_000;
+    this.helloTimer = setTimeout(() => this.fail(new RefusedError(grpc.status.DEADLINE_EXCEEDED, `no Hello within ${helloMs} ms of the stream opening`)), helloMs);
+    call.on('data', (msg: AgentMessage) => this.receive(msg));
+    call.on('drain', () => {
+      if (!this.blocked) return;
+      this.blocked = false;
+      this.sendDesired();
     });
     call.on('end', () => void this.close());
     call.on('error', (e) => {
@@ -57,6 +68,57 @@ export class AgentSession {
       void this.cleanup();
     });
     call.on('cancelled', () => void this.cleanup());
+  }
+
+  /**
+   * Heartbeats go to the replica's batcher at once, beside the inbox: a host whose
+   * reports keep its inbox busy still heartbeats on time. Everything else is handled in
+   * order; past inboxDepth unhandled messages the stream is paused, so HTTP/2 flow
+   * control holds the agent back instead of this process buffering without bound.
+   */
+  private receive(msg: AgentMessage): void {
+    if (this.closed) return;
+    if (msg.payload?.$case === 'heartbeat' && this.hostId) {
+      if (msg.sessionId && msg.sessionId !== this.id) {
+        this.fail(new RefusedError(grpc.status.FAILED_PRECONDITION, `a message for session ${msg.sessionId} came on session ${this.id}`));
+        return;
+      }
+      this.heartbeat(msg.payload.value).catch((e: unknown) => this.fail(e));
+      return;
+    }
+    this.inbox.push(msg);
+    if (!this.paused && this.inbox.length >= (this.sessions.opts.inboxDepth ?? 64)) {
+      this.paused = true;
+      this.call.pause();
+    }
+    void this.drainInbox();
+  }
+
+  private async drainInbox(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (!this.closed) {
+        const msg = this.inbox.shift();
+        if (!msg) break;
+        if (this.paused && this.inbox.length <= (this.sessions.opts.inboxDepth ?? 64) / 2) {
+          this.paused = false;
+          this.call.resume();
+        }
+        try {
+          await this.handle(msg);
+        } catch (e) {
+          this.fail(e);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Unhandled messages of this stream, and whether it is paused for them. */
+  get inboxState(): { queued: number; paused: boolean } {
+    return { queued: this.inbox.length, paused: this.paused };
   }
 
   private async handle(msg: AgentMessage): Promise<void> {
@@ -68,7 +130,12 @@ export class AgentSession {
       await this.hello(p.value);
       return;
     }
+    if (msg.sessionId && msg.sessionId !== this.id) {
+      throw new RefusedError(grpc.status.FAILED_PRECONDITION, `a message for session ${msg.sessionId} came on session ${this.id}`);
+    }
     const { db, workspaces, opts } = this.sessions;
+    const live = this.live;
+    const hostId = this.hostId;
     switch (p.$case) {
       case 'hello':
         throw new RefusedError(grpc.status.FAILED_PRECONDITION, 'Hello was already received on this stream');
@@ -76,20 +143,23 @@ export class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await workspaces.applyReport(db, this.hostId, p.value);
+        await workspaces.applyReport(db, this.hostId, p.value, live);
         return;
       case 'ack':
-        await workspaces.applyAck(db, this.hostId, p.value.revision);
+        await workspaces.applyAck(db, this.hostId, p.value.revision, live);
         return;
       case 'event':
-        await appendEvent(db, hostEventRow(this.hostId, p.value));
+        await inTx(db, async (tx) => {
+          await live(tx);
+          await appendEvent(tx, hostEventRow(hostId, p.value));
+        });
         this.log.info({ kind: p.value.kind, workspaceId: p.value.workspaceId, containerId: p.value.containerId, message: p.value.message }, 'agent event');
         return;
       case 'diskUsage':
-        await applyDiskUsage(db, workspaces, this.hostId, p.value, opts.diskWarnPercent ?? 90, this.log);
+        await applyDiskUsage(db, workspaces, this.hostId, p.value, opts.diskWarnPercent ?? 90, this.log, live);
         return;
       case 'imagesPruned':
-        await recordPrunedImages(db, this.hostId, p.value, this.log);
+        await recordPrunedImages(db, this.hostId, p.value, this.log, live);
         return;
       case 'buildPoll':
         await assignBuilds(this.builds(), p.value.slots);
@@ -111,9 +181,13 @@ export class AgentSession {
       buildLeaseMs: this.sessions.opts.buildLeaseMs,
       log: this.log,
       observe: this.sessions.observe,
+      live: this.live,
       write: (m) => this.write(m),
     };
   }
+
+  /** Set at the Hello: this session's writes apply only while it is its host's. */
+  private live: SessionGuard = () => Promise.reject(new Error('no Hello yet'));
 
   private async hello(h: Hello): Promise<void> {
     clearTimeout(this.helloTimer);
@@ -159,6 +233,7 @@ export class AgentSession {
       );
     }
     this.hostId = h.hostId;
+    this.live = sessionGuard(h.hostId, this.id);
     this.arch = h.arch;
     this.log = this.log.child({ hostId: h.hostId });
     this.sessions.claim(h.hostId, this);
@@ -172,7 +247,14 @@ export class AgentSession {
   private async heartbeat(hb: Heartbeat): Promise<void> {
     const { db } = this.sessions;
     const hostId = this.hostId as string;
-    const still = await recordHeartbeat(db, hostId, this.id, statsColumns(hb.stats), this.serial ?? null, hb.imagesChanged ? imageRows(hb.images) : undefined);
+    const still = await this.sessions.heartbeats.submit({
+      hostId,
+      sessionId: this.id,
+      stats: statsColumns(hb.stats),
+      serial: this.serial ?? null,
+      images: hb.imagesChanged ? imageRows(hb.images) : undefined,
+    });
+    if (this.closed) return;
     if (!still && this.serial) {
       const check = await checkCertificate(db, this.serial, hostId);
       if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
@@ -186,6 +268,8 @@ export class AgentSession {
   /** Sends the host's complete desired state if it is newer than what this stream last got. */
   sendDesired(): void {
     if (!this.hostId || this.closed) return;
+    // A slow agent: nothing more is queued for it; at 'drain' it gets the state as it is then.
+    if (this.blocked) return;
     if (this.sending) {
       this.sendAgain = true;
       return;
@@ -209,13 +293,15 @@ export class AgentSession {
       });
   }
 
+  /** Writes whatever the buffer holds; a full buffer (write() false) holds back desired state until 'drain'. */
   private write(msg: ControlMessage): void {
-    if (!this.closed) this.call.write(msg);
+    if (this.closed) return;
+    if (!this.call.write(msg)) this.blocked = true;
   }
 
   send(msg: ControlMessage): boolean {
     if (this.closed || !this.hostId) return false;
-    this.call.write(msg);
+    this.write(msg);
     return true;
   }
 
@@ -229,7 +315,14 @@ export class AgentSession {
 
   private fail(e: unknown): void {
     if (this.closed) return;
-    const refused = e instanceof RefusedError ? e : new RefusedError(grpc.status.UNAVAILABLE, `control plane error: ${(e as Error).message}`);
+    const refused =
+      e instanceof RefusedError
+        ? e
+        : e instanceof SessionSuperseded
+          ? new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host')
+          : e instanceof AckRefused
+            ? new RefusedError(grpc.status.INVALID_ARGUMENT, e.message)
+            : new RefusedError(grpc.status.UNAVAILABLE, `control plane error: ${(e as Error).message}`);
     this.log.warn({ err: refused.message, code: refused.code }, 'closing agent session');
     // emit('error'), not destroy(): grpc-js sends the status to the agent only on this
     // path; a destroyed stream ends silently and the agent would wait forever.

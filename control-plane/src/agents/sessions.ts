@@ -6,6 +6,7 @@ import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { agentIdentity } from '../pki/ca.js';
 import type { Db } from '../store/db.js';
 import type { WorkspaceService } from '../workspaces/service.js';
+import { HeartbeatBatcher } from './heartbeats.js';
 import { AgentSession, type Call, type Identity } from './session.js';
 
 export interface SessionOptions {
@@ -26,6 +27,14 @@ export interface SessionOptions {
   workspaceCpuSampleMs?: number;
   /** Where the samples go (workspaces/autostop.ts). */
   onWorkspaceCpu?: (db: Db, hostId: string, samples: { workspaceId: string; cpuPercent: number }[]) => Promise<void>;
+  /** A stream with no Hello this long is refused (default 10 s). */
+  helloTimeoutMs?: number;
+  /** Unhandled messages of one stream before it is paused (default 64). */
+  inboxDepth?: number;
+  /** Heartbeats within this window share one transaction (default 50 ms). */
+  heartbeatBatchMs?: number;
+  /** Most heartbeats per transaction (default 1000). */
+  heartbeatBatchMax?: number;
 }
 
 /**
@@ -39,6 +48,7 @@ export class AgentSessions {
   private readonly byHost = new Map<string, AgentSession>();
   private readonly all = new Set<AgentSession>();
   private resyncTimer: NodeJS.Timeout | undefined;
+  readonly heartbeats: HeartbeatBatcher;
 
   constructor(
     readonly db: Db,
@@ -47,7 +57,9 @@ export class AgentSessions {
     readonly opts: SessionOptions,
     readonly log: Logger,
     readonly observe: Observer = NO_OBSERVER,
-  ) {}
+  ) {
+    this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
+  }
 
   /** Agent streams this replica holds (hosts past their Hello). */
   get sessionCount(): number {
@@ -107,5 +119,6 @@ export class AgentSessions {
   async stop(): Promise<void> {
     clearInterval(this.resyncTimer);
     await Promise.all([...this.all].map((s) => s.close()));
+    this.heartbeats.stop();
   }
 }

@@ -86,31 +86,6 @@ export async function openHostSession(db: Db, h: HelloRow, sessionId: string, li
   });
 }
 
-/**
- * A heartbeat of the host's live session: liveness, stats and (if they changed) images.
- * False: the session is not the host's any more, or its certificate was revoked (a host
- * removed on any replica ends the session here).
- */
-export async function recordHeartbeat(
-  db: Db,
-  hostId: string,
-  sessionId: string,
-  stats: HostStatsColumns,
-  serial: string | null,
-  images: HostImageRow[] | undefined,
-): Promise<boolean> {
-  return inTx(db, async (tx) => {
-    const { rowCount } = await tx.query(
-      `UPDATE host_status SET last_heartbeat_at = now(), stats = $3, connected = true, disk_percent = $4, memory_percent = $5, docker_ready = $6
-        WHERE host_id = $1 AND session_id = $2 AND NOT EXISTS (SELECT 1 FROM revoked_certificates WHERE serial = $7)`,
-      [hostId, sessionId, stats.json, stats.diskPercent, stats.memoryPercent, stats.dockerReady, serial],
-    );
-    if (!rowCount) return false;
-    if (images) await replaceImages(tx, hostId, images);
-    return true;
-  });
-}
-
 /** The session ended: the host is disconnected, with its event, unless a newer session holds it. */
 export async function closeHostSession(db: Db, hostId: string, sessionId: string): Promise<boolean> {
   return inTx(db, async (tx) => {
@@ -148,4 +123,78 @@ export async function replaceImages(tx: Tx, hostId: string, images: HostImageRow
       images.map((i) => i.createdUnix),
     ],
   );
+}
+
+/** A write of a session that is not its host's session any more. */
+export class SessionSuperseded extends Error {
+  constructor(
+    readonly hostId: string,
+    readonly sessionId: string,
+  ) {
+    super(`session ${sessionId} is no longer host ${hostId}'s session: a newer session for the same host replaced it`);
+  }
+}
+
+/**
+ * Run first in an agent write's transaction: throws SessionSuperseded unless the session
+ * is still the host's. The share lock holds the host_status row until the write commits,
+ * so a newer session's Hello (which updates that row) waits for it: no write of an old
+ * session lands after the new one took over.
+ */
+export type SessionGuard = (tx: Tx) => Promise<void>;
+
+export function sessionGuard(hostId: string, sessionId: string): SessionGuard {
+  return async (tx) => {
+    const { rows } = await tx.query('SELECT 1 FROM host_status WHERE host_id = $1 AND session_id = $2 AND connected FOR SHARE', [hostId, sessionId]);
+    if (!rows[0]) throw new SessionSuperseded(hostId, sessionId);
+  };
+}
+
+/** The host's current desired-state revision (0 for a host never seen). */
+export async function hostRevision(tx: Tx | Db, hostId: string): Promise<number> {
+  const { rows } = await tx.query<{ revision: number }>('SELECT revision FROM hosts WHERE id = $1', [hostId]);
+  return rows[0]?.revision ?? 0;
+}
+
+export interface HeartbeatRow {
+  hostId: string;
+  sessionId: string;
+  stats: HostStatsColumns;
+  serial: string | null;
+  /** Set only when the host's images changed since its last Hello or Heartbeat. */
+  images: HostImageRow[] | undefined;
+}
+
+/**
+ * Heartbeats of many sessions in one transaction and one statement (images, which
+ * rarely change, one statement per host that sent them). Returns the session ids whose
+ * heartbeat applied: the others are no longer their host's session, or their
+ * certificate was revoked. Rows are locked in host id order, so concurrent batches
+ * (on this replica or another) never deadlock on each other.
+ */
+export async function recordHeartbeats(db: Db, beats: HeartbeatRow[]): Promise<Set<string>> {
+  const sorted = [...beats].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
+  return inTx(db, async (tx) => {
+    const { rows } = await tx.query<{ session_id: string }>(
+      `UPDATE host_status s SET last_heartbeat_at = now(), stats = t.stats::jsonb, connected = true,
+              disk_percent = t.disk, memory_percent = t.mem, docker_ready = t.ready
+         FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::bool[], $7::text[])
+                 AS u(host_id, session_id, stats, disk, mem, ready, serial)
+                WHERE NOT EXISTS (SELECT 1 FROM revoked_certificates r WHERE r.serial = u.serial)) t
+        WHERE s.host_id = t.host_id AND s.session_id = t.session_id
+        RETURNING s.session_id`,
+      [
+        sorted.map((b) => b.hostId),
+        sorted.map((b) => b.sessionId),
+        sorted.map((b) => b.stats.json),
+        sorted.map((b) => b.stats.diskPercent),
+        sorted.map((b) => b.stats.memoryPercent),
+        sorted.map((b) => b.stats.dockerReady),
+        sorted.map((b) => b.serial),
+      ],
+    );
+    const applied = new Set(rows.map((r) => r.session_id));
+    for (const b of sorted) if (b.images && applied.has(b.sessionId)) await replaceImages(tx, b.hostId, b.images);
+    return applied;
+  });
 }
