@@ -92,6 +92,11 @@ export class AgentSessions {
     return s ? s.send(msg) : false;
   }
 
+  /** The host's stream's unhandled messages here, and whether it is paused for them. */
+  inboxOf(hostId: string): { queued: number; paused: boolean } | undefined {
+    return this.byHost.get(hostId)?.inboxState;
+  }
+
   push(hostId: string): void {
     this.byHost.get(hostId)?.sendDesired();
   }

@@ -46,6 +46,9 @@ export async function openHostSession(db: Db, h: HelloRow, sessionId: string, li
        ON CONFLICT (id) DO NOTHING`,
       [h.hostId, h.arch, h.agentVersion, h.memoryBytes, h.cpus, h.diskBytes],
     );
+    // A write of the session being replaced that is under way (it holds its row with
+    // FOR KEY SHARE, see sessionGuard) commits before the new session takes the row.
+    await tx.query('SELECT 1 FROM host_status WHERE host_id = $1 FOR UPDATE', [h.hostId]);
     // Never two writers for one host: a live session elsewhere keeps the host. The
     // upsert's row lock makes the check and the claim one step.
     const { rows } = await tx.query(
@@ -136,16 +139,18 @@ export class SessionSuperseded extends Error {
 }
 
 /**
- * Run first in an agent write's transaction: throws SessionSuperseded unless the session
- * is still the host's. The share lock holds the host_status row until the write commits,
- * so a newer session's Hello (which updates that row) waits for it: no write of an old
- * session lands after the new one took over.
+ * Run in an agent write's transaction: throws SessionSuperseded unless the session is
+ * still the host's. FOR KEY SHARE holds the host_status row until the write commits: a
+ * newer session's Hello (which first locks the row FOR UPDATE) waits for it, so no write
+ * of an old session lands after the new one took over; heartbeats, the lost-host sweep
+ * and host removal only update the row (FOR NO KEY UPDATE), which KEY SHARE does not
+ * block, so the guard adds no lock-order cycle with them.
  */
 export type SessionGuard = (tx: Tx) => Promise<void>;
 
 export function sessionGuard(hostId: string, sessionId: string): SessionGuard {
   return async (tx) => {
-    const { rows } = await tx.query('SELECT 1 FROM host_status WHERE host_id = $1 AND session_id = $2 AND connected FOR SHARE', [hostId, sessionId]);
+    const { rows } = await tx.query('SELECT 1 FROM host_status WHERE host_id = $1 AND session_id = $2 FOR KEY SHARE', [hostId, sessionId]);
     if (!rows[0]) throw new SessionSuperseded(hostId, sessionId);
   };
 }
