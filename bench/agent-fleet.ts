@@ -125,7 +125,12 @@ async function steadyState(): Promise<void> {
   const pid = cp.proc.pid as number;
   let t0 = performance.now();
   const fleet = await SimFleet.start({ controlPlane: cp.grpc, count: AGENTS, hostPrefix: 'fleet', welcomeTimeoutMs: 60_000 });
-  await fleet.waitConnected(600_000);
+  // A build that cannot take the connect storm is measured anyway, with what connected.
+  const connectLimit = Number(process.env.BENCH_CONNECT_SECONDS ?? 600);
+  let connectNote = '';
+  await fleet.waitConnected(connectLimit * 1000).catch((e: unknown) => {
+    connectNote = ` — NOT ALL: ${(e as Error).message.slice(0, 300)}`;
+  });
   const connectSeconds = (performance.now() - t0) / 1000;
   // Let the connect storm settle: one full heartbeat period and then some.
   await new Promise((r) => setTimeout(r, 15_000));
@@ -160,7 +165,8 @@ async function steadyState(): Promise<void> {
   const c = fleet.counters();
   console.log(`\nsteady state: ${AGENTS} simulated agents, heartbeat period from the Welcome (A4C_HEARTBEAT_MS default 5000), ${seconds.toFixed(0)} s measured`);
   console.log(`  control plane:        ${MAIN}`);
-  console.log(`  connect (all Welcomes): ${connectSeconds.toFixed(1)} s`);
+  console.log(`  connect (all Welcomes): ${connectSeconds.toFixed(1)} s${connectNote}`);
+  console.log(`  connected at the end:  ${fleet.connected} of ${AGENTS}`);
   console.log(`  heartbeats sent:      ${c.heartbeats - heartbeats0} (${((c.heartbeats - heartbeats0) / seconds).toFixed(0)}/s)`);
   console.log(`  control-plane CPU:    ${cpu.toFixed(1)} s = ${(cpu / seconds).toFixed(2)} cores`);
   console.log(`  control-plane RSS:    max ${maxRss} MiB (${samples} samples)`);

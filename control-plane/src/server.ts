@@ -187,6 +187,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       workspaceCpuSampleMs: autostop.cpuSampleMs,
       onWorkspaceCpu: (pool, hostId, samples) => autostop.recordCpu(pool, hostId, samples),
       ...config.agentPlane,
+      dbConnections: config.dbAgentPoolSize,
     },
     log,
     metrics,

@@ -36,8 +36,11 @@ export class AgentSession {
   hostId: string | undefined;
   private arch = '';
   private sentRevision = -1;
-  private sending = false;
+  /** Desired-state loads running, and whether one of them is urgent. */
+  private loading = 0;
+  private loadingUrgent = false;
   private sendAgain = false;
+  private againUrgent = false;
   /** Messages waiting to be handled, in order; the stream is paused while there are inboxDepth of them. */
   private readonly inbox: AgentMessage[] = [];
   private draining = false;
@@ -86,6 +89,8 @@ export class AgentSession {
       this.heartbeat(msg.payload.value).catch((e: unknown) => this.fail(e));
       return;
     }
+    // The Hello arrived in time; it may wait its turn for the database (see AgentSessions.writes).
+    if (msg.payload?.$case === 'hello') clearTimeout(this.helloTimer);
     this.inbox.push(msg);
     if (!this.paused && this.inbox.length >= (this.sessions.opts.inboxDepth ?? 64)) {
       this.paused = true;
@@ -106,7 +111,7 @@ export class AgentSession {
           this.call.resume();
         }
         try {
-          await this.handle(msg);
+          await this.sessions.writes(() => this.handle(msg));
         } catch (e) {
           this.fail(e);
         }
@@ -265,18 +270,27 @@ export class AgentSession {
     if (cpu.length) await this.sessions.opts.onWorkspaceCpu?.(db, hostId, cpu).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record workspace CPU samples'));
   }
 
-  /** Sends the host's complete desired state if it is newer than what this stream last got. */
-  sendDesired(): void {
+  /**
+   * Sends the host's complete desired state if it is newer than what this stream last
+   * got. urgent: a change of this host (its own push or another replica's NOTIFY) loads
+   * at once, even beside a resync load still waiting; the periodic resync of every
+   * session waits its turn with the other agent writes, so it never crowds out the
+   * pushes that propagate a change. Two loads may race: the older revision is dropped.
+   */
+  sendDesired(urgent = true): void {
     if (!this.hostId || this.closed) return;
     // A slow agent: nothing more is queued for it; at 'drain' it gets the state as it is then.
     if (this.blocked) return;
-    if (this.sending) {
+    if (this.loading > 0 && (this.loadingUrgent || !urgent)) {
       this.sendAgain = true;
+      this.againUrgent ||= urgent;
       return;
     }
-    this.sending = true;
+    this.loading++;
+    if (urgent) this.loadingUrgent = true;
     const hostId = this.hostId;
-    loadDesired(this.sessions.db, hostId)
+    const load = () => loadDesired(this.sessions.db, hostId);
+    (urgent ? load() : this.sessions.writes(load))
       .then(({ revision, rows }) => {
         if (this.closed || revision <= this.sentRevision) return;
         this.sentRevision = revision;
@@ -285,10 +299,13 @@ export class AgentSession {
       })
       .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not load desired state; will retry'))
       .finally(() => {
-        this.sending = false;
-        if (this.sendAgain) {
+        this.loading--;
+        if (urgent) this.loadingUrgent = false;
+        if (this.loading === 0 && this.sendAgain) {
+          const again = this.againUrgent;
           this.sendAgain = false;
-          this.sendDesired();
+          this.againUrgent = false;
+          this.sendDesired(again);
         }
       });
   }
@@ -342,6 +359,7 @@ export class AgentSession {
     this.sessions.release(this);
     if (!this.hostId) return;
     this.log.info('agent disconnected');
-    await closeHostSession(this.sessions.db, this.hostId, this.id).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+    const hostId = this.hostId;
+    await this.sessions.writes(() => closeHostSession(this.sessions.db, hostId, this.id)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
   }
 }

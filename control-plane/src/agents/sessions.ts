@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '@a4c/common';
 import type { AgentServiceServer, ControlMessage } from '@a4c/proto';
 import type { ChangeFeed } from '../events/notify.js';
@@ -35,6 +36,8 @@ export interface SessionOptions {
   heartbeatBatchMs?: number;
   /** Most heartbeats per transaction (default 1000). */
   heartbeatBatchMax?: number;
+  /** Connections of the agent plane's pool (A4C_DB_AGENT_POOL_SIZE; default 10). */
+  dbConnections?: number;
 }
 
 /**
@@ -49,6 +52,14 @@ export class AgentSessions {
   private readonly all = new Set<AgentSession>();
   private resyncTimer: NodeJS.Timeout | undefined;
   readonly heartbeats: HeartbeatBatcher;
+  /**
+   * Every database use of the sessions but heartbeats (Hellos, messages, desired-state
+   * loads, disconnects) runs through this, at most the pool's size less two at once: a
+   * connect storm of thousands of agents waits here, each stream paused past its inbox
+   * depth, instead of timing out in the pool's queue, and the heartbeat batch always
+   * finds a free connection.
+   */
+  readonly writes: LimitFunction;
 
   constructor(
     readonly db: Db,
@@ -58,6 +69,7 @@ export class AgentSessions {
     readonly log: Logger,
     readonly observe: Observer = NO_OBSERVER,
   ) {
+    this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - 2));
     this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
   }
 
@@ -102,7 +114,7 @@ export class AgentSessions {
   }
 
   private pushAll(): void {
-    for (const s of this.byHost.values()) s.sendDesired();
+    for (const s of this.byHost.values()) s.sendDesired(false);
   }
 
   claim(hostId: string, session: AgentSession): void {
