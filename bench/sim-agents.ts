@@ -51,6 +51,8 @@ export interface SimFleetOptions {
    * plane's work.
    */
   reports?: boolean;
+  /** Called on every DesiredState a sim receives (bench/agent-fleet.ts times propagation with it). */
+  onDesiredState?: (hostId: string, ds: DesiredState) => void;
 }
 
 export interface SimCounters {
@@ -123,6 +125,8 @@ class SimHost {
   private appliedRevision = 0;
   /** Reports nothing (SimFleetOptions.reports false). */
   quiet = false;
+  /** The Welcome's session id: stamped on every later message, as the real agent does. */
+  private sessionId: string | undefined;
 
   constructor(
     readonly hostId: string,
@@ -134,6 +138,7 @@ class SimHost {
     private readonly tally: Tally,
     private readonly welcomeTimeoutMs: number,
     private readonly onConnectedChange: (connected: boolean) => void,
+    private readonly onDesiredState?: (hostId: string, ds: DesiredState) => void,
   ) {}
 
   start(): void {
@@ -194,6 +199,7 @@ class SimHost {
       if (!p || this.call !== call) return;
       if (p.$case === 'welcome') {
         welcomed = true;
+        this.sessionId = p.value.sessionId;
         clearTimeout(this.welcomeTimer);
         this.attempt = 0;
         this.lastError = undefined;
@@ -230,6 +236,7 @@ class SimHost {
   /** Converges at once to a desired state: reports what changed, then acks. */
   private apply(call: Call, ds: DesiredState): void {
     this.tally.desiredStates++;
+    this.onDesiredState?.(this.hostId, ds);
     if (ds.revision < this.streamRevision) return;
     this.streamRevision = ds.revision;
     if (this.quiet) return;
@@ -251,14 +258,14 @@ class SimHost {
     }
     this.appliedRevision = ds.revision;
     if (this.call !== call || this.lastAcked === ds.revision) return;
-    call.write({ payload: { $case: 'ack', value: { revision: ds.revision } } });
+    call.write({ sessionId: this.sessionId, payload: { $case: 'ack', value: { revision: ds.revision } } });
     this.lastAcked = ds.revision;
     this.tally.acks++;
   }
 
   private report(call: Call, workspaceId: string, key: string, s: WorkspaceStatus): void {
     if (this.sent.get(workspaceId) === key || this.call !== call) return;
-    call.write({ payload: { $case: 'workspaceStatus', value: s } });
+    call.write({ sessionId: this.sessionId, payload: { $case: 'workspaceStatus', value: s } });
     this.sent.set(workspaceId, key);
     this.tally.reports++;
   }
@@ -267,7 +274,7 @@ class SimHost {
     clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = setTimeout(() => {
       if (this.call !== call) return;
-      call.write({ payload: { $case: 'heartbeat', value: { stats: this.stats(), imagesChanged: false, images: [], workspaceCpu: [] } } });
+      call.write({ sessionId: this.sessionId, payload: { $case: 'heartbeat', value: { stats: this.stats(), imagesChanged: false, images: [], workspaceCpu: [] } } });
       this.tally.heartbeats++;
       this.scheduleHeartbeat(call, periodMs);
     }, periodMs);
@@ -370,7 +377,7 @@ export class SimFleet {
       const usage = stats ? () => stats(i) : () => fixed;
       const sim = new SimHost(hostId, fleet.clients[i % channels] as AgentServiceClient, arch, capacity, images, usage, fleet.tally, welcomeTimeoutMs, (c) =>
         fleet.connectedChanged(c),
-      );
+      opts.onDesiredState);
       sim.quiet = opts.reports === false;
       fleet.sims.push(sim);
       fleet.byId.set(hostId, sim);

@@ -18,7 +18,7 @@ ensureInstalled();
 ensureHostPackages();
 build();
 if (!script || !existsSync(script)) {
-  console.error(`usage: npm run bench -- <name>   (one of: create-latency, placement, replicas, reconcile, build-queue, metrics-scrape, search, autostop)`);
+  console.error(`usage: npm run bench -- <name>   (one of: agent-fleet, create-latency, placement, replicas, reconcile, build-queue, metrics-scrape, search, autostop)`);
   process.exit(2);
 }
 

@@ -13,3 +13,5 @@ export { retryTransient, isTransientDockerError, type RetryPolicy } from './reco
 export { LatestWinsQueue } from './reconcile/latest-queue.js';
 export { StateStore } from './state/store.js';
 export type { ContainerRuntime, OwnedContainer, ContainerDetails, ImageSummary, EngineInfo } from './runtime/runtime.js';
+export { ControlPlaneSession, DEFAULT_WELCOME_TIMEOUT_MS, type SessionHandlers, type SessionOptions } from './session/session.js';
+export { ControlPlaneAddresses } from './session/addresses.js';

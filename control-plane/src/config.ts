@@ -10,6 +10,7 @@ import {
   parseTiers,
   type Tier,
 } from '@a4c/common';
+import { AGENT_PLANE_CONFIG_HELP, loadAgentPlaneConfig, loadDbTimeouts, type AgentPlaneConfig, type DbTimeouts } from './agents/config.js';
 import { loadWebhookConfig, WEBHOOK_CONFIG_HELP, type WebhookConfig } from './webhooks/config.js';
 import { loadReplicaConfig, REPLICA_CONFIG_HELP, type ReplicaConfig } from './replicas/config.js';
 
@@ -110,6 +111,10 @@ export interface ControlPlaneConfig {
   webhooks: WebhookConfig;
   /** Several replicas: the shared CA's encryption key, the shutdown grace period. */
   replicas: ReplicaConfig;
+  /** Statement, lock and idle-in-transaction timeouts of both pools (agents/config.ts). */
+  dbTimeouts: DbTimeouts;
+  /** Hello deadline, inbox depth, heartbeat batching and scaling (agents/config.ts). */
+  agentPlane: AgentPlaneConfig;
   /** Workspace moves and host drains (moves/, drains/). */
   moves: {
     /** How long a moved workspace may take to stop at the source, and to start at the destination. */
@@ -278,6 +283,8 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     metrics: { token: metricsToken, cacheMs: envInt(env, 'A4C_METRICS_CACHE_MS', 2000, 0, 60_000) },
     webhooks: loadWebhookConfig(env),
     replicas: loadReplicaConfig(env),
+    dbTimeouts: loadDbTimeouts(env),
+    agentPlane: loadAgentPlaneConfig(env),
     autostop: loadAutostop(env),
     moves: {
       settleSeconds: envInt(env, 'A4C_MOVE_SETTLE_SECONDS', 120, 1, 3600),
@@ -457,6 +464,7 @@ ${REPLICA_CONFIG_HELP}
   A4C_TUNNEL_ATTACH_TIMEOUT_MS      how long a user waits for the host's agent to open its tunnel (default 10000)
   A4C_ADVERTISE_GRPC_ADDRESS        this replica's gRPC host:port as agents can dial it (several replicas); unset: the address agents use
 ${WEBHOOK_CONFIG_HELP}
+${AGENT_PLANE_CONFIG_HELP}
   A4C_AUTOSTOP_SWEEP_MS     how often idle workspaces are looked for (default 30000)
   A4C_AUTOSTOP_WARNING_SECONDS  warning event this long before an idle workspace is stopped, at most half its period (default 300)
   A4C_AUTOSTOP_CPU_PERCENT  a workspace using at least this much CPU (100 = one core) counts as active; unset: CPU does not count

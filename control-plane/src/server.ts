@@ -124,8 +124,8 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
     undo.push(() => e.stop());
     databaseUrl = embedded.url;
   }
-  const db = createPool(databaseUrl, config.dbPoolSize);
-  const agentDb = createPool(databaseUrl, config.dbAgentPoolSize);
+  const db = createPool(databaseUrl, config.dbPoolSize, config.dbTimeouts);
+  const agentDb = createPool(databaseUrl, config.dbAgentPoolSize, config.dbTimeouts);
   undo.push(() => db.end(), () => agentDb.end());
   try {
     await migrate(db, log);
@@ -191,6 +191,8 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       diskWarnPercent: config.diskWarnPercent,
       workspaceCpuSampleMs: autostop.cpuSampleMs,
       onWorkspaceCpu: (pool, hostId, samples) => autostop.recordCpu(pool, hostId, samples),
+      ...config.agentPlane,
+      dbConnections: config.dbAgentPoolSize,
     },
     log,
     metrics,

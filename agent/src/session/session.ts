@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@a4c/common';
+import { systemClock, type Clock } from '../clock.js';
 import {
   AgentServiceClient,
   type AgentMessage,
@@ -47,6 +48,14 @@ export interface SessionState {
   address: string | undefined;
 }
 
+/** A stream with no Welcome this long after its Hello is given up and opened again. */
+export const DEFAULT_WELCOME_TIMEOUT_MS = 15_000;
+
+export interface SessionOptions {
+  welcomeTimeoutMs?: number;
+  clock?: Clock;
+}
+
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 15_000;
 
@@ -63,6 +72,7 @@ export class ControlPlaneSession {
   private client: AgentServiceClient | undefined;
   private call: grpc.ClientDuplexStream<AgentMessage, ControlMessage> | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private cancelWelcomeDeadline: () => void = () => undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   /** Streams that failed since the last Welcome. */
@@ -89,6 +99,7 @@ export class ControlPlaneSession {
     private readonly credentials: () => Promise<grpc.ChannelCredentials>,
     private readonly handlers: SessionHandlers,
     private readonly log: Logger,
+    private readonly opts: SessionOptions = {},
   ) {}
 
   private async channel(): Promise<AgentServiceClient> {
@@ -118,7 +129,9 @@ export class ControlPlaneSession {
   /** Sends if a stream is open; false otherwise (the caller re-sends on the next stream). */
   send(msg: AgentMessage): boolean {
     if (!this.call || !this.state.connected) return false;
-    this.call.write(msg);
+    // Stamped with the session it is meant for: a write of a stream the control plane
+    // superseded is refused, never applied to the newer session.
+    this.call.write({ ...msg, sessionId: this.state.sessionId });
     return true;
   }
 
@@ -155,6 +168,7 @@ export class ControlPlaneSession {
       if (!p) return;
       if (p.$case === 'welcome') {
         welcomed = true;
+        this.cancelWelcomeDeadline();
         this.attempt = 0;
         this.failedInRow = 0;
         this.state.connected = true;
@@ -184,6 +198,7 @@ export class ControlPlaneSession {
       ended = true;
       this.call = undefined;
       clearTimeout(this.heartbeatTimer);
+      this.cancelWelcomeDeadline();
       if (this.state.connected) {
         this.state.connected = false;
         this.state.since = new Date().toISOString();
@@ -199,6 +214,15 @@ export class ControlPlaneSession {
       if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details), s.metadata.get(GO_ELSEWHERE).length > 0);
     });
     call.write({ payload: { $case: 'hello', value: hello } });
+    // A control plane that accepted the stream but never answers (overloaded, wedged,
+    // or a proxy that swallowed the refusal) must not hold the agent forever.
+    const welcomeMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
+    this.cancelWelcomeDeadline();
+    this.cancelWelcomeDeadline = (this.opts.clock ?? systemClock).after(welcomeMs, () => {
+      if (welcomed || this.call !== call) return;
+      onEnd(`no Welcome within ${welcomeMs} ms of the Hello`);
+      call.cancel();
+    });
   }
 
   private scheduleHeartbeat(call: grpc.ClientDuplexStream<AgentMessage, ControlMessage>, periodMs: number): void {
@@ -209,6 +233,7 @@ export class ControlPlaneSession {
         (hb) => {
           if (this.call !== call) return;
           call.write({
+            sessionId: this.state.sessionId,
             payload: { $case: 'heartbeat', value: { stats: hb.stats, imagesChanged: hb.images !== undefined, images: hb.images ?? [], workspaceCpu: hb.workspaceCpu ?? [] } },
           });
           this.scheduleHeartbeat(call, periodMs);
@@ -251,6 +276,7 @@ export class ControlPlaneSession {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.heartbeatTimer);
+    this.cancelWelcomeDeadline();
     const call = this.call;
     this.call = undefined;
     this.state.connected = false;

@@ -1,6 +1,7 @@
 import { conflict, notFound, type Build, type Logger } from '@a4c/common';
 import type { ControlMessage } from '@a4c/proto';
 import { cancelBuildRow, failOverlongBuilds, reclaimForSameWorker } from '../store/build-hygiene.js';
+import type { SessionGuard } from '../store/host-sessions.js';
 import { inTx, type Db } from '../store/db.js';
 import { appendEvent } from '../store/events.js';
 import { toBuild, type BuildRow } from './queue.js';
@@ -13,7 +14,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /**
  * Tells a build's worker to stop it. Only the replica holding the host's stream can say
  * so now; on any other replica the worker hears it at its next progress report, which
- * carries the claim that is no longer running (agents/sessions.ts answers it with a
+ * carries the claim that is no longer running (agents/build-messages.ts answers it with a
  * BuildCancel), within its heartbeat period.
  */
 function tellWorker(send: SendToHost, row: BuildRow, reason: string): void {
@@ -79,8 +80,9 @@ export async function failOverlong(db: Db, send: SendToHost, maxSeconds: number)
  * answer is a BuildAssignment that the agent adopts for the build it is still running
  * (agent/src/builds/builder.ts). undefined: the worker must stop instead.
  */
-export async function readoptBuild(db: Db, hostId: string, buildId: string, leaseMs: number): Promise<ControlMessage | undefined> {
+export async function readoptBuild(db: Db, hostId: string, buildId: string, leaseMs: number, live?: SessionGuard): Promise<ControlMessage | undefined> {
   const row = await inTx(db, async (tx) => {
+    await live?.(tx);
     const r = await reclaimForSameWorker(tx, buildId, hostId);
     if (r) {
       await appendEvent(tx, {

@@ -113,7 +113,7 @@ export async function claimBuilds(db: Db | Tx, hostId: string, arch: string, slo
 }
 
 /** Progress from the claim holder: heartbeat, percent, log lines. False if the claim is not theirs any more. */
-export async function recordProgress(db: Db, buildId: string, claimId: string, percent: number, lines: string[]): Promise<boolean> {
+export async function recordProgress(db: Db | Tx, buildId: string, claimId: string, percent: number, lines: string[]): Promise<boolean> {
   const { rowCount } = await db.query(
     `UPDATE image_builds SET heartbeat_at = now(), progress = GREATEST(progress, $3), updated_at = now()
       WHERE id = $1 AND claim_id = $2 AND status = 'IN_PROGRESS'`,

@@ -1,16 +1,18 @@
 import type { Logger } from '@a4c/common';
 import type { ImagesPruned } from '@a4c/proto';
 import { inTx, type Db } from '../store/db.js';
+import type { SessionGuard } from '../store/host-sessions.js';
 import { appendEvent } from '../store/events.js';
 import { formatBytes } from '@a4c/common';
 
 const pct = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : null);
 
 /** An agent's image garbage collection: one agent.image_pruned event per image it removed. */
-export async function recordPrunedImages(db: Db, hostId: string, m: ImagesPruned, log: Logger): Promise<void> {
+export async function recordPrunedImages(db: Db, hostId: string, m: ImagesPruned, log: Logger, live?: SessionGuard): Promise<void> {
   const images = m.images.slice(0, 1000);
   if (!images.length) return;
   await inTx(db, async (tx) => {
+    await live?.(tx);
     for (const i of images) {
       const refs = i.refs.slice(0, 20).map((r) => r.slice(0, 512));
       const name = refs[0] ?? i.imageId.slice(0, 80);

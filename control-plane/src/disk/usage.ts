@@ -2,6 +2,7 @@ import { formatBytes, type Logger, type WorkspaceStatus } from '@a4c/common';
 import type { WorkspaceDiskUsage } from '@a4c/proto';
 import { inTx, type Db } from '../store/db.js';
 import { recordDiskSamples, type DiskSample } from '../store/disk.js';
+import type { SessionGuard } from '../store/host-sessions.js';
 import { appendEvent } from '../store/events.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { canMove, statusesWhere } from '../workspaces/states.js';
@@ -27,6 +28,7 @@ export async function applyDiskUsage(
   report: WorkspaceDiskUsage,
   warnPercent: number,
   log: Logger,
+  live?: SessionGuard,
 ): Promise<void> {
   const num = (n: number) => (Number.isFinite(n) && n > 0 ? Math.round(n) : 0);
   const samples: DiskSample[] = report.workspaces
@@ -34,6 +36,7 @@ export async function applyDiskUsage(
     .slice(0, 10_000)
     .map((w) => ({ workspaceId: w.workspaceId, writableBytes: num(w.writableBytes), volumeBytes: num(w.volumeBytes), layerLimitEnforced: w.layerLimitEnforced }));
   const standings = await inTx(db, async (tx) => {
+    await live?.(tx);
     const all = await recordDiskSamples(tx, hostId, samples, warnPercent);
     for (const s of all.filter((x) => x.crossedWarning)) {
       const percent = Math.round((s.usedBytes / s.limitBytes) * 100);

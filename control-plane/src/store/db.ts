@@ -27,8 +27,29 @@ function preparePerConnection(client: pg.PoolClient | pg.Client): void {
   };
 }
 
-export function createPool(url: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
+/** Server-side limits set on every connection (0: none). */
+export interface PoolTimeouts {
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+}
+
+/**
+ * A pool whose connections carry statement, lock and idle-in-transaction timeouts: a
+ * stuck statement, a lock queue behind a wedged transaction, or a client that opened a
+ * transaction and went away can hold a connection only this long, never forever.
+ */
+export function createPool(url: string, max: number, timeouts?: PoolTimeouts): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: 10_000,
+    ...(timeouts && {
+      statement_timeout: timeouts.statementMs,
+      lock_timeout: timeouts.lockMs,
+      idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    }),
+  });
   pool.on('connect', (client) => {
     preparePerConnection(client);
     // pg-pool listens for errors only on idle clients: a connection the server ends

@@ -14,6 +14,10 @@ export async function migrate(pool: pg.Pool, log: Logger): Promise<number> {
   const client = await pool.connect();
   let applied = 0;
   try {
+    // Migrations (and waiting for another replica's) may take longer than the pool's
+    // statement and lock timeouts allow a request.
+    await client.query('SET statement_timeout = 0');
+    await client.query('SET lock_timeout = 0');
     await client.query('SELECT pg_advisory_lock(4242001)');
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -36,6 +40,8 @@ export async function migrate(pool: pg.Pool, log: Logger): Promise<number> {
     }
   } finally {
     await client.query('SELECT pg_advisory_unlock(4242001)').catch(() => undefined);
+    // Back to the pool with its connection's own timeouts.
+    await client.query('RESET statement_timeout; RESET lock_timeout').catch(() => undefined);
     client.release();
   }
   return applied;

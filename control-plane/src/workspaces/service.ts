@@ -22,6 +22,7 @@ import { inTx, type Db, type Tx } from '../store/db.js';
 import { setAutostopOverride } from '../store/autostop.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
+import { hostRevision, type SessionGuard } from '../store/host-sessions.js';
 import { bumpRevision } from '../store/hosts.js';
 import { getWorkspace, listWorkspacesOfUser, toWorkspace, viewWorkspace, type WorkspaceRow } from '../store/workspaces.js';
 import { assertMove, takesCompute } from './states.js';
@@ -461,12 +462,13 @@ export class WorkspaceService {
    * workspace, or made while acting on a revision older than the workspace's last
    * change, are ignored: they describe a past the user has already moved on from.
    */
-  async applyReport(db: Db, hostId: string, report: StatusReport): Promise<void> {
+  async applyReport(db: Db, hostId: string, report: StatusReport, live?: SessionGuard): Promise<void> {
     if (!UUID.test(report.workspaceId)) return;
     let changedHost = false;
     let creation: { result: 'success' | 'failed'; seconds: number } | undefined;
     const changed = await inTx(db, async (tx) => {
       creation = undefined;
+      await live?.(tx);
       const cur = await getWorkspace(tx, report.workspaceId, true);
       if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
       const s = cur.status;
@@ -550,8 +552,12 @@ export class WorkspaceService {
    * The host converged to `revision`: workspaces being deleted whose removal that
    * revision carried are gone from it.
    */
-  async applyAck(db: Db, hostId: string, revision: number): Promise<void> {
+  async applyAck(db: Db, hostId: string, revision: number, live?: SessionGuard): Promise<void> {
     const ids = await inTx(db, async (tx) => {
+      await live?.(tx);
+      // An agent acks only revisions it was sent: a higher one is forged or confused.
+      const current = await hostRevision(tx, hostId);
+      if (revision > current) throw new AckRefused(hostId, revision, current);
       // Lock order everywhere: workspace rows, then their host row.
       const { rows } = await tx.query<{ id: string; container_id: string | null }>(
         `WITH gone AS (SELECT id, container_id FROM workspaces
@@ -576,6 +582,13 @@ export class WorkspaceService {
       return rows.map((r) => r.id);
     });
     if (ids.length) this.log.info({ hostId, revision, workspaces: ids }, 'workspaces deleted');
+  }
+}
+
+/** An ack for a revision the host was never sent. */
+export class AckRefused extends Error {
+  constructor(hostId: string, revision: number, current: number) {
+    super(`an ack for revision ${revision} of host ${hostId} was refused: its current revision is ${current}`);
   }
 }
 

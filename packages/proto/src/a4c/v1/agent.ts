@@ -280,6 +280,14 @@ export interface AgentMessage {
     | { $case: "diskUsage"; value: WorkspaceDiskUsage }
     | { $case: "imagesPruned"; value: ImagesPruned }
     | undefined;
+  /**
+   * The Welcome's session_id, on every message after it (empty only on the Hello). The
+   * control plane refuses a message that names another session than the stream's, and
+   * applies a message's writes only while its session is still the host's (checked in
+   * the write's own transaction): a stream superseded by a newer session for the same
+   * host writes nothing.
+   */
+  sessionId?: string | undefined;
 }
 
 /** Everything the control plane sends. Exactly one payload is set. */
@@ -820,7 +828,7 @@ export interface TransferDown {
 }
 
 function createBaseAgentMessage(): AgentMessage {
-  return { payload: undefined };
+  return { payload: undefined, sessionId: undefined };
 }
 
 export const AgentMessage: MessageFns<AgentMessage> = {
@@ -856,6 +864,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "imagesPruned":
         ImagesPruned.encode(message.payload.value, writer.uint32(810).fork()).join();
         break;
+    }
+    if (message.sessionId !== undefined) {
+      writer.uint32(1602).string(message.sessionId);
     }
     return writer;
   },
@@ -953,6 +964,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.payload = { $case: "imagesPruned", value: ImagesPruned.decode(reader, reader.uint32()) };
             continue;
           }
+          case 200: {
+            if (tag !== 1602) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1000,6 +1019,11 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         : isSet(object.images_pruned)
         ? { $case: "imagesPruned", value: ImagesPruned.fromJSON(object.images_pruned) }
         : undefined,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : undefined,
     };
   },
 
@@ -1025,6 +1049,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.diskUsage = WorkspaceDiskUsage.toJSON(message.payload.value);
     } else if (message.payload?.$case === "imagesPruned") {
       obj.imagesPruned = ImagesPruned.toJSON(message.payload.value);
+    }
+    if (message.sessionId !== undefined) {
+      obj.sessionId = message.sessionId;
     }
     return obj;
   },
@@ -1096,6 +1123,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       }
     }
+    message.sessionId = object.sessionId ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,50 @@
+import { envInt } from '@a4c/common';
+
+/** Per-connection limits of both PostgreSQL pools (store/db.ts createPool). */
+export interface DbTimeouts {
+  /** A statement running longer is cancelled (statement_timeout). */
+  statementMs: number;
+  /** A statement waiting longer for a lock is cancelled (lock_timeout). */
+  lockMs: number;
+  /** A session idle inside a transaction this long is ended by the server (idle_in_transaction_session_timeout). */
+  idleInTransactionMs: number;
+}
+
+/** The agent plane's bounds (docs/operations.md, "The agent plane"). */
+export interface AgentPlaneConfig {
+  /** A stream with no Hello this long after it opened is refused (DEADLINE_EXCEEDED). */
+  helloTimeoutMs: number;
+  /** Messages of one stream waiting to be handled before the stream is paused (read back-pressure). */
+  inboxDepth: number;
+  /** Heartbeats that arrive within this window are applied together in one transaction. */
+  heartbeatBatchMs: number;
+  /** Most heartbeats in one batch. */
+  heartbeatBatchMax: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadDbTimeouts(env: Env): DbTimeouts {
+  return {
+    statementMs: envInt(env, 'A4C_DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    lockMs: envInt(env, 'A4C_DB_LOCK_TIMEOUT_MS', 10_000, 0, 3_600_000),
+    idleInTransactionMs: envInt(env, 'A4C_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000, 0, 3_600_000),
+  };
+}
+
+export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
+  return {
+    helloTimeoutMs: envInt(env, 'A4C_AGENT_HELLO_TIMEOUT_MS', 10_000, 100, 600_000),
+    inboxDepth: envInt(env, 'A4C_AGENT_INBOX_DEPTH', 64, 1, 100_000),
+    heartbeatBatchMs: envInt(env, 'A4C_HEARTBEAT_BATCH_MS', 50, 0, 1000),
+    heartbeatBatchMax: envInt(env, 'A4C_HEARTBEAT_BATCH_MAX', 1000, 1, 10_000),
+  };
+}
+
+export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statements running longer are cancelled, both pools (default 30000; 0: none)
+  A4C_DB_LOCK_TIMEOUT_MS    statements waiting longer for a lock are cancelled (default 10000; 0: none)
+  A4C_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS  a connection idle inside a transaction this long is closed (default 60000; 0: none)
+  A4C_AGENT_HELLO_TIMEOUT_MS  an agent stream without a Hello this long is refused (default 10000)
+  A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
+  A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
+  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)`;

@@ -1,0 +1,373 @@
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { ID_PATTERN, isArch, type Logger } from '@a4c/common';
+import type { AgentMessage, ControlMessage, Heartbeat, Hello } from '@a4c/proto';
+import { recordPrunedImages } from '../disk/pruned.js';
+import { applyDiskUsage } from '../disk/usage.js';
+import { checkCertificate } from '../pki/enrollment.js';
+import { appendEvent } from '../store/events.js';
+import { inTx } from '../store/db.js';
+import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
+import { AckRefused } from '../workspaces/service.js';
+import { loadDesired, toSpec } from '../workspaces/desired.js';
+import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
+import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
+import type { AgentSessions } from './sessions.js';
+
+export type Identity = { hostId: string; serial: string } | { error: string } | undefined;
+
+export type Call = grpc.ServerDuplexStream<AgentMessage, ControlMessage>;
+
+export class RefusedError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One agent stream: Hello first, then the agent's messages handled in order, and the
+ * host's desired state pushed whenever it is newer than what this stream last got.
+ */
+export class AgentSession {
+  readonly id = randomUUID();
+  hostId: string | undefined;
+  private arch = '';
+  private sentRevision = -1;
+  /** Desired-state loads running, and whether one of them is urgent. */
+  private loading = 0;
+  private loadingUrgent = false;
+  private sendAgain = false;
+  private againUrgent = false;
+  /** Messages waiting to be handled, in order; the stream is paused while there are inboxDepth of them. */
+  private readonly inbox: AgentMessage[] = [];
+  private draining = false;
+  private paused = false;
+  /** The outbound buffer is full: desired state waits for 'drain' and is then sent once, as it is then. */
+  private blocked = false;
+  private closed = false;
+  private readonly helloTimer: NodeJS.Timeout;
+  private log: Logger;
+
+  constructor(
+    private readonly sessions: AgentSessions,
+    private readonly call: Call,
+    private readonly identity: Identity,
+  ) {
+    this.log = sessions.log.child({ sessionId: this.id });
+    const helloMs = sessions.opts.helloTimeoutMs ?? 10_000;
+    this.helloTimer = setTimeout(() => this.fail(new RefusedError(grpc.status.DEADLINE_EXCEEDED, `no Hello within ${helloMs} ms of the stream opening`)), helloMs);
+    call.on('data', (msg: AgentMessage) => this.receive(msg));
+    call.on('drain', () => {
+      if (!this.blocked) return;
+      this.blocked = false;
+      this.sendDesired();
+    });
+    call.on('end', () => void this.close());
+    call.on('error', (e) => {
+      this.log.debug({ err: e.message }, 'agent stream error');
+      void this.cleanup();
+    });
+    call.on('cancelled', () => void this.cleanup());
+  }
+
+  /**
+   * Heartbeats go to the replica's batcher at once, beside the inbox: a host whose
+   * reports keep its inbox busy still heartbeats on time. Everything else is handled in
+   * order; past inboxDepth unhandled messages the stream is paused, so HTTP/2 flow
+   * control holds the agent back instead of this process buffering without bound.
+   */
+  private receive(msg: AgentMessage): void {
+    if (this.closed) return;
+    if (msg.payload?.$case === 'heartbeat' && this.hostId) {
+      if (msg.sessionId && msg.sessionId !== this.id) {
+        this.fail(new RefusedError(grpc.status.FAILED_PRECONDITION, `a message for session ${msg.sessionId} came on session ${this.id}`));
+        return;
+      }
+      this.heartbeat(msg.payload.value).catch((e: unknown) => this.fail(e));
+      return;
+    }
+    // The Hello arrived in time; it may wait its turn for the database (see AgentSessions.writes).
+    if (msg.payload?.$case === 'hello') clearTimeout(this.helloTimer);
+    this.inbox.push(msg);
+    if (!this.paused && this.inbox.length >= (this.sessions.opts.inboxDepth ?? 64)) {
+      this.paused = true;
+      this.call.pause();
+    }
+    void this.drainInbox();
+  }
+
+  private async drainInbox(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (!this.closed) {
+        const msg = this.inbox.shift();
+        if (!msg) break;
+        if (this.paused && this.inbox.length <= (this.sessions.opts.inboxDepth ?? 64) / 2) {
+          this.paused = false;
+          this.call.resume();
+        }
+        try {
+          await this.sessions.writes(() => this.handle(msg));
+        } catch (e) {
+          this.fail(e);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Unhandled messages of this stream, and whether it is paused for them. */
+  get inboxState(): { queued: number; paused: boolean } {
+    return { queued: this.inbox.length, paused: this.paused };
+  }
+
+  private async handle(msg: AgentMessage): Promise<void> {
+    if (this.closed) return;
+    const p = msg.payload;
+    if (!p) return;
+    if (!this.hostId) {
+      if (p.$case !== 'hello') throw new RefusedError(grpc.status.FAILED_PRECONDITION, 'the first message must be a Hello');
+      await this.hello(p.value);
+      return;
+    }
+    if (msg.sessionId && msg.sessionId !== this.id) {
+      throw new RefusedError(grpc.status.FAILED_PRECONDITION, `a message for session ${msg.sessionId} came on session ${this.id}`);
+    }
+    const { db, workspaces, opts } = this.sessions;
+    const live = this.live;
+    const hostId = this.hostId;
+    switch (p.$case) {
+      case 'hello':
+        throw new RefusedError(grpc.status.FAILED_PRECONDITION, 'Hello was already received on this stream');
+      case 'heartbeat':
+        await this.heartbeat(p.value);
+        return;
+      case 'workspaceStatus':
+        await workspaces.applyReport(db, this.hostId, p.value, live);
+        return;
+      case 'ack':
+        await workspaces.applyAck(db, this.hostId, p.value.revision, live);
+        return;
+      case 'event':
+        await inTx(db, async (tx) => {
+          await live(tx);
+          await appendEvent(tx, hostEventRow(hostId, p.value));
+        });
+        this.log.info({ kind: p.value.kind, workspaceId: p.value.workspaceId, containerId: p.value.containerId, message: p.value.message }, 'agent event');
+        return;
+      case 'diskUsage':
+        await applyDiskUsage(db, workspaces, this.hostId, p.value, opts.diskWarnPercent ?? 90, this.log, live);
+        return;
+      case 'imagesPruned':
+        await recordPrunedImages(db, this.hostId, p.value, this.log, live);
+        return;
+      case 'buildPoll':
+        await assignBuilds(this.builds(), p.value.slots);
+        return;
+      case 'buildProgress':
+        await buildProgress(this.builds(), p.value);
+        return;
+      case 'buildResult':
+        await buildResult(this.builds(), p.value);
+        return;
+    }
+  }
+
+  private builds(): BuildSession {
+    return {
+      db: this.sessions.db,
+      hostId: this.hostId as string,
+      arch: this.arch,
+      buildLeaseMs: this.sessions.opts.buildLeaseMs,
+      log: this.log,
+      observe: this.sessions.observe,
+      live: this.live,
+      write: (m) => this.write(m),
+    };
+  }
+
+  /** Set at the Hello: this session's writes apply only while it is its host's. */
+  private live: SessionGuard = () => Promise.reject(new Error('no Hello yet'));
+
+  private async hello(h: Hello): Promise<void> {
+    clearTimeout(this.helloTimer);
+    if (!ID_PATTERN.test(h.hostId)) {
+      throw new RefusedError(grpc.status.INVALID_ARGUMENT, `host id ${JSON.stringify(h.hostId)} is invalid: lowercase letters, digits, ".", "_", "-"`);
+    }
+    if (!isArch(h.arch)) throw new RefusedError(grpc.status.INVALID_ARGUMENT, `arch ${JSON.stringify(h.arch)} is not supported`);
+    const cap = h.capacity ?? { memoryBytes: 0, cpus: 0, diskBytes: 0 };
+    const { db, opts } = this.sessions;
+    if (opts.requireClientCertificates) {
+      const id = this.identity;
+      if (!id || 'error' in id) throw new RefusedError(grpc.status.UNAUTHENTICATED, id?.error ?? 'no client certificate');
+      if (id.hostId !== h.hostId) {
+        throw new RefusedError(
+          grpc.status.PERMISSION_DENIED,
+          `this agent's client certificate is for host ${id.hostId}, but its Hello says host ${h.hostId}: an agent may only connect as the host its certificate names (enroll this host with its own join token and state directory)`,
+        );
+      }
+      const check = await checkCertificate(db, id.serial, h.hostId);
+      if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
+    }
+    const accepted = await openHostSession(
+      db,
+      {
+        hostId: h.hostId,
+        arch: h.arch,
+        agentVersion: h.agentVersion,
+        memoryBytes: cap.memoryBytes,
+        cpus: cap.cpus,
+        diskBytes: cap.diskBytes,
+        stats: statsColumns(h.stats),
+        images: imageRows(h.images),
+        containers: h.workspaces.length,
+        lastAppliedRevision: h.lastAppliedRevision,
+      },
+      this.id,
+      opts.liveWithinSeconds,
+    );
+    if (!accepted) {
+      throw new RefusedError(
+        grpc.status.ALREADY_EXISTS,
+        `host ${h.hostId} already has a live agent session; stop the other agent with this host id, or set A4C_HOST_ID to a unique value`,
+      );
+    }
+    this.hostId = h.hostId;
+    if (this.closed) {
+      // The stream ended while the Hello was being recorded (the agent left, or this
+      // replica is draining): undo the claim, or the host could not connect to another
+      // replica until this session looked dead.
+      const hostId = h.hostId;
+      await this.sessions.writes(() => closeHostSession(this.sessions.db, hostId, this.id)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+      return;
+    }
+    this.live = sessionGuard(h.hostId, this.id);
+    this.arch = h.arch;
+    this.log = this.log.child({ hostId: h.hostId });
+    this.sessions.claim(h.hostId, this);
+    this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
+    this.write({
+      payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs, workspaceCpuSampleMs: opts.workspaceCpuSampleMs ?? 0 } },
+    });
+    this.sendDesired();
+  }
+
+  private async heartbeat(hb: Heartbeat): Promise<void> {
+    const { db } = this.sessions;
+    const hostId = this.hostId as string;
+    const still = await this.sessions.heartbeats.submit({
+      hostId,
+      sessionId: this.id,
+      stats: statsColumns(hb.stats),
+      serial: this.serial ?? null,
+      images: hb.imagesChanged ? imageRows(hb.images) : undefined,
+    });
+    if (this.closed) return;
+    if (!still && this.serial) {
+      const check = await checkCertificate(db, this.serial, hostId);
+      if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
+    }
+    if (!still) throw new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host');
+    const cpu = hb.workspaceCpu.filter((c) => UUID.test(c.workspaceId) && Number.isFinite(c.cpuPercent) && c.cpuPercent >= 0);
+    // Samples are a nicety for autostop: failing to keep them must never end the session.
+    if (cpu.length) await this.sessions.opts.onWorkspaceCpu?.(db, hostId, cpu).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record workspace CPU samples'));
+  }
+
+  /**
+   * Sends the host's complete desired state if it is newer than what this stream last
+   * got. urgent: a change of this host (its own push or another replica's NOTIFY) loads
+   * at once, even beside a resync load still waiting; the periodic resync of every
+   * session waits its turn with the other agent writes, so it never crowds out the
+   * pushes that propagate a change. Two loads may race: the older revision is dropped.
+   */
+  sendDesired(urgent = true): void {
+    if (!this.hostId || this.closed) return;
+    // A slow agent: nothing more is queued for it; at 'drain' it gets the state as it is then.
+    if (this.blocked) return;
+    if (this.loading > 0 && (this.loadingUrgent || !urgent)) {
+      this.sendAgain = true;
+      this.againUrgent ||= urgent;
+      return;
+    }
+    this.loading++;
+    if (urgent) this.loadingUrgent = true;
+    const hostId = this.hostId;
+    const load = () => loadDesired(this.sessions.db, hostId);
+    (urgent ? load() : this.sessions.writes(load))
+      .then(({ revision, rows }) => {
+        if (this.closed || revision <= this.sentRevision) return;
+        this.sentRevision = revision;
+        this.write({ payload: { $case: 'desiredState', value: { revision, workspaces: rows.map(toSpec) } } });
+        this.log.debug({ revision, workspaces: rows.length }, 'desired state sent');
+      })
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not load desired state; will retry'))
+      .finally(() => {
+        this.loading--;
+        if (urgent) this.loadingUrgent = false;
+        if (this.loading === 0 && this.sendAgain) {
+          const again = this.againUrgent;
+          this.sendAgain = false;
+          this.againUrgent = false;
+          this.sendDesired(again);
+        }
+      });
+  }
+
+  /** Writes whatever the buffer holds; a full buffer (write() false) holds back desired state until 'drain'. */
+  private write(msg: ControlMessage): void {
+    if (this.closed) return;
+    if (!this.call.write(msg)) this.blocked = true;
+  }
+
+  send(msg: ControlMessage): boolean {
+    if (this.closed || !this.hostId) return false;
+    this.write(msg);
+    return true;
+  }
+
+  private get serial(): string | undefined {
+    return this.identity && 'serial' in this.identity ? this.identity.serial : undefined;
+  }
+
+  refuse(code: grpc.status, message: string): void {
+    this.fail(new RefusedError(code, message));
+  }
+
+  private fail(e: unknown): void {
+    if (this.closed) return;
+    const refused =
+      e instanceof RefusedError
+        ? e
+        : e instanceof SessionSuperseded
+          ? new RefusedError(grpc.status.ABORTED, 'this session was superseded by a newer session for the same host')
+          : e instanceof AckRefused
+            ? new RefusedError(grpc.status.INVALID_ARGUMENT, e.message)
+            : new RefusedError(grpc.status.UNAVAILABLE, `control plane error: ${(e as Error).message}`);
+    this.log.warn({ err: refused.message, code: refused.code }, 'closing agent session');
+    // emit('error'), not destroy(): grpc-js sends the status to the agent only on this
+    // path; a destroyed stream ends silently and the agent would wait forever.
+    this.call.emit('error', Object.assign(new Error(refused.message), { code: refused.code, details: refused.message }));
+    void this.cleanup();
+  }
+
+  async close(): Promise<void> {
+    if (!this.closed) this.call.end();
+    await this.cleanup();
+  }
+
+  private async cleanup(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.helloTimer);
+    this.sessions.release(this);
+    if (!this.hostId) return;
+    this.log.info('agent disconnected');
+    const hostId = this.hostId;
+    await this.sessions.writes(() => closeHostSession(this.sessions.db, hostId, this.id)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+  }
+}
