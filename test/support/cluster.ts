@@ -181,6 +181,9 @@ export async function spawnAgent(o: AgentOptions): Promise<AgentProcess> {
   const proc = spawn(process.execPath, [path.join(ROOT, 'agent/dist/main.js')], {
     env: {
       PATH: process.env.PATH ?? '',
+      // Its temporary files (build contexts) go under the run's directory, removed with
+      // it, also when a test kills the agent in the middle of a build.
+      ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
       A4C_CONTROL_PLANE: o.controlPlane,
       A4C_HOST_ID: o.hostId,
       A4C_STATUS_PORT: String(statusPort),
