@@ -1,4 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
+import { agentIdentity } from '../pki/ca.js';
+import { checkCertificate } from '../pki/enrollment.js';
+import type { Db } from '../store/db.js';
 
 /** How long an agent has to say which session or transfer a stream it dialed back is for. */
 const ATTACH_DEADLINE_MS = 10_000;
@@ -27,4 +30,18 @@ export function acceptAttach<Up>(
     });
   });
   call.on('error', () => clearTimeout(timer));
+}
+
+/**
+ * The host an agent that dialed back really is: with client certificates, the one its
+ * certificate names (and the certificate must not be revoked); without, what it says.
+ */
+export async function dialingHost(call: grpc.ServerDuplexStream<unknown, unknown>, claimedHostId: string, db: Db, requireClientCertificates: boolean): Promise<string> {
+  if (!requireClientCertificates) return claimedHostId;
+  const peer = call.getAuthContext().sslPeerCertificate;
+  const id = peer ? agentIdentity(peer) : { error: 'no client certificate was presented' };
+  if ('error' in id) throw Object.assign(new Error(id.error), { code: grpc.status.UNAUTHENTICATED });
+  const check = await checkCertificate(db, id.serial, id.hostId);
+  if (!check.ok) throw Object.assign(new Error(check.reason), { code: grpc.status.PERMISSION_DENIED });
+  return id.hostId;
 }

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { acceptAttach } from './attach.js';
+import { acceptAttach, dialingHost } from './attach.js';
 import * as grpc from '@grpc/grpc-js';
 import { A4cError, type Logger } from '@a4c/common';
 import { TunnelKind, type ControlMessage, type TunnelDown, type TunnelUp } from '@a4c/proto';
 import type { ChangeFeed } from '../events/notify.js';
 import { notifyTunnel } from '../events/notify.js';
-import { agentIdentity } from '../pki/ca.js';
-import { checkCertificate } from '../pki/enrollment.js';
 import {
   endAccessSession,
   getAccessSession,
@@ -211,15 +209,7 @@ export class TunnelBroker {
     const { tunnelId, hostId } = first.payload.value;
     const p = this.pending.get(tunnelId);
     if (!p) throw Object.assign(new Error(`no session ${tunnelId} waits on this control plane (it timed out, or belongs to another replica)`), { code: grpc.status.NOT_FOUND });
-    let agentHost = hostId;
-    if (this.opts.requireClientCertificates) {
-      const peer = call.getAuthContext().sslPeerCertificate;
-      const id = peer ? agentIdentity(peer) : { error: 'no client certificate was presented' };
-      if ('error' in id) throw Object.assign(new Error(id.error), { code: grpc.status.UNAUTHENTICATED });
-      const check = await checkCertificate(this.db, id.serial, id.hostId);
-      if (!check.ok) throw Object.assign(new Error(check.reason), { code: grpc.status.PERMISSION_DENIED });
-      agentHost = id.hostId;
-    }
+    const agentHost = await dialingHost(call, hostId, this.db, this.opts.requireClientCertificates);
     if (agentHost !== p.hostId) {
       throw Object.assign(new Error(`session ${tunnelId} is for host ${p.hostId}, not ${agentHost}`), { code: grpc.status.PERMISSION_DENIED });
     }

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { acceptAttach } from '../access/attach.js';
+import { acceptAttach, dialingHost } from '../access/attach.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@a4c/common';
 import { OpenTransfer, type TransferDown, type TransferUp } from '@a4c/proto';
 import type { HostSender } from '../access/broker.js';
 import { CHANNEL_TRANSFER, type ChangeFeed } from '../events/notify.js';
-import { agentIdentity } from '../pki/ca.js';
-import { checkCertificate } from '../pki/enrollment.js';
 import type { Db } from '../store/db.js';
 
 export type TransferCall = grpc.ServerDuplexStream<TransferUp, TransferDown>;
@@ -98,15 +96,7 @@ export class TransferRelay {
     const { transferId, hostId } = first.payload.value;
     const p = UUID.test(transferId) ? this.pending.get(transferId) : undefined;
     if (!p) throw Object.assign(new Error(`no transfer ${transferId} waits on this control plane`), { code: grpc.status.NOT_FOUND });
-    let agentHost = hostId;
-    if (this.opts.requireClientCertificates) {
-      const peer = call.getAuthContext().sslPeerCertificate;
-      const id = peer ? agentIdentity(peer) : { error: 'no client certificate was presented' };
-      if ('error' in id) throw Object.assign(new Error(id.error), { code: grpc.status.UNAUTHENTICATED });
-      const check = await checkCertificate(this.db, id.serial, id.hostId);
-      if (!check.ok) throw Object.assign(new Error(check.reason), { code: grpc.status.PERMISSION_DENIED });
-      agentHost = id.hostId;
-    }
+    const agentHost = await dialingHost(call, hostId, this.db, this.opts.requireClientCertificates);
     if (agentHost !== p.hostId) throw Object.assign(new Error(`transfer ${transferId} is for host ${p.hostId}, not ${agentHost}`), { code: grpc.status.PERMISSION_DENIED });
     this.pending.delete(transferId);
     p.resolve(call);
