@@ -31,9 +31,13 @@ export interface PlacementPolicy {
  * (capacity less headroom, less what placed workspaces reserve).
  * Order: least disk usage, then least memory usage, then fewest workspaces.
  */
-const CANDIDATES = `
-  SELECT h.id FROM host_status s JOIN hosts h ON h.id = s.host_id
-   WHERE s.arch = $1 AND h.arch = $1
+/**
+ * Which hosts (h, joined with their status s) can take a workspace, for both the single
+ * and the batched placement: $1 arch, $2 image, $3 liveness seconds, $4/$5 disk and
+ * memory thresholds, $6 the share of capacity that may be reserved, $7-$9 the demand
+ * (memory MB, millicpus, disk MB).
+ */
+export const HOST_FITS = `s.arch = $1 AND h.arch = $1
      AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3)
      AND s.docker_ready AND NOT h.draining
      AND s.disk_percent < $4 AND s.memory_percent < $5
@@ -41,7 +45,11 @@ const CANDIDATES = `
      AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
      AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)
      AND (EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
-          OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1))
+          OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1))`;
+
+const CANDIDATES = `
+  SELECT h.id FROM host_status s JOIN hosts h ON h.id = s.host_id
+   WHERE ${HOST_FITS}
    ORDER BY s.disk_percent, s.memory_percent, h.reserved_workspaces, h.id
    LIMIT 1`;
 

@@ -4,6 +4,7 @@
  * several hundred creates costs about ten statements, not twenty per create.
  */
 import type { PlacementPolicy } from '../placement/placement.js';
+import { HOST_FITS } from '../placement/placement.js';
 import { countsForQuotaSql } from '../workspaces/states.js';
 import type { Tx } from './db.js';
 import type { WorkspaceRow } from './workspaces.js';
@@ -123,15 +124,7 @@ export async function lockCandidateHosts(
             (floor(h.cpus * 1000 * $6) - h.reserved_millicpus)::float8 AS free_millicpus,
             (floor(h.disk_bytes / 1048576.0 * $6) - h.reserved_disk_mb)::float8 AS free_disk_mb
        FROM host_status s JOIN hosts h ON h.id = s.host_id
-      WHERE s.arch = $1 AND h.arch = $1
-        AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3)
-        AND s.docker_ready AND NOT h.draining
-        AND s.disk_percent < $4 AND s.memory_percent < $5
-        AND h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
-        AND h.reserved_millicpus + $8 <= floor(h.cpus * 1000 * $6)
-        AND h.reserved_disk_mb + $9 <= floor(h.disk_bytes / 1048576.0 * $6)
-        AND (EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
-             OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1))
+      WHERE ${HOST_FITS}
         AND ($11::text[] IS NULL OR h.id = ANY($11::text[]))
         AND NOT (h.id = ANY($12::text[]))
       ORDER BY s.disk_percent, s.memory_percent, h.reserved_workspaces, h.id
