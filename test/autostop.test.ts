@@ -195,8 +195,15 @@ describe('idle autostop and dormancy', function () {
     expect((cpu as { cpuPercent: number }).cpuPercent).to.be.at.least(CPU_PERCENT);
 
     // Twice past the idle period, in steps shorter than the warning point, with samples in between.
+    // Each step stays short of the warning point only counted from a sample taken after
+    // the previous step: wait for that sample (on a busy machine one can be late).
     for (let i = 0; i < 3; i++) {
       clock.advance(PERIOD - WARNING - 600);
+      const movedAt = clock.now().getTime();
+      await waitFor('a CPU sample taken after the clock moved', async () => {
+        const c = (await api.workspace(ws.id)).keptAliveBecause?.find((k) => k.reason === 'cpu') as { sampledAt: string } | undefined;
+        return c && Date.parse(c.sampledAt) >= movedAt - 1000 ? true : undefined;
+      }, 20_000, 200);
       await sweeps();
     }
     const w = await api.workspace(ws.id);
