@@ -146,5 +146,12 @@ describe('the Docker Engine stopped and started under an agent', function () {
     console.log(`      (healthy and running ${Date.now() - t0} ms after the engine came back)`);
     expect(running.length, 'no duplicates').to.equal(1);
     expect((await fetch(`${agent.statusUrl}/readyz`)).status).to.equal(200);
+    // Both changes of reachability are in the host's activity log, in order, once each.
+    const kinds = await waitFor('the engine events in the activity log', async () => {
+      const r = await t.api.call<{ events: { kind: string; hostId: string }[] }>('GET', `/v1/events?hostId=${hostId}&limit=500`);
+      const k = r.body.events.map((e) => e.kind).filter((x) => x.startsWith('agent.docker_'));
+      return k.includes('agent.docker_reachable') ? k : undefined;
+    }, BOUND_MS);
+    expect(kinds).to.deep.equal(['agent.docker_unreachable', 'agent.docker_reachable']);
   });
 });

@@ -80,6 +80,13 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     (refreshing ??= (async () => {
       try {
         const s = await stats.collect(reconciler.ownedCount());
+        // The first sample sets the baseline; only a change of reachability is an event.
+        if (latest && latest.stats.dockerReady !== s.dockerReady) {
+          reconciler.hostEvent(
+            s.dockerReady ? 'docker_reachable' : 'docker_unreachable',
+            s.dockerReady ? `the Docker Engine at ${config.dockerHost ?? 'the default socket'} answers again` : `the Docker Engine at ${config.dockerHost ?? 'the default socket'} stopped answering; nothing new can run here until it does`,
+          );
+        }
         const imgs = s.dockerReady ? await images().catch(() => undefined) : undefined;
         latest = { stats: s, images: imgs ?? latest?.images };
       } finally {

@@ -1,4 +1,4 @@
-import type { Logger } from '@a4c/common';
+import type { HostEventKind, Logger } from '@a4c/common';
 import type { DesiredState, WorkspaceSpec, WorkspaceStatus } from '@a4c/proto';
 import { systemClock, type Clock } from '../clock.js';
 import type { ContainerRuntime, OwnedContainer } from '../runtime/runtime.js';
@@ -227,6 +227,11 @@ export class Reconciler {
     for (const id of this.runners.keys()) if (!wanted.has(id)) return;
     this.appliedRevision = target.revision;
     this.sink.converged(target.revision);
+  }
+
+  /** A host-wide event (not about one workspace), e.g. the Docker Engine stopped answering. */
+  hostEvent(kind: HostEventKind, message: string): void {
+    this.reports.hostEvent(kind, '', '', message);
   }
 
   /** Observed workspaces as the Hello reports them. */

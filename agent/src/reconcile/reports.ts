@@ -1,4 +1,4 @@
-import type { Logger } from '@a4c/common';
+import type { HostEventKind, Logger } from '@a4c/common';
 import { WorkspacePhase, type HostEvent, type WorkspaceStatus } from '@a4c/proto';
 import type { Clock } from '../clock.js';
 
@@ -117,7 +117,7 @@ export class HostReports {
     this.sent.clear();
   }
 
-  hostEvent(kind: string, workspaceId: string, containerId: string, message: string, exitCode = 0, oomKilled = false): void {
+  hostEvent(kind: HostEventKind, workspaceId: string, containerId: string, message: string, exitCode = 0, oomKilled = false): void {
     const e: HostEvent = { kind, workspaceId, containerId, message, exitCode, oomKilled, atUnixMs: this.clock.now() };
     this.log.info({ kind, workspaceId, containerId, exitCode, oomKilled }, message);
     this.recentEvents.push(e);

@@ -3,6 +3,8 @@
  * (a test checks the two agree). Kinds are never renamed or reused; new ones are added.
  * Each says what happened, to what, in the past tense.
  */
+import type { HostEventKind } from '@a4c/common';
+
 export const EVENT_KINDS = {
   // workspaces: the owner's, their lead's and admins' to see
   'workspace.requested': 'created in a tier that needs approval: PENDING_APPROVAL, placed nowhere yet',
@@ -40,6 +42,8 @@ export const EVENT_KINDS = {
   'agent.container_restarted': 'the agent restarted its crashed container',
   'agent.create_retried': "creating or starting its container met a transient engine error (busy, timeout); the agent tries again after a delay",
   'agent.orphan_removed': 'the agent removed a container nobody wants (admins; the owner when the workspace is known)',
+  'agent.stale_attempt_removed': "the agent removed a container of an earlier attempt (before a retry's new container)",
+  'agent.image_pulled': "the agent pulled the workspace's image from its registry (the host did not hold it)",
   // image builds: the owner's, their lead's and admins'
   'build.scheduled': 'queued: SCHEDULED',
   'build.claimed': 'a host claimed it: IN_PROGRESS',
@@ -83,7 +87,11 @@ export const EVENT_KINDS = {
 export type EventKind = keyof typeof EVENT_KINDS;
 export const EVENT_KIND_NAMES = Object.keys(EVENT_KINDS) as EventKind[];
 
-/** The agent reports its own events by name; unknown names are logged as agent.unknown. */
+/** Every kind an agent reports has its entry above: this fails to compile otherwise. */
+const _everyAgentKindIsKnown: Record<`agent.${HostEventKind}`, string> = EVENT_KINDS;
+void _everyAgentKindIsKnown;
+
+/** The agent reports its own events by name; unknown names (a newer agent's) are logged as agent.unknown. */
 export function agentEventKind(name: string): EventKind {
   const kind = `agent.${name}`;
   return kind in EVENT_KINDS ? (kind as EventKind) : 'agent.unknown';

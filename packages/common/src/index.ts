@@ -9,3 +9,4 @@ export * from './tiers.js';
 export * from './webhooks.js';
 export * from './autostop.js';
 export * from './format.js';
+export * from './host-events.js';

@@ -422,6 +422,7 @@ export interface HostEvent {
   /**
    * orphan_removed, container_vanished, container_exited, container_restarted,
    * create_retried, stale_attempt_removed, image_pulled, docker_unreachable, docker_reachable
+   * (HOST_EVENT_KINDS in @a4c/common; recorded as the event kind agent.<kind>)
    */
   kind: string;
   /** Empty for host-wide events. */
