@@ -27,6 +27,11 @@ export class DesiredChain {
     this.asked = false;
   }
 
+  /** The whole set held on this stream, if any. */
+  get current(): DesiredState | undefined {
+    return this.held;
+  }
+
   /** The revision of the set held on this stream (0: none yet). */
   get revision(): number {
     return this.held?.revision ?? 0;
