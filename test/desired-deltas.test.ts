@@ -162,7 +162,7 @@ describe('incremental desired state: complete first, then deltas chained by revi
     expect(d2.workspaces.map((w) => w.workspaceId)).to.deep.equal([second.id]);
     expect(d2.removed).to.deep.equal([]);
 
-    expect((await t.api.call('DELETE', `/v1/workspaces/${first.id}`)).status).to.equal(200);
+    expect((await t.api.call('DELETE', `/v1/workspaces/${first.id}`)).status).to.equal(202);
     const r3 = await revision(hostId);
     const d3 = await a.until(r3);
     expect(d3).to.include({ incremental: true, appliesTo: r2 });
