@@ -186,6 +186,8 @@ async function propagation(): Promise<void> {
     controlPlane: cp.grpc,
     count: PROPAGATION_AGENTS,
     hostPrefix: 'prop',
+    // A build slow to take the connect storm on a loaded machine is measured anyway.
+    welcomeTimeoutMs: 60_000,
     onDesiredState: (_hostId, ds) => {
       const at = performance.now();
       for (const w of ds.workspaces) if (!received.has(w.workspaceId)) received.set(w.workspaceId, at);

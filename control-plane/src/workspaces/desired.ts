@@ -12,15 +12,16 @@ export async function loadDesired(db: Db, hostId: string): Promise<{ revision: n
 }
 
 /**
- * Desired-state loads of all sessions of a replica, gathered: the hosts asked for
- * while a load runs are read together, in one statement, as soon as it finishes (the
- * first ones on the next turn of the event loop). A burst of changes (a placement batch
- * touching hundreds of hosts, a NOTIFY storm, the periodic resync) costs a few
- * statements, not one per host, and a host's change never waits behind more than one.
+ * Desired-state loads of all sessions of a replica, gathered: the hosts asked for on
+ * one turn of the event loop are read together, in one statement; while `parallel`
+ * statements run, new requests gather until one finishes. A burst of changes (a
+ * placement batch touching hundreds of hosts, a NOTIFY storm, the periodic resync)
+ * costs a few statements, not one per host, and a host's change waits behind at most
+ * part of one statement.
  */
 export class DesiredLoader {
   private pending = new Map<string, { since: number; waiters: Array<{ resolve: (r: DesiredRows) => void; reject: (e: unknown) => void }> }>();
-  private running = false;
+  private running = 0;
   private scheduled = false;
   /** Statements run and hosts read (bench and tests). */
   readonly counts = { statements: 0, hosts: 0, rows: 0 };
@@ -29,6 +30,8 @@ export class DesiredLoader {
     private readonly db: Db,
     /** Most hosts per statement. */
     private readonly maxHosts = 1000,
+    /** Statements at once (each holds one connection of the agent plane's pool). */
+    private readonly parallel = 2,
   ) {}
 
   /** One host's desired state since `since` (-1: the whole set). Asked twice before it runs: the lower since wins. */
@@ -46,7 +49,7 @@ export class DesiredLoader {
   }
 
   private schedule(): void {
-    if (this.running || this.scheduled || !this.pending.size) return;
+    if (this.running >= this.parallel || this.scheduled || !this.pending.size) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -55,8 +58,8 @@ export class DesiredLoader {
   }
 
   private async run(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
+    if (this.running >= this.parallel || !this.pending.size) return;
+    this.running++;
     const batch = new Map<string, { since: number; waiters: Array<{ resolve: (r: DesiredRows) => void; reject: (e: unknown) => void }> }>();
     for (const [hostId, p] of this.pending) {
       if (batch.size >= this.maxHosts) break;
@@ -76,7 +79,7 @@ export class DesiredLoader {
     } catch (e) {
       for (const p of batch.values()) for (const w of p.waiters) w.reject(e);
     } finally {
-      this.running = false;
+      this.running--;
       this.schedule();
     }
   }
