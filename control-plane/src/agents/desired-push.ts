@@ -33,7 +33,8 @@ export class DesiredPush {
   private deltasSinceComplete = 0;
   /** The agent asked for a complete set and has not got one since. */
   private wantComplete = false;
-  private loading = false;
+  /** Loads in flight (at most two: a change never waits for a whole load behind another). */
+  private loading = 0;
   private again = false;
   /** What this stream was sent (metrics, tests). */
   readonly counts = { complete: 0, incremental: 0, specs: 0, removed: 0 };
@@ -43,11 +44,11 @@ export class DesiredPush {
   /** The host's desired state may have changed: sends what is new, once the load in flight (if any) is done. */
   push(): void {
     if (this.o.closed()) return;
-    if (this.loading) {
+    if (this.loading >= 2) {
       this.again = true;
       return;
     }
-    this.loading = true;
+    this.loading++;
     const complete =
       !this.o.incremental || this.sent < 0 || this.wantComplete || (this.o.completeEvery > 0 && this.deltasSinceComplete >= this.o.completeEvery);
     const asked = this.wantComplete;
@@ -55,8 +56,13 @@ export class DesiredPush {
       .load(this.o.hostId, complete ? -1 : this.sent)
       .then((r) => {
         if (this.o.closed()) return;
+        // Overtaken by a newer load sent meanwhile: the agent's request waits for the next one.
+        if (r.revision < this.sent) {
+          if (asked && r.complete) this.again = true;
+          return;
+        }
         // Nothing new, unless the agent asked for the whole set again.
-        if (r.revision < this.sent || (r.revision === this.sent && !(asked && r.complete))) return;
+        if (r.revision === this.sent && !(asked && r.complete)) return;
         let msg: DesiredState;
         if (r.complete) {
           msg = { revision: r.revision, workspaces: r.rows.map(toSpec), incremental: false, appliesTo: 0, removed: [] };
@@ -64,6 +70,8 @@ export class DesiredPush {
           this.wantComplete = false;
           this.counts.complete++;
         } else {
+          // Read since the revision sent when it started, which is at most this.sent now:
+          // the rows cover every change after this.sent too, so the delta chains on it.
           const changed = r.rows.filter((w) => stateOf(w.status).desired !== null);
           const removed = r.rows.filter((w) => stateOf(w.status).desired === null).map((w) => w.id);
           msg = { revision: r.revision, workspaces: changed.map(toSpec), incremental: true, appliesTo: this.sent, removed };
@@ -81,8 +89,8 @@ export class DesiredPush {
       })
       .catch((e: unknown) => this.o.log.warn({ err: (e as Error).message }, 'could not load desired state; will retry'))
       .finally(() => {
-        this.loading = false;
-        if (this.again) {
+        this.loading--;
+        if (this.again && this.loading < 2) {
           this.again = false;
           this.push();
         }
