@@ -34,7 +34,11 @@ class ChainAgent {
   sessionId = '';
   dropNext = false;
 
-  constructor(address: string, incremental: boolean) {
+  constructor(
+    address: string,
+    /** Whether the Hello announces deltas (an older agent's does not). */
+    private readonly incremental: boolean,
+  ) {
     this.client = new AgentServiceClient(address, grpc.credentials.createInsecure());
     this.call = this.client.connect();
     this.call.on('error', () => undefined);
@@ -53,14 +57,11 @@ class ChainAgent {
         this.call.write({ sessionId: this.sessionId, payload: { $case: 'desiredStateRequest', value: step.request } });
       }
     });
-    this.incremental = incremental;
     // Live in placement's eyes (the test control plane's liveness window is 1.5 s).
     this.beat = setInterval(() => {
       if (this.sessionId) this.call.write({ sessionId: this.sessionId, payload: { $case: 'heartbeat', value: { stats: STATS, imagesChanged: false, images: [], workspaceCpu: [] } } });
     }, 300);
   }
-
-  private readonly incremental: boolean;
 
   async hello(hostId: string): Promise<void> {
     this.call.write({
