@@ -186,6 +186,8 @@ async function propagation(): Promise<void> {
     controlPlane: cp.grpc,
     count: PROPAGATION_AGENTS,
     hostPrefix: 'prop',
+    // A build slow to take the connect storm on a loaded machine is measured anyway.
+    welcomeTimeoutMs: 60_000,
     onDesiredState: (_hostId, ds) => {
       const at = performance.now();
       for (const w of ds.workspaces) if (!received.has(w.workspaceId)) received.set(w.workspaceId, at);
@@ -198,6 +200,10 @@ async function propagation(): Promise<void> {
   const answered = new Map<string, number>();
   let next = 0;
   let failures = 0;
+  const pid = cp.proc.pid as number;
+  const c0 = fleet.counters();
+  const cpu0 = cpuSeconds(pid);
+  const pg0 = postgresCpuSeconds();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CLIENTS }, async (_, c) => {
@@ -218,11 +224,21 @@ async function propagation(): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   // Stragglers: wait up to 10 s for the last pushes.
   for (let i = 0; i < 100 && [...answered.keys()].some((id) => !received.has(id)); i++) await new Promise((r) => setTimeout(r, 100));
+  const cpu = cpuSeconds(pid) - cpu0;
+  const pgCpu = postgresCpuSeconds() - pg0;
+  const c1 = fleet.counters();
   const lat = [...answered].map(([id, at]) => Math.max(0, (received.get(id) ?? Infinity) - at)).sort((a, b) => a - b);
   const missing = lat.filter((x) => !Number.isFinite(x)).length;
   const finite = lat.filter(Number.isFinite);
   console.log(`\npropagation: ${PROPAGATION_AGENTS} simulated agents, ${answered.size} creates by ${CLIENTS} clients in ${seconds.toFixed(1)} s (${(answered.size / seconds).toFixed(0)}/s), ${failures} failed`);
   console.log(`  create answered → its agent received it: median ${percentile(finite, 50).toFixed(1)} ms, p95 ${percentile(finite, 95).toFixed(1)} ms, p99 ${percentile(finite, 99).toFixed(1)} ms, max ${(finite.at(-1) ?? 0).toFixed(1)} ms; never received: ${missing}`);
+  const n = Math.max(1, answered.size);
+  const ds = c1.desiredStates - c0.desiredStates;
+  console.log(
+    `  desired states received: ${ds} (${c1.desiredComplete - c0.desiredComplete} complete), ${((c1.desiredBytes - c0.desiredBytes) / n).toFixed(0)} bytes and ` +
+      `${((c1.desiredSpecs - c0.desiredSpecs) / n).toFixed(2)} workspace specs per create; ${c1.desiredRequests - c0.desiredRequests} requests for a complete set`,
+  );
+  console.log(`  control-plane CPU: ${cpu.toFixed(1)} s = ${((cpu * 1000) / n).toFixed(2)} ms per create; PostgreSQL CPU: ${pgCpu.toFixed(1)} s = ${((pgCpu * 1000) / n).toFixed(2)} ms per create`);
   await fleet.stop();
   await cp.stop();
 }

@@ -7,8 +7,10 @@
  */
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { DesiredChain } from '@a4c/agent';
 import {
   AgentServiceClient,
+  DesiredState as DesiredStateCodec,
   RunState,
   WorkspacePhase,
   type AgentMessage,
@@ -53,12 +55,21 @@ export interface SimFleetOptions {
   reports?: boolean;
   /** Called on every DesiredState a sim receives (bench/agent-fleet.ts times propagation with it). */
   onDesiredState?: (hostId: string, ds: DesiredState) => void;
+  /** Default true: the Hello says the sim applies deltas (as the real agent's does). */
+  incremental?: boolean;
 }
 
 export interface SimCounters {
   hosts: number;
   connected: number;
   desiredStates: number;
+  /** Encoded size of every DesiredState received, and the workspace specs and removals they carried. */
+  desiredBytes: number;
+  desiredSpecs: number;
+  desiredRemoved: number;
+  /** Complete ones among them, and DesiredStateRequests sent after a delta that did not chain. */
+  desiredComplete: number;
+  desiredRequests: number;
   reports: number;
   acks: number;
   heartbeats: number;
@@ -100,6 +111,11 @@ const round2 = (n: number) => Math.round(n * 100) / 100;
 /** The fleet's shared tallies; every sim adds to them. */
 interface Tally {
   desiredStates: number;
+  desiredBytes: number;
+  desiredSpecs: number;
+  desiredRemoved: number;
+  desiredComplete: number;
+  desiredRequests: number;
   reports: number;
   acks: number;
   heartbeats: number;
@@ -119,8 +135,9 @@ class SimHost {
   private stopped = false;
   /** What was last reported per workspace on the current stream (phase|specRevision). */
   private readonly sent = new Map<string, string>();
-  /** Newest desired revision seen on the current stream; older ones are ignored. */
-  private streamRevision = -1;
+  /** The desired set of the current stream, rebuilt from complete sets and deltas as the agent does. */
+  private readonly chain = new DesiredChain();
+  incremental = true;
   private lastAcked = -1;
   private appliedRevision = 0;
   /** Reports nothing (SimFleetOptions.reports false). */
@@ -176,7 +193,7 @@ class SimHost {
     if (this.stopped) return;
     const call = this.client.connect();
     this.call = call;
-    this.streamRevision = -1;
+    this.chain.reset();
     let welcomed = false;
     let ended = false;
     const onEnd = (reason: string) => {
@@ -228,17 +245,27 @@ class SimHost {
           workspaces: this.statuses(this.appliedRevision),
           lastAppliedRevision: this.appliedRevision,
           stats: this.stats(),
+          incrementalDesiredState: this.incremental,
         },
       },
     });
   }
 
   /** Converges at once to a desired state: reports what changed, then acks. */
-  private apply(call: Call, ds: DesiredState): void {
+  private apply(call: Call, received: DesiredState): void {
     this.tally.desiredStates++;
-    this.onDesiredState?.(this.hostId, ds);
-    if (ds.revision < this.streamRevision) return;
-    this.streamRevision = ds.revision;
+    this.tally.desiredBytes += DesiredStateCodec.encode(received).finish().length;
+    this.tally.desiredSpecs += received.workspaces.length;
+    this.tally.desiredRemoved += received.removed.length;
+    if (!received.incremental) this.tally.desiredComplete++;
+    this.onDesiredState?.(this.hostId, received);
+    const step = this.chain.receive(received);
+    if (step.kind === 'gap' && step.request && this.call === call) {
+      call.write({ sessionId: this.sessionId, payload: { $case: 'desiredStateRequest', value: step.request } });
+      this.tally.desiredRequests++;
+    }
+    if (step.kind !== 'apply') return;
+    const ds = step.state;
     if (this.quiet) return;
     const wanted = new Set<string>();
     for (const spec of ds.workspaces) {
@@ -332,7 +359,7 @@ export function containerIdOf(workspaceId: string): string {
  * returns; `waitConnected` waits for the Welcomes.
  */
 export class SimFleet {
-  private readonly tally: Tally = { desiredStates: 0, reports: 0, acks: 0, heartbeats: 0, reconnects: 0 };
+  private readonly tally: Tally = { desiredStates: 0, desiredBytes: 0, desiredSpecs: 0, desiredRemoved: 0, desiredComplete: 0, desiredRequests: 0, reports: 0, acks: 0, heartbeats: 0, reconnects: 0 };
   private readonly sims: SimHost[] = [];
   private readonly byId = new Map<string, SimHost>();
   private readonly clients: AgentServiceClient[] = [];
@@ -379,6 +406,7 @@ export class SimFleet {
         fleet.connectedChanged(c),
       opts.onDesiredState);
       sim.quiet = opts.reports === false;
+      sim.incremental = opts.incremental !== false;
       fleet.sims.push(sim);
       fleet.byId.set(hostId, sim);
     }

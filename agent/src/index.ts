@@ -15,3 +15,4 @@ export { StateStore } from './state/store.js';
 export type { ContainerRuntime, OwnedContainer, ContainerDetails, ImageSummary, EngineInfo } from './runtime/runtime.js';
 export { ControlPlaneSession, DEFAULT_WELCOME_TIMEOUT_MS, type SessionHandlers, type SessionOptions } from './session/session.js';
 export { ControlPlaneAddresses } from './session/addresses.js';
+export { DesiredChain, type ChainStep } from './session/desired-chain.js';

@@ -7,6 +7,7 @@ import {
   type BuildAssignment,
   type BuildCancel,
   type ControlMessage,
+  type DesiredState,
   type Hello,
   type ImageInfo,
   type OpenTransfer,
@@ -16,6 +17,7 @@ import {
   type WorkspaceStatus,
 } from '@a4c/proto';
 import type { ControlPlaneAddresses, Target } from './addresses.js';
+import { DesiredChain } from './desired-chain.js';
 
 /** Trailer of a stream the control plane ended because it is shutting down (control-plane/src/replicas/lifecycle.ts). */
 const GO_ELSEWHERE = 'a4c-go-elsewhere';
@@ -27,6 +29,7 @@ export interface SessionHandlers {
   heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined; workspaceCpu?: WorkspaceCpu[] }>;
   /** The control plane's Welcome (its heartbeat and CPU sampling periods). */
   onWelcome?(welcome: Welcome): void;
+  /** The complete desired set, each time it changes: deltas are already applied (session/desired-chain.ts). */
   onDesiredState(msg: Extract<ControlMessage['payload'], { $case: 'desiredState' }>['value']): void;
   onBuildAssignment(msg: BuildAssignment): void;
   onBuildCancel(msg: BuildCancel): void;
@@ -79,6 +82,8 @@ export class ControlPlaneSession {
   private failedInRow = 0;
   private target: Target | undefined;
   private stopped = false;
+  /** The desired set of the current stream, rebuilt from complete sets and deltas. */
+  private readonly desired = new DesiredChain();
   readonly state: SessionState = {
     connected: false,
     sessionId: undefined,
@@ -176,12 +181,13 @@ export class ControlPlaneSession {
         this.state.since = new Date().toISOString();
         this.state.lastError = undefined;
         this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
+        this.desired.reset();
         this.log.info({ sessionId: p.value.sessionId, address: this.target?.address }, 'connected to control plane');
         this.handlers.onNewStream();
         this.handlers.onWelcome?.(p.value);
         this.scheduleHeartbeat(call, Math.max(100, p.value.heartbeatIntervalMs));
       } else if (p.$case === 'desiredState' && welcomed) {
-        this.handlers.onDesiredState(p.value);
+        this.receiveDesired(p.value);
       } else if (p.$case === 'buildAssignment' && welcomed) {
         this.handlers.onBuildAssignment(p.value);
       } else if (p.$case === 'buildCancel' && welcomed) {
@@ -213,7 +219,8 @@ export class ControlPlaneSession {
     call.on('status', (s: grpc.StatusObject) => {
       if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details), s.metadata.get(GO_ELSEWHERE).length > 0);
     });
-    call.write({ payload: { $case: 'hello', value: hello } });
+    // This agent applies deltas: the control plane may send them after a complete set.
+    call.write({ payload: { $case: 'hello', value: { ...hello, incrementalDesiredState: true } } });
     // A control plane that accepted the stream but never answers (overloaded, wedged,
     // or a proxy that swallowed the refusal) must not hold the agent forever.
     const welcomeMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;
@@ -223,6 +230,19 @@ export class ControlPlaneSession {
       onEnd(`no Welcome within ${welcomeMs} ms of the Hello`);
       call.cancel();
     });
+  }
+
+  private receiveDesired(ds: DesiredState): void {
+    const step = this.desired.receive(ds);
+    if (step.kind === 'apply') {
+      this.handlers.onDesiredState(step.state);
+    } else if (step.kind === 'gap' && step.request) {
+      this.log.warn(
+        { haveRevision: step.request.haveRevision, appliesTo: ds.appliesTo, revision: ds.revision },
+        'a desired-state delta does not apply to the set held; asking for the complete set',
+      );
+      this.send({ payload: { $case: 'desiredStateRequest', value: step.request } });
+    }
   }
 
   private scheduleHeartbeat(call: grpc.ClientDuplexStream<AgentMessage, ControlMessage>, periodMs: number): void {

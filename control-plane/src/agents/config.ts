@@ -20,6 +20,8 @@ export interface AgentPlaneConfig {
   heartbeatBatchMs: number;
   /** Most heartbeats in one batch. */
   heartbeatBatchMax: number;
+  /** After this many incremental desired states on a stream, the next one is complete (0: only when needed). */
+  desiredCompleteEvery: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -38,6 +40,7 @@ export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
     inboxDepth: envInt(env, 'A4C_AGENT_INBOX_DEPTH', 64, 1, 100_000),
     heartbeatBatchMs: envInt(env, 'A4C_HEARTBEAT_BATCH_MS', 50, 0, 1000),
     heartbeatBatchMax: envInt(env, 'A4C_HEARTBEAT_BATCH_MAX', 1000, 1, 10_000),
+    desiredCompleteEvery: envInt(env, 'A4C_DESIRED_COMPLETE_EVERY', 100, 0, 1_000_000),
   };
 }
 
@@ -47,4 +50,5 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_AGENT_HELLO_TIMEOUT_MS  an agent stream without a Hello this long is refused (default 10000)
   A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
   A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
-  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)`;
+  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
+  A4C_DESIRED_COMPLETE_EVERY  after this many desired-state deltas on a stream the next is complete (default 100; 0: only when needed)`;

@@ -9,8 +9,8 @@ import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
 import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
 import { AckRefused } from '../workspaces/service.js';
-import { loadDesired, toSpec } from '../workspaces/desired.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
+import { DesiredPush } from './desired-push.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
 import type { AgentSessions } from './sessions.js';
 
@@ -35,12 +35,8 @@ export class AgentSession {
   readonly id = randomUUID();
   hostId: string | undefined;
   private arch = '';
-  private sentRevision = -1;
-  /** Desired-state loads running, and whether one of them is urgent. */
-  private loading = 0;
-  private loadingUrgent = false;
-  private sendAgain = false;
-  private againUrgent = false;
+  /** The host's desired state on this stream (set at the Hello). */
+  private desired: DesiredPush | undefined;
   /** Messages waiting to be handled, in order; the stream is paused while there are inboxDepth of them. */
   private readonly inbox: AgentMessage[] = [];
   private draining = false;
@@ -175,6 +171,9 @@ export class AgentSession {
       case 'buildResult':
         await buildResult(this.builds(), p.value);
         return;
+      case 'desiredStateRequest':
+        this.desired?.requestComplete(p.value.haveRevision, p.value.deltaAppliesTo);
+        return;
     }
   }
 
@@ -250,6 +249,15 @@ export class AgentSession {
     this.arch = h.arch;
     this.log = this.log.child({ hostId: h.hostId });
     this.sessions.claim(h.hostId, this);
+    this.desired = new DesiredPush({
+      hostId: h.hostId,
+      incremental: h.incrementalDesiredState === true,
+      completeEvery: opts.desiredCompleteEvery ?? 100,
+      loader: this.sessions.desired,
+      write: (m) => this.write(m),
+      closed: () => this.closed,
+      log: this.log,
+    });
     this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
     this.write({
       payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs, workspaceCpuSampleMs: opts.workspaceCpuSampleMs ?? 0 } },
@@ -279,43 +287,17 @@ export class AgentSession {
   }
 
   /**
-   * Sends the host's complete desired state if it is newer than what this stream last
-   * got. urgent: a change of this host (its own push or another replica's NOTIFY) loads
-   * at once, even beside a resync load still waiting; the periodic resync of every
-   * session waits its turn with the other agent writes, so it never crowds out the
-   * pushes that propagate a change. Two loads may race: the older revision is dropped.
+   * Sends the host's desired state if it is newer than what this stream last got
+   * (agents/desired-push.ts: complete first, then deltas). Loads of all sessions are
+   * gathered into few statements (DesiredLoader), so the periodic resync of every
+   * session costs one statement per thousand hosts and never queues behind the agents'
+   * writes.
    */
-  sendDesired(urgent = true): void {
+  sendDesired(): void {
     if (!this.hostId || this.closed) return;
     // A slow agent: nothing more is queued for it; at 'drain' it gets the state as it is then.
     if (this.blocked) return;
-    if (this.loading > 0 && (this.loadingUrgent || !urgent)) {
-      this.sendAgain = true;
-      this.againUrgent ||= urgent;
-      return;
-    }
-    this.loading++;
-    if (urgent) this.loadingUrgent = true;
-    const hostId = this.hostId;
-    const load = () => loadDesired(this.sessions.db, hostId);
-    (urgent ? load() : this.sessions.writes(load))
-      .then(({ revision, rows }) => {
-        if (this.closed || revision <= this.sentRevision) return;
-        this.sentRevision = revision;
-        this.write({ payload: { $case: 'desiredState', value: { revision, workspaces: rows.map(toSpec) } } });
-        this.log.debug({ revision, workspaces: rows.length }, 'desired state sent');
-      })
-      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not load desired state; will retry'))
-      .finally(() => {
-        this.loading--;
-        if (urgent) this.loadingUrgent = false;
-        if (this.loading === 0 && this.sendAgain) {
-          const again = this.againUrgent;
-          this.sendAgain = false;
-          this.againUrgent = false;
-          this.sendDesired(again);
-        }
-      });
+    this.desired?.push();
   }
 
   /** Writes whatever the buffer holds; a full buffer (write() false) holds back desired state until 'drain'. */

@@ -6,6 +6,7 @@ import type { ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { agentIdentity } from '../pki/ca.js';
 import type { Db } from '../store/db.js';
+import { DesiredLoader } from '../workspaces/desired.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { HeartbeatBatcher } from './heartbeats.js';
 import { AgentSession, type Call, type Identity } from './session.js';
@@ -38,12 +39,15 @@ export interface SessionOptions {
   heartbeatBatchMax?: number;
   /** Connections of the agent plane's pool (A4C_DB_AGENT_POOL_SIZE; default 10). */
   dbConnections?: number;
+  /** After this many deltas on a stream its next desired state is complete (A4C_DESIRED_COMPLETE_EVERY; default 100). */
+  desiredCompleteEvery?: number;
 }
 
 /**
  * The agent streams held by this replica, one per host. A host's desired state is
  * pushed when this replica changes it, when any replica NOTIFYs a change, and on a
- * periodic resync; every push is the complete set, so duplicates are harmless.
+ * periodic resync; a push sends only what is newer than the stream's last revision
+ * (agents/desired-push.ts), so duplicates are harmless.
  */
 export class AgentSessions {
   // db is the agent plane's own pool: a burst of API requests holding the API pool's
@@ -52,6 +56,8 @@ export class AgentSessions {
   private readonly all = new Set<AgentSession>();
   private resyncTimer: NodeJS.Timeout | undefined;
   readonly heartbeats: HeartbeatBatcher;
+  /** Desired-state loads of every session, gathered into few statements. */
+  readonly desired: DesiredLoader;
   /**
    * Every database use of the sessions but heartbeats (Hellos, messages, desired-state
    * loads, disconnects) runs through this, at most the pool's size less two at once: a
@@ -70,6 +76,7 @@ export class AgentSessions {
     readonly observe: Observer = NO_OBSERVER,
   ) {
     this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - 2));
+    this.desired = new DesiredLoader(db);
     this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
   }
 
@@ -114,7 +121,7 @@ export class AgentSessions {
   }
 
   private pushAll(): void {
-    for (const s of this.byHost.values()) s.sendDesired(false);
+    for (const s of this.byHost.values()) s.sendDesired();
   }
 
   claim(hostId: string, session: AgentSession): void {

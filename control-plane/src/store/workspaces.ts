@@ -1,5 +1,5 @@
 import type { Arch, Workspace, WorkspaceDisk, WorkspaceStatus } from '@a4c/common';
-import { DESIRED_STATUSES, ON_HOST_STATUSES, sqlList } from '../workspaces/states.js';
+import { ON_HOST_STATUSES, sqlList } from '../workspaces/states.js';
 import type { Db, Tx } from './db.js';
 
 export interface WorkspaceRow {
@@ -113,22 +113,6 @@ export async function listWorkspacesOfUser(db: Db, userId: string, includeDelete
   const { rows } = await db.query<WorkspaceRow>(
     `${VIEW_SQL} WHERE w.user_id = $2 ${includeDeleted ? '' : "AND w.status <> 'DELETED'"} ORDER BY w.created_at, w.id`,
     [liveWithinSeconds, userId],
-  );
-  return rows;
-}
-
-/**
- * The workspaces a host must have: those placed there whose status is in the desired
- * set (the state table: not DELETING, DELETED, FAILED or LOST). The agent removes any
- * A4C container of its host that is not in this set.
- */
-const DESIRED_SQL = sqlList(DESIRED_STATUSES);
-
-export async function desiredWorkspacesOfHost(db: Db | Tx, hostId: string): Promise<WorkspaceRow[]> {
-  const { rows } = await db.query<WorkspaceRow>(
-    `SELECT w.*, r.pull_ref FROM workspaces w LEFT JOIN registry_images r ON r.ref = COALESCE(w.run_image, w.image)
-      WHERE w.host_id = $1 AND w.status IN (${DESIRED_SQL}) ORDER BY w.created_at, w.id`,
-    [hostId],
   );
   return rows;
 }

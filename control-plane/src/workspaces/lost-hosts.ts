@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { notifyHost, notifyWorkspace } from '../events/notify.js';
 import { inTx, type Db, type Tx } from '../store/db.js';
 import { appendEvent, changesOf } from '../store/events.js';
+import { stampDesiredRevision } from '../store/desired.js';
 import { bumpRevision } from '../store/hosts.js';
 import {
   claimLostHost,
@@ -37,6 +38,8 @@ export async function loseWorkspacesOfHost(tx: Tx, hostId: string, actor: string
   const rows = await settleWorkspacesOfLostHost(tx, hostId, error);
   if (!rows.length) return rows;
   const revision = await bumpRevision(tx, hostId);
+  // They left the host's desired set at this revision: a delta since an older one names them.
+  await stampDesiredRevision(tx, rows.map((r) => r.id), revision);
   for (const r of rows) {
     await appendEvent(tx, {
       kind: r.status === 'LOST' ? 'workspace.lost' : 'workspace.deleted',

@@ -27,10 +27,13 @@ export const protobufFileName = "a4c/v1/agent.proto";
  *
  * One bidirectional stream per agent: the agent opens AgentService.Connect, says
  * who it is (Hello), then listens for as long as the stream lives. The model is
- * level-triggered, after SwarmKit's dispatcher: the control plane always sends the
- * COMPLETE desired set of workspaces for the host, tagged with a per-host monotonic
- * revision. What is not in the set must not run on that host. Missing a message is
- * harmless because the next one is complete.
+ * level-triggered, after SwarmKit's dispatcher: the agent always holds the COMPLETE
+ * desired set of workspaces for the host, tagged with a per-host monotonic revision,
+ * and converges to it. What is not in the set must not run on that host. The first
+ * DesiredState of a stream is complete; an agent that said so in its Hello may then
+ * get deltas chained by revision (as SwarmKit's Assignments: COMPLETE, then
+ * INCREMENTAL applying to one revision and resulting in the next), and a delta that
+ * does not chain is never applied: the agent asks for a complete set instead.
  *
  * Observed state flows up: heartbeats with host stats on a period the control plane
  * chooses, a WorkspaceStatus whenever a workspace changes phase, and an ack once the
@@ -279,6 +282,7 @@ export interface AgentMessage {
     | { $case: "buildResult"; value: BuildResult }
     | { $case: "diskUsage"; value: WorkspaceDiskUsage }
     | { $case: "imagesPruned"; value: ImagesPruned }
+    | { $case: "desiredStateRequest"; value: DesiredStateRequest }
     | undefined;
   /**
    * The Welcome's session_id, on every message after it (empty only on the Hello). The
@@ -325,7 +329,15 @@ export interface Hello {
   workspaces: WorkspaceStatus[];
   /** The last revision this agent applied (0 if none), from its persisted state. */
   lastAppliedRevision: number;
-  stats: HostStats | undefined;
+  stats:
+    | HostStats
+    | undefined;
+  /**
+   * This agent applies incremental DesiredStates (DesiredState.incremental). False (an
+   * older agent, which would take a delta for the complete set and remove what it does
+   * not name): the control plane sends it only complete sets.
+   */
+  incrementalDesiredState?: boolean | undefined;
 }
 
 /** What the host offers to workspaces, as the agent measured it at start-up. */
@@ -521,12 +533,53 @@ export interface Welcome {
 }
 
 /**
- * The complete set of workspaces this host must have. Revisions only grow for a host;
- * an agent ignores a DesiredState older than one it already applied on this session.
+ * The set of workspaces this host must have at `revision`, whole or as a delta.
+ * Revisions only grow for a host; an agent ignores a DesiredState older than the one
+ * it holds on this stream.
+ *
+ * Guarantees (control-plane/src/agents/desired-push.ts, test/desired-deltas.test.ts):
+ * - The first DesiredState of every stream is complete (incremental false), and so is
+ *   every one sent to an agent whose Hello did not set incremental_desired_state.
+ * - A complete DesiredState is the whole set: what it does not name must not run.
+ * - An incremental one applies to exactly the set of revision `applies_to` (the
+ *   revision of the DesiredState sent just before it on this stream) and results in
+ *   the set of `revision`: each spec in `workspaces` replaces (or adds) the workspace
+ *   with its id, each id in `removed` leaves the set, everything else is unchanged.
+ *   It names every workspace whose spec or membership changed in between, with its
+ *   spec as it is at `revision`; it may also repeat unchanged ones, and `removed` may
+ *   name ids the set does not hold.
+ * - An agent whose set is not at `applies_to` (a delta it lost or refused) applies
+ *   nothing and sends a DesiredStateRequest; the control plane answers with a complete
+ *   DesiredState (even at the revision it last sent). It also sends a complete one
+ *   whenever it cannot compute a delta (a workspace moved to another host, a new
+ *   stream) and every A4C_DESIRED_COMPLETE_EVERY messages of a stream.
+ * - Either way the agent reconciles against the whole resulting set (level-triggered)
+ *   and acks `revision` once converged.
  */
 export interface DesiredState {
   revision: number;
+  /** Complete: the whole set. Incremental: the workspaces added or changed. */
   workspaces: WorkspaceSpec[];
+  incremental: boolean;
+  /** Only when incremental: the revision of the set this delta applies to. */
+  appliesTo: number;
+  /**
+   * Only when incremental: ids of the workspaces that left the set (deleted, failed,
+   * lost, moved away).
+   */
+  removed: string[];
+}
+
+/**
+ * "Send me the complete desired set": the agent got an incremental DesiredState that
+ * does not apply to the set it holds. Answered with a complete DesiredState on the
+ * same stream; asking again before it arrives changes nothing.
+ */
+export interface DesiredStateRequest {
+  /** The revision of the set the agent holds on this stream (0: none). */
+  haveRevision: number;
+  /** The applies_to of the delta that did not chain. */
+  deltaAppliesTo: number;
 }
 
 /**
@@ -865,6 +918,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "imagesPruned":
         ImagesPruned.encode(message.payload.value, writer.uint32(810).fork()).join();
         break;
+      case "desiredStateRequest":
+        DesiredStateRequest.encode(message.payload.value, writer.uint32(2402).fork()).join();
+        break;
     }
     if (message.sessionId !== undefined) {
       writer.uint32(1602).string(message.sessionId);
@@ -965,6 +1021,17 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.payload = { $case: "imagesPruned", value: ImagesPruned.decode(reader, reader.uint32()) };
             continue;
           }
+          case 300: {
+            if (tag !== 2402) {
+              break;
+            }
+
+            message.payload = {
+              $case: "desiredStateRequest",
+              value: DesiredStateRequest.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 200: {
             if (tag !== 1602) {
               break;
@@ -1019,6 +1086,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "imagesPruned", value: ImagesPruned.fromJSON(object.imagesPruned) }
         : isSet(object.images_pruned)
         ? { $case: "imagesPruned", value: ImagesPruned.fromJSON(object.images_pruned) }
+        : isSet(object.desiredStateRequest)
+        ? { $case: "desiredStateRequest", value: DesiredStateRequest.fromJSON(object.desiredStateRequest) }
+        : isSet(object.desired_state_request)
+        ? { $case: "desiredStateRequest", value: DesiredStateRequest.fromJSON(object.desired_state_request) }
         : undefined,
       sessionId: isSet(object.sessionId)
         ? globalThis.String(object.sessionId)
@@ -1050,6 +1121,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.diskUsage = WorkspaceDiskUsage.toJSON(message.payload.value);
     } else if (message.payload?.$case === "imagesPruned") {
       obj.imagesPruned = ImagesPruned.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "desiredStateRequest") {
+      obj.desiredStateRequest = DesiredStateRequest.toJSON(message.payload.value);
     }
     if (message.sessionId !== undefined) {
       obj.sessionId = message.sessionId;
@@ -1120,6 +1193,15 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "imagesPruned": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "imagesPruned", value: ImagesPruned.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "desiredStateRequest": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = {
+            $case: "desiredStateRequest",
+            value: DesiredStateRequest.fromPartial(object.payload.value),
+          };
         }
         break;
       }
@@ -1334,6 +1416,7 @@ function createBaseHello(): Hello {
     workspaces: [],
     lastAppliedRevision: 0,
     stats: undefined,
+    incrementalDesiredState: undefined,
   };
 }
 
@@ -1362,6 +1445,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.stats !== undefined) {
       HostStats.encode(message.stats, writer.uint32(66).fork()).join();
+    }
+    if (message.incrementalDesiredState !== undefined) {
+      writer.uint32(2408).bool(message.incrementalDesiredState);
     }
     return writer;
   },
@@ -1443,6 +1529,14 @@ export const Hello: MessageFns<Hello> = {
             message.stats = HostStats.decode(reader, reader.uint32());
             continue;
           }
+          case 301: {
+            if (tag !== 2408) {
+              break;
+            }
+
+            message.incrementalDesiredState = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1479,6 +1573,11 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.Number(object.last_applied_revision)
         : 0,
       stats: isSet(object.stats) ? HostStats.fromJSON(object.stats) : undefined,
+      incrementalDesiredState: isSet(object.incrementalDesiredState)
+        ? globalThis.Boolean(object.incrementalDesiredState)
+        : isSet(object.incremental_desired_state)
+        ? globalThis.Boolean(object.incremental_desired_state)
+        : undefined,
     };
   },
 
@@ -1508,6 +1607,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.stats !== undefined) {
       obj.stats = HostStats.toJSON(message.stats);
     }
+    if (message.incrementalDesiredState !== undefined) {
+      obj.incrementalDesiredState = message.incrementalDesiredState;
+    }
     return obj;
   },
 
@@ -1528,6 +1630,7 @@ export const Hello: MessageFns<Hello> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? HostStats.fromPartial(object.stats)
       : undefined;
+    message.incrementalDesiredState = object.incrementalDesiredState ?? undefined;
     return message;
   },
 };
@@ -3360,7 +3463,7 @@ export const Welcome: MessageFns<Welcome> = {
 };
 
 function createBaseDesiredState(): DesiredState {
-  return { revision: 0, workspaces: [] };
+  return { revision: 0, workspaces: [], incremental: false, appliesTo: 0, removed: [] };
 }
 
 export const DesiredState: MessageFns<DesiredState> = {
@@ -3370,6 +3473,15 @@ export const DesiredState: MessageFns<DesiredState> = {
     }
     for (const v of message.workspaces) {
       WorkspaceSpec.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.incremental !== false) {
+      writer.uint32(2416).bool(message.incremental);
+    }
+    if (message.appliesTo !== 0) {
+      writer.uint32(2424).uint64(message.appliesTo);
+    }
+    for (const v of message.removed) {
+      writer.uint32(2434).string(v!);
     }
     return writer;
   },
@@ -3403,6 +3515,30 @@ export const DesiredState: MessageFns<DesiredState> = {
             message.workspaces.push(WorkspaceSpec.decode(reader, reader.uint32()));
             continue;
           }
+          case 302: {
+            if (tag !== 2416) {
+              break;
+            }
+
+            message.incremental = reader.bool();
+            continue;
+          }
+          case 303: {
+            if (tag !== 2424) {
+              break;
+            }
+
+            message.appliesTo = longToNumber(reader.uint64());
+            continue;
+          }
+          case 304: {
+            if (tag !== 2434) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3421,6 +3557,13 @@ export const DesiredState: MessageFns<DesiredState> = {
       workspaces: globalThis.Array.isArray(object?.workspaces)
         ? object.workspaces.map((e: any) => WorkspaceSpec.fromJSON(e))
         : [],
+      incremental: isSet(object.incremental) ? globalThis.Boolean(object.incremental) : false,
+      appliesTo: isSet(object.appliesTo)
+        ? globalThis.Number(object.appliesTo)
+        : isSet(object.applies_to)
+        ? globalThis.Number(object.applies_to)
+        : 0,
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -3432,6 +3575,15 @@ export const DesiredState: MessageFns<DesiredState> = {
     if (message.workspaces?.length) {
       obj.workspaces = message.workspaces.map((e) => WorkspaceSpec.toJSON(e));
     }
+    if (message.incremental !== false) {
+      obj.incremental = message.incremental;
+    }
+    if (message.appliesTo !== 0) {
+      obj.appliesTo = Math.round(message.appliesTo);
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
     return obj;
   },
 
@@ -3442,6 +3594,102 @@ export const DesiredState: MessageFns<DesiredState> = {
     const message = createBaseDesiredState();
     message.revision = object.revision ?? 0;
     message.workspaces = object.workspaces?.map((e) => WorkspaceSpec.fromPartial(e)) || [];
+    message.incremental = object.incremental ?? false;
+    message.appliesTo = object.appliesTo ?? 0;
+    message.removed = object.removed?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDesiredStateRequest(): DesiredStateRequest {
+  return { haveRevision: 0, deltaAppliesTo: 0 };
+}
+
+export const DesiredStateRequest: MessageFns<DesiredStateRequest> = {
+  encode(message: DesiredStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.haveRevision !== 0) {
+      writer.uint32(2400).uint64(message.haveRevision);
+    }
+    if (message.deltaAppliesTo !== 0) {
+      writer.uint32(2408).uint64(message.deltaAppliesTo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 300: {
+            if (tag !== 2400) {
+              break;
+            }
+
+            message.haveRevision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 301: {
+            if (tag !== 2408) {
+              break;
+            }
+
+            message.deltaAppliesTo = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredStateRequest {
+    return {
+      haveRevision: isSet(object.haveRevision)
+        ? globalThis.Number(object.haveRevision)
+        : isSet(object.have_revision)
+        ? globalThis.Number(object.have_revision)
+        : 0,
+      deltaAppliesTo: isSet(object.deltaAppliesTo)
+        ? globalThis.Number(object.deltaAppliesTo)
+        : isSet(object.delta_applies_to)
+        ? globalThis.Number(object.delta_applies_to)
+        : 0,
+    };
+  },
+
+  toJSON(message: DesiredStateRequest): unknown {
+    const obj: any = {};
+    if (message.haveRevision !== 0) {
+      obj.haveRevision = Math.round(message.haveRevision);
+    }
+    if (message.deltaAppliesTo !== 0) {
+      obj.deltaAppliesTo = Math.round(message.deltaAppliesTo);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredStateRequest>, I>>(base?: I): DesiredStateRequest {
+    return DesiredStateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredStateRequest>, I>>(object: I): DesiredStateRequest {
+    const message = createBaseDesiredStateRequest();
+    message.haveRevision = object.haveRevision ?? 0;
+    message.deltaAppliesTo = object.deltaAppliesTo ?? 0;
     return message;
   },
 };
@@ -6238,7 +6486,7 @@ export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /**
    * Guarantees: the first message the agent sends is a Hello; the first message the
-   * control plane sends is a Welcome, followed by a DesiredState. A host has at most
+   * control plane sends is a Welcome, followed by a complete DesiredState. A host has at most
    * one live session: a second Connect for a host id whose session is alive is refused
    * with ALREADY_EXISTS, so there are never two writers for one host.
    */
@@ -6294,7 +6542,7 @@ export const AgentServiceService = {
 export interface AgentServiceServer extends UntypedServiceImplementation {
   /**
    * Guarantees: the first message the agent sends is a Hello; the first message the
-   * control plane sends is a Welcome, followed by a DesiredState. A host has at most
+   * control plane sends is a Welcome, followed by a complete DesiredState. A host has at most
    * one live session: a second Connect for a host id whose session is alive is refused
    * with ALREADY_EXISTS, so there are never two writers for one host.
    */
@@ -6326,7 +6574,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
 export interface AgentServiceClient extends Client {
   /**
    * Guarantees: the first message the agent sends is a Hello; the first message the
-   * control plane sends is a Welcome, followed by a DesiredState. A host has at most
+   * control plane sends is a Welcome, followed by a complete DesiredState. A host has at most
    * one live session: a second Connect for a host id whose session is alive is refused
    * with ALREADY_EXISTS, so there are never two writers for one host.
    */
