@@ -109,14 +109,14 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
   };
 }
 
-/** Reads a JSON object body: at most 64 KiB, application/json, and well-formed. */
-export async function readJson(ctx: Ctx): Promise<unknown> {
+/** Reads a JSON object body: at most maxBytes (64 KiB unless the operation says), application/json, and well-formed. */
+export async function readJson(ctx: Ctx, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
-      throw new A4cError('PAYLOAD_TOO_LARGE', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) {
+      throw new A4cError('PAYLOAD_TOO_LARGE', `request body is larger than ${maxBytes} bytes`, { suggestion: 'send a smaller request' });
     }
     chunks.push(chunk as Buffer);
   }
