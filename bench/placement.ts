@@ -28,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { newestProjectImages } from '@a4c/control-plane/placement-store';
 import { NO_LIMITS } from './agent.js';
 import { machine, percentile } from './lib.js';
 import { SimFleet } from './sim-agents.js';
@@ -220,6 +221,15 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   const txsRes = await db.query<{ n: number; txs: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT xid)::int AS txs FROM events WHERE kind = 'workspace.created' AND data->>'projectName' = 'bench'`,
   );
+  // What a per-replica cache of the image inventory could save: the one image lookup a
+  // placement batch makes (store/placement-batch.ts), timed on the same database, idle now.
+  const lookups: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const s = performance.now();
+    await newestProjectImages(db as pg.PoolClient, ['bench'], ['linux-x64']); // a client of its own: the store only queries
+    lookups.push(performance.now() - s);
+  }
+  lookups.sort((a, b) => a - b);
   await db.end();
   const t1 = txsRes.rows[0] ?? { n: 0, txs: 0 };
 
@@ -243,6 +253,9 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
   console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms, load generator + agents ${((selfCpu / Math.max(placed, 1)) * 1000).toFixed(2)} ms`);
   console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
+  console.log(
+    `image lookup of a batch (what caching the image inventory could save), round trip on the idle database: median ${percentile(lookups, 50).toFixed(3)} ms = ${(percentile(lookups, 50) / Math.max(t1.n / Math.max(t1.txs, 1), 1)).toFixed(4)} ms per create at this batch size`,
+  );
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
   return check.over > 0 || check.mismatched > 0;
 }

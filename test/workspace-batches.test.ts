@@ -139,6 +139,27 @@ describe('workspace batches: many creates in one request (POST /v1/workspace-bat
     expect(rows[0]?.txs).to.be.below(20);
   });
 
+  it("returning users: each one's new workspace goes to the host holding their volume, as a single create's would", async () => {
+    const hosts = [uniqueId('wv-a'), uniqueId('wv-b'), uniqueId('wv-c')];
+    for (const h of hosts) await addHost(db, h, 1600);
+    // Only these hosts have this image: the placements stay among them.
+    const image = `only-${hosts[0]}:1`;
+    for (const h of hosts) await db.query(`INSERT INTO host_images (host_id, ref, image_id) VALUES ($1, $2, 'sha256:wv')`, [h, image]);
+    const users = Array.from({ length: 12 }, (_, i) => uniqueId(`wv${i}`));
+    const round = async (n: number, order: string[]) => {
+      const r = await t.api.call<Batch>('POST', '/v1/workspace-batches', { workspaces: order.map((u) => item(u, { projectName: 'vol', image, name: `r${n}` })) });
+      expect(r.body.created, JSON.stringify(r.body).slice(0, 400)).to.equal(users.length);
+      return new Map(r.body.results.map((x) => [x.userId, x.workspace?.hostId]));
+    };
+    const first = await round(1, users);
+    expect(new Set(first.values()).size, 'the first round spreads over the hosts').to.equal(3);
+    // In the other order: by placement order alone most would land elsewhere.
+    const second = await round(2, [...users].reverse());
+    for (const u of users) expect(second.get(u), u).to.equal(first.get(u));
+    const c = await check(hosts);
+    expect([c.over, c.mismatched]).to.deep.equal([[], []]);
+  });
+
   it('an item whose own checks fail fails alone, with the error a single create would give; the rest are created', async () => {
     const quotaUser = uniqueId('q1');
     const rateUser = uniqueId('rate');
