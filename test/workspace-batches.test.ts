@@ -160,6 +160,23 @@ describe('workspace batches: many creates in one request (POST /v1/workspace-bat
     expect([c.over, c.mismatched]).to.deep.equal([[], []]);
   });
 
+  it("two new workspaces of one user's project on one host: one volume row, both placed in the same transaction", async () => {
+    const host = uniqueId('wv-one');
+    await addHost(db, host, 1600);
+    const image = `only-${host}:1`;
+    await db.query(`INSERT INTO host_images (host_id, ref, image_id) VALUES ($1, $2, 'sha256:one')`, [host, image]);
+    const user = uniqueId('twice');
+    const r = await t.api.call<Batch>('POST', '/v1/workspace-batches', { workspaces: [item(user, { image, name: 'a' }), item(user, { image, name: 'b' })] });
+    expect(r.body.results.map((x) => x.workspace?.hostId)).to.deep.equal([host, host]);
+    const { rows } = await db.query<{ n: number; txs: number; volumes: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT xmin::text)::int AS txs,
+              (SELECT count(*)::int FROM volumes WHERE user_id = $1 AND host_id = $2 AND project = 'p') AS volumes
+         FROM workspaces WHERE user_id = $1`,
+      [user, host],
+    );
+    expect(rows[0]).to.deep.equal({ n: 2, txs: 1, volumes: 1 });
+  });
+
   it('an item whose own checks fail fails alone, with the error a single create would give; the rest are created', async () => {
     const quotaUser = uniqueId('q1');
     const rateUser = uniqueId('rate');

@@ -113,7 +113,17 @@ export class WorkspaceService {
       for (const input of inputs) out.push(await this.create(input, actor).then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const));
       return out;
     }
-    return Promise.allSettled(inputs.map(async (input) => this.placed(await queue.place(this.placementRequest(input, actor)))));
+    const reqs = inputs.map((input) => {
+      try {
+        return this.placementRequest(input, actor);
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    const valid = reqs.filter((r): r is PlacementRequest => !(r instanceof Error));
+    const placing = queue.placeMany(valid);
+    let n = 0;
+    return Promise.allSettled(reqs.map(async (r) => (r instanceof Error ? Promise.reject(r) : this.placed(await (placing[n++] as Promise<WorkspaceRow>)))));
   }
 
   /** What the placement queue needs to know of a create; an unknown tier is the caller's error. */
