@@ -206,6 +206,19 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   // Over-commitment check, straight from the database.
   const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
   await db.connect();
+  // With agents reporting, the agent-plane work a create causes (its RUNNING report, the
+  // ack) can run on after the last answer: wait until every placed workspace is RUNNING
+  // and count that time and CPU too.
+  let tail: { seconds: number; cp: number; pg: number; left: number } | undefined;
+  if (!quiet) {
+    let left = 0;
+    for (const until = performance.now() + 300_000; performance.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+      const q = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM workspaces WHERE project_name = 'bench' AND status <> 'RUNNING'`);
+      left = q.rows[0]?.n ?? 0;
+      if (!left) break;
+    }
+    tail = { seconds: (performance.now() - t0) / 1000, cp: cpuSeconds(cp.pid as number) - cpCpu0, pg: postgresCpuSeconds(cp.pid as number) - pgCpu0, left };
+  }
   const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
     `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
                               OR h.reserved_millicpus > floor(h.cpus * 1000 * 0.8)
@@ -252,6 +265,12 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
   console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
   console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms, load generator + agents ${((selfCpu / Math.max(placed, 1)) * 1000).toFixed(2)} ms`);
+  if (tail) {
+    const at = (total: number, idlePerSecond: number) => (((total - idlePerSecond * tail.seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
+    console.log(
+      `until every placed workspace was RUNNING (${tail.left ? `${tail.left} still not after 300 s` : 'all'}): ${tail.seconds.toFixed(1)} s = ${(placed / tail.seconds).toFixed(0)} per second; CPU per create above idle: control plane ${at(tail.cp, idle.cp)} ms, PostgreSQL ${at(tail.pg, idle.pg)} ms`,
+    );
+  }
   console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(
     `image lookup of a batch (what caching the image inventory could save), round trip on the idle database: median ${percentile(lookups, 50).toFixed(3)} ms = ${(percentile(lookups, 50) / Math.max(t1.n / Math.max(t1.txs, 1), 1)).toFixed(4)} ms per create at this batch size`,
