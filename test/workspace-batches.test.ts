@@ -296,6 +296,19 @@ describe('workspace batches: many creates in one request (POST /v1/workspace-bat
     expect(new Set(full.body.results.map((x) => x.error?.error))).to.deep.equal(new Set(['CAPACITY_EXHAUSTED']));
   });
 
+  it('without placement batches (A4C_PLACEMENT_BATCH=false) the items are created one after another, with the same per-item results', async () => {
+    const one = await startTestControlPlane({ A4C_TIERS: TIERS, A4C_PLACEMENT_BATCH: 'false' });
+    try {
+      const user = uniqueId('seq');
+      const r = await one.api.call<Batch>('POST', '/v1/workspace-batches', {
+        workspaces: [item(user, { tier: 'approved', name: 'a' }), item(user, { tier: 'approved', name: 'a' }), item(user, { tier: 'nope' }), item(user, { tier: 'approved', name: 'b' })],
+      });
+      expect(r.body.results.map((x) => (x.status === 201 ? x.workspace?.name : `${x.status} ${x.error?.error}`))).to.deep.equal(['a', '409 CONFLICT', '400 INVALID_ARGUMENT', 'b']);
+    } finally {
+      await one.stop();
+    }
+  });
+
   it('the CLI: a4c ws create --count N, and a4c ws create-many FILE (- for standard input), one request each', async () => {
     const user = uniqueId('cli');
     const other = uniqueId('cli-other');
