@@ -44,7 +44,8 @@ export function errors(log: Logger): Koa.Middleware<State> {
   };
 }
 
-function toA4cError(e: unknown): A4cError {
+/** Any error as the API answers it: A4cError as is, a database that cannot be reached UNAVAILABLE, anything else INTERNAL. */
+export function toA4cError(e: unknown): A4cError {
   if (e instanceof A4cError) return e;
   const status = (e as { status?: number }).status;
   if (status === 405) return new A4cError('METHOD_NOT_ALLOWED', (e as Error).message);

@@ -1,5 +1,6 @@
-import { A4cError, type ErrorBody, type Workspace } from '@a4c/common';
+import type { ErrorBody, Workspace } from '@a4c/common';
 import { recordAudits } from '../../store/audit.js';
+import { toA4cError } from '../http.js';
 import type { CreateWorkspaceInput } from '../../workspaces/service.js';
 import { op, type Operation } from '../operation.js';
 import { batchResponse, workspaceBatch } from '../workspace-batch-schemas.js';
@@ -13,6 +14,7 @@ const NEXT: Partial<Record<string, string>> = {
   NOT_FOUND: 'create workspaces only for yourself; an admin may create them for anyone',
   INVALID_ARGUMENT: 'correct this item and send it again',
   INTERNAL: 'send this item again; the request id identifies the error in the control plane logs',
+  UNAVAILABLE: 'send this item again in a few seconds; it was not created',
 };
 
 type Result = { index: number; userId: string; name: string | null } & ({ status: 201; workspace: Workspace } | { status: number; error: ErrorBody });
@@ -50,8 +52,9 @@ export function workspaceBatchOperations(d: Pick<RouteDeps, 'db' | 'workspaces' 
         const results: (Result | undefined)[] = body.workspaces.map(() => undefined);
         const fail = (i: number, e: unknown): Result => {
           const it = body.workspaces[i] as (typeof body.workspaces)[number];
-          const err = e instanceof A4cError ? e : new A4cError('INTERNAL', 'internal error');
-          if (!(e instanceof A4cError)) d.log.error({ err: e, requestId: ctx.state.requestId, index: i }, 'batch item failed');
+          // As the API would answer it alone (a database out of reach: 503 UNAVAILABLE).
+          const err = toA4cError(e);
+          if (err.code === 'INTERNAL') d.log.error({ err: e, requestId: ctx.state.requestId, index: i }, 'batch item failed');
           const b = err.toBody();
           return { index: i, userId: it.userId, name: it.name ?? null, status: err.status, error: { ...b, suggestion: b.suggestion ?? NEXT[err.code] ?? 'correct this item and send it again' } };
         };
