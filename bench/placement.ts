@@ -14,8 +14,12 @@
  * the placement path without the agent plane) starts its own control plane, database and fleet, one after
  * another in the same invocation, so the paths are compared on the same machine state.
  *
- * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES to vary;
- * BENCH_CPU_PROF=dir for a CPU profile of the control plane)
+ * A run whose mode is `bulk` (e.g. `bulk@32/quiet`) sends the creates as bulk requests
+ * instead (POST /v1/workspace-batches, BENCH_BULK items each, one item per user), with
+ * placement batches on: each client keeps one bulk request in flight.
+ *
+ * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES, BENCH_BULK,
+ * BENCH_BULK_CREATES to vary; BENCH_CPU_PROF=dir for a CPU profile of the control plane)
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -24,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { newestProjectImages } from '@a4c/control-plane/placement-store';
 import { NO_LIMITS } from './agent.js';
 import { machine, percentile } from './lib.js';
 import { SimFleet } from './sim-agents.js';
@@ -31,11 +36,14 @@ import { SimFleet } from './sim-agents.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const RUNS = (process.env.BENCH_RUNS ?? 'off@32,on@32,on@128').split(',').map((r) => {
-  const m = /^(on|off)(?::(\d+))?@(\d+)(\/quiet)?$/.exec(r.trim());
-  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients[/quiet] (on@32, on:2@128, off@32/quiet), got ${JSON.stringify(r)}`);
-  return { batch: m[1] === 'on', inFlight: Number(m[2] ?? 1), clients: Number(m[3]), quiet: Boolean(m[4]) };
+  const m = /^(on|off|bulk)(?::(\d+))?@(\d+)(\/quiet)?$/.exec(r.trim());
+  if (!m) throw new Error(`BENCH_RUNS: expected mode[:batches in flight]@clients[/quiet] (on@32, on:2@128, off@32/quiet, bulk@32), got ${JSON.stringify(r)}`);
+  return { batch: m[1] !== 'off', bulk: m[1] === 'bulk', inFlight: Number(m[2] ?? 1), clients: Number(m[3]), quiet: Boolean(m[4]) };
 });
 const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
+/** Items per bulk request, and how many creates a bulk run makes (more than single runs: they go faster). */
+const BULK = Number(process.env.BENCH_BULK ?? 100);
+const BULK_CREATES = Number(process.env.BENCH_BULK_CREATES ?? CREATES);
 const TICKS = 100; // USER_HZ on Linux
 
 function cpuSeconds(pid: number): number {
@@ -93,11 +101,11 @@ async function main(): Promise<void> {
   console.log(`placement: ${CREATES} creates through the REST API per run, ${HOSTS} simulated hosts (tier standard)`);
   console.log(`machine: ${machine()}`);
   let failed = false;
-  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients, r.quiet)) || failed;
+  for (const r of RUNS) failed = (await run(r.batch, r.inFlight, r.clients, r.quiet, r.bulk)) || failed;
   if (failed) process.exit(1);
 }
 
-async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boolean): Promise<boolean> {
+async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boolean, bulk: boolean): Promise<boolean> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'a4c-bench-placement-'));
   chmodSync(dataDir, 0o755);
   // Ports the kernel hands out as free (a random pick collided with other engineers' servers).
@@ -157,21 +165,34 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   const selfCpu0 = process.cpuUsage();
   const latencies: number[] = [];
   const outcomes = new Map<number, number>();
+  const total = bulk ? BULK_CREATES : CREATES;
   let next = 0;
+  let requests = 0;
   t0 = performance.now();
   await Promise.all(
     Array.from({ length: CLIENTS }, async (_, c) => {
-      while (next < CREATES) {
-        const i = next++;
+      while (next < total) {
+        const first = next;
+        const n = bulk ? Math.min(BULK, total - first) : 1;
+        next += n;
         const s = performance.now();
-        const r = await fetch(`${api}/v1/users/u${(i * 7 + c) % 5000}/workspaces`, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify({ projectName: 'bench', arch: 'linux-x64', tier: 'standard', name: `w${i}` }),
-        });
-        await r.arrayBuffer();
+        const item = (i: number) => ({ projectName: 'bench', arch: 'linux-x64', tier: 'standard', name: `w${i}` });
+        const r = bulk
+          ? await fetch(`${api}/v1/workspace-batches`, {
+              method: 'POST',
+              headers,
+              body: JSON.stringify({ workspaces: Array.from({ length: n }, (_, k) => ({ userId: `u${(first + k) % 5000}`, ...item(first + k) })) }),
+            })
+          : await fetch(`${api}/v1/users/u${(first * 7 + c) % 5000}/workspaces`, { method: 'POST', headers, body: JSON.stringify(item(first)) });
+        requests++;
+        if (bulk && r.ok) {
+          const body = (await r.json()) as { results: { status: number }[] };
+          for (const x of body.results) outcomes.set(x.status, (outcomes.get(x.status) ?? 0) + 1);
+        } else {
+          await r.arrayBuffer();
+          outcomes.set(r.status, (outcomes.get(r.status) ?? 0) + n);
+        }
         latencies.push(performance.now() - s);
-        outcomes.set(r.status, (outcomes.get(r.status) ?? 0) + 1);
       }
     }),
   );
@@ -185,6 +206,19 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   // Over-commitment check, straight from the database.
   const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
   await db.connect();
+  // With agents reporting, the agent-plane work a create causes (its RUNNING report, the
+  // ack) can run on after the last answer: wait until every placed workspace is RUNNING
+  // and count that time and CPU too.
+  let tail: { seconds: number; cp: number; pg: number; left: number } | undefined;
+  if (!quiet) {
+    let left = 0;
+    for (const until = performance.now() + 300_000; performance.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+      const q = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM workspaces WHERE project_name = 'bench' AND status <> 'RUNNING'`);
+      left = q.rows[0]?.n ?? 0;
+      if (!left) break;
+    }
+    tail = { seconds: (performance.now() - t0) / 1000, cp: cpuSeconds(cp.pid as number) - cpCpu0, pg: postgresCpuSeconds(cp.pid as number) - pgCpu0, left };
+  }
   const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
     `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
                               OR h.reserved_millicpus > floor(h.cpus * 1000 * 0.8)
@@ -200,6 +234,15 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   const txsRes = await db.query<{ n: number; txs: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT xid)::int AS txs FROM events WHERE kind = 'workspace.created' AND data->>'projectName' = 'bench'`,
   );
+  // What a per-replica cache of the image inventory could save: the one image lookup a
+  // placement batch makes (store/placement-batch.ts), timed on the same database, idle now.
+  const lookups: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const s = performance.now();
+    await newestProjectImages(db as pg.PoolClient, ['bench'], ['linux-x64']); // a client of its own: the store only queries
+    lookups.push(performance.now() - s);
+  }
+  lookups.sort((a, b) => a - b);
   await db.end();
   const t1 = txsRes.rows[0] ?? { n: 0, txs: 0 };
 
@@ -209,17 +252,29 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
 
   const sorted = latencies.sort((a, b) => a - b);
   console.log('');
-  console.log(`— placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients${quiet ? ', agents report nothing (placement path alone)' : ''}`);
+  console.log(
+    `— ${bulk ? `bulk creates (POST /v1/workspace-batches, ${BULK} a request), ` : ''}placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients${quiet ? ', agents report nothing (placement path alone)' : ''}`,
+  );
   console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
-  console.log(`latency per create: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
+  console.log(`HTTP requests: ${requests}`);
+  console.log(`latency per ${bulk ? 'bulk request (each of its creates waits as long)' : 'create'}: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
   console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
   console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
   const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
   console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
-  console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms`);
+  console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms, load generator + agents ${((selfCpu / Math.max(placed, 1)) * 1000).toFixed(2)} ms`);
+  if (tail) {
+    const at = (total: number, idlePerSecond: number) => (((total - idlePerSecond * tail.seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
+    console.log(
+      `until every placed workspace was RUNNING (${tail.left ? `${tail.left} still not after 300 s` : 'all'}): ${tail.seconds.toFixed(1)} s = ${(placed / tail.seconds).toFixed(0)} per second; CPU per create above idle: control plane ${at(tail.cp, idle.cp)} ms, PostgreSQL ${at(tail.pg, idle.pg)} ms`,
+    );
+  }
   console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
+  console.log(
+    `image lookup of a batch (what caching the image inventory could save), round trip on the idle database: median ${percentile(lookups, 50).toFixed(3)} ms = ${(percentile(lookups, 50) / Math.max(t1.n / Math.max(t1.txs, 1), 1)).toFixed(4)} ms per create at this batch size`,
+  );
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
   return check.over > 0 || check.mismatched > 0;
 }

@@ -38,7 +38,7 @@ function startA4c(args: string[], env: Record<string, string>): { proc: ChildPro
 
 /** Every command a4c has, as a person types it: the help and the tests below hold to this list. */
 const COMMANDS = [
-  'ws create', 'ws list', 'ws get', 'ws stop', 'ws start', 'ws rm', 'ws retry', 'ws approve', 'ws autostop', 'ws reject',
+  'ws create', 'ws create-many', 'ws list', 'ws get', 'ws stop', 'ws start', 'ws rm', 'ws retry', 'ws approve', 'ws autostop', 'ws reject',
   'ws move', 'ws volumes',
   'ws exec', 'ws shell', 'ws port-forward', 'ws ssh-proxy', 'ws sessions',
   'config-ssh',

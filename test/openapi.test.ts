@@ -178,6 +178,17 @@ describe('the OpenAPI document (/v1/openapi.json)', function () {
     expect((await call('POST', `/v1/workspaces/${approve.body.id}/approve?wait=30`)).status).to.equal(202);
     expect((await call('DELETE', `/v1/workspaces/${approve.body.id}?wait=30`)).status).to.equal(202);
 
+    // ---- many creates in one request: one created (approval tier, no host), one refused (another user's)
+    const batch = await call<{ results: { status: number; workspace?: Workspace }[] }>(
+      'POST',
+      '/v1/workspace-batches',
+      { workspaces: [{ userId: user, projectName: 'oas', arch: 'linux-x64', tier: 'approval' }, { userId: 'oas-someone-else', projectName: 'oas', arch: 'linux-x64', tier: 'tiny' }] },
+      asUser,
+    );
+    expect(batch.body.results?.map((r) => r.status), JSON.stringify(batch.body)).to.deep.equal([201, 404]);
+    expect((await call('DELETE', `/v1/workspaces/${batch.body.results[0]?.workspace?.id}?wait=30`, undefined, asUser)).status).to.equal(202);
+    expect((await call('POST', '/v1/workspace-batches', { workspaces: [] })).status).to.equal(400);
+
     // ---- fleet search, a page at a time
     const fleet = await call<{ workspaces: Workspace[]; nextCursor: string | null }>('GET', `/v1/workspaces?status=RUNNING,FAILED,DELETED&project=oas&limit=1`, undefined, asUser);
     expect(fleet.status).to.equal(200);

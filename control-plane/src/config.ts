@@ -47,6 +47,8 @@ export interface ControlPlaneConfig {
   diskWarnPercent: number;
   /** Longest ?wait a request may ask for. */
   maxWaitSeconds: number;
+  /** Most workspaces one POST /v1/workspace-batches may create. */
+  workspaceBatchMax: number;
   dbPoolSize: number;
   /** Connections for agent streams (heartbeats, reports), apart from the API's. */
   dbAgentPoolSize: number;
@@ -225,6 +227,7 @@ export function loadConfig(env: Env = process.env): ControlPlaneConfig {
     heartbeatIntervalMs: envInt(env, 'A4C_HEARTBEAT_MS', 5000, 100, 600_000),
     heartbeatMissLimit: envInt(env, 'A4C_HEARTBEAT_MISS_LIMIT', 3, 1, 100),
     maxWaitSeconds: envInt(env, 'A4C_MAX_WAIT_SECONDS', 300, 0, 3600),
+    workspaceBatchMax: envInt(env, 'A4C_WORKSPACE_BATCH_MAX', 500, 1, 10_000),
     createTimeoutSeconds: envInt(env, 'A4C_CREATE_TIMEOUT_SECONDS', 600, 1, 86_400),
     hostLostAfterSeconds: envInt(env, 'A4C_HOST_LOST_AFTER_SECONDS', 600, 1, 30 * 86_400),
     failedQuotaGraceSeconds: envInt(env, 'A4C_FAILED_QUOTA_GRACE_SECONDS', 86_400, 0, 365 * 86_400),
@@ -423,6 +426,7 @@ export const CONFIG_HELP = `Environment:
   A4C_PLACEMENT_BATCH       place concurrent creates in batches, one transaction each (default true; false: one each)
   A4C_PLACEMENT_BATCH_MAX   most creates in one placement batch (default 512)
   A4C_PLACEMENT_BATCHES_IN_FLIGHT  placement batches in their transactions at once (default 1)
+  A4C_WORKSPACE_BATCH_MAX   most workspaces one POST /v1/workspace-batches creates (default 500)
   A4C_QUOTA_MAX_WORKSPACES  default per-user workspace limit (default 5)
   A4C_QUOTA_MAX_DISK_GB     default per-user disk limit across workspaces (default 500)
   A4C_QUOTA_MAX_BUILDS      default per-user concurrent image builds (default 2)

@@ -293,6 +293,7 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       quotas,
       policy,
       maxWaitSeconds: config.maxWaitSeconds,
+      workspaceBatchMax: config.workspaceBatchMax,
       hostView: { liveWithinSeconds, headroom: config.placement.headroom },
       events: { hub: eventHub, heartbeatMs: config.events.heartbeatMs, streamMaxSeconds: config.events.streamMaxSeconds },
       log,

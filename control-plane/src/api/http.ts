@@ -44,7 +44,8 @@ export function errors(log: Logger): Koa.Middleware<State> {
   };
 }
 
-function toA4cError(e: unknown): A4cError {
+/** Any error as the API answers it: A4cError as is, a database that cannot be reached UNAVAILABLE, anything else INTERNAL. */
+export function toA4cError(e: unknown): A4cError {
   if (e instanceof A4cError) return e;
   const status = (e as { status?: number }).status;
   if (status === 405) return new A4cError('METHOD_NOT_ALLOWED', (e as Error).message);
@@ -109,14 +110,14 @@ export function audit(db: Db, log: Logger): Koa.Middleware<State> {
   };
 }
 
-/** Reads a JSON object body: at most 64 KiB, application/json, and well-formed. */
-export async function readJson(ctx: Ctx): Promise<unknown> {
+/** Reads a JSON object body: at most maxBytes (64 KiB unless the operation says), application/json, and well-formed. */
+export async function readJson(ctx: Ctx, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
-      throw new A4cError('PAYLOAD_TOO_LARGE', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) {
+      throw new A4cError('PAYLOAD_TOO_LARGE', `request body is larger than ${maxBytes} bytes`, { suggestion: 'send a smaller request' });
     }
     chunks.push(chunk as Buffer);
   }

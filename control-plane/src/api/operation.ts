@@ -52,6 +52,8 @@ export interface OperationSpec<P extends AnyObject, Q extends AnyObject, B exten
   params?: P;
   query?: Q;
   body?: B;
+  /** Largest body accepted, in bytes; default 64 KiB. */
+  maxBodyBytes?: number;
   /** Success responses by status; the error statuses are listed in `errors`. */
   responses: Record<number, ResponseSpec>;
   /** Error statuses this operation can answer besides the ones every operation can (400, 401, 429, 500, 503). */
@@ -87,7 +89,7 @@ export function mountOperations(router: Router<State>, ops: readonly Operation[]
       checkText({ ...ctx.query }, '');
       const query = parse(o.query ?? NO_QUERY, { ...ctx.query }, '', 'query parameter');
       await authorize(o, ctx, params as Record<string, unknown>, policy);
-      const body = o.body ? parse(o.body, await readJson(ctx)) : undefined;
+      const body = o.body ? parse(o.body, await readJson(ctx, o.maxBodyBytes)) : undefined;
       await o.handle(ctx, { params, query, body });
     });
   }

@@ -7,6 +7,7 @@ import { hostOperations } from './ops/hosts.js';
 import { moveOperations } from './ops/moves.js';
 import { quotaOperations } from './ops/quotas.js';
 import { userOperations } from './ops/users.js';
+import { workspaceBatchOperations } from './ops/workspace-batches.js';
 import { workspaceOperations } from './ops/workspaces.js';
 import { workspaceSettingsOperations } from './ops/workspace-settings.js';
 
@@ -24,6 +25,7 @@ export function v1Operations(d: RouteDeps): Operation[] {
   return [
     ...workspaceOperations(d),
     ...workspaceSettingsOperations(d),
+    ...workspaceBatchOperations({ ...d, maxItems: d.workspaceBatchMax }),
     ...buildOperations(d),
     ...moveOperations({ ...d, mover: d.moves.mover }),
     ...hostOperations({ ...d, drainer: d.moves.drainer, drainParallelism: d.moves.drainParallelism }),

@@ -166,11 +166,25 @@ export async function placeBatch(tx: Tx, reqs: PlacementRequest[], rules: BatchR
     return pick;
   };
 
+  // The hosts holding the users' volumes (their files) come first for their creates:
+  // locked up front, one statement per demand, not one per create (a batch of returning
+  // users made hundreds of these statements). Those that do not fit or that another
+  // placement holds are not asked for again in this batch.
+  const wanted = new Map<Group, Set<string>>();
+  for (const r of placing) {
+    const mine = volumes.get(key(r.userId, r.projectName));
+    if (!mine) continue;
+    const g = groupOf(r);
+    wanted.set(g, new Set([...(wanted.get(g) ?? []), ...mine]));
+  }
+  for (const [g, ids] of wanted) {
+    const unheld = [...ids].filter((id) => !hosts.has(id));
+    if (unheld.length) hold(await lockCandidateHosts(tx, g.demand, rules.policy, unheld.length, { only: unheld }));
+  }
+
   async function chooseHost(r: PlacementRequest, g: Group): Promise<HostState | A4cError | 'contention'> {
     const mine = volumes.get(key(r.userId, r.projectName));
     if (mine?.length) {
-      const unheld = mine.filter((id) => !hosts.has(id));
-      if (unheld.length) hold(await lockCandidateHosts(tx, g.demand, rules.policy, unheld.length, { only: unheld }));
       const h = best(mine.filter((id) => hosts.has(id)), g.demand);
       if (h) return h;
     }

@@ -39,10 +39,14 @@ export class PlacementQueue {
   ) {}
 
   place(req: PlacementRequest): Promise<WorkspaceRow> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ req, resolve, reject });
-      this.kick();
-    });
+    return this.placeMany([req])[0] as Promise<WorkspaceRow>;
+  }
+
+  /** Several creates joining at once, in order (a bulk request): an idle queue places them in one batch, not the first alone. */
+  placeMany(reqs: readonly PlacementRequest[]): Promise<WorkspaceRow>[] {
+    const placed = reqs.map((req) => new Promise<WorkspaceRow>((resolve, reject) => this.waiting.push({ req, resolve, reject })));
+    this.kick();
+    return placed;
   }
 
   private kick(): void {

@@ -15,6 +15,7 @@ import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { PLACEMENT_PATIENCE_MS, reserveHost, type PlacementPolicy } from '../placement/placement.js';
+import type { PlacementRequest } from '../placement/batch.js';
 import { PlacementQueue, type PlacementQueueOptions } from '../placement/queue.js';
 import { ensureRoomToStart } from '../placement/room.js';
 import type { Quotas } from '../quotas/quotas.js';
@@ -99,7 +100,34 @@ export class WorkspaceService {
       : undefined;
   }
 
-  async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
+  /**
+   * Many creates at once (POST /v1/workspace-batches): each joins the placement queue as
+   * a single create would, in order, so they share its transactions under the same
+   * rules; each settles alone, with its workspace or its own error. Without placement
+   * batches, they are created one after another.
+   */
+  async createMany(inputs: readonly CreateWorkspaceInput[], actor: string): Promise<PromiseSettledResult<Workspace>[]> {
+    const queue = this.queue;
+    if (!queue) {
+      const out: PromiseSettledResult<Workspace>[] = [];
+      for (const input of inputs) out.push(await this.create(input, actor).then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const));
+      return out;
+    }
+    const reqs = inputs.map((input) => {
+      try {
+        return this.placementRequest(input, actor);
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    const valid = reqs.filter((r): r is PlacementRequest => !(r instanceof Error));
+    const placing = queue.placeMany(valid);
+    let n = 0;
+    return Promise.allSettled(reqs.map(async (r) => (r instanceof Error ? Promise.reject(r) : this.placed(await (placing[n++] as Promise<WorkspaceRow>)))));
+  }
+
+  /** What the placement queue needs to know of a create; an unknown tier is the caller's error. */
+  private placementRequest(input: CreateWorkspaceInput, actor: string): PlacementRequest {
     const tier = this.opts.tiers.get(input.tier);
     if (!tier) {
       throw invalidArgument('tier', `unknown tier ${JSON.stringify(input.tier)}; choose one of ${[...this.opts.tiers.keys()].join(', ')}`);
@@ -107,24 +135,31 @@ export class WorkspaceService {
     const id = randomUUID();
     const name = input.name ?? `${input.projectName}-${id.slice(0, 6)}`.slice(0, 63);
     const hostname = `${dnsLabel(`${name}-${input.userId}`)}.${this.opts.hostnameDomain}`;
-    if (this.queue) {
-      const row = await this.queue.place({
-        id,
-        userId: input.userId,
-        name,
-        projectName: input.projectName,
-        arch: input.arch,
-        tier,
-        image: input.image,
-        changeNumber: input.changeNumber ?? null,
-        hostname,
-        autostopAfterSeconds: input.autostopAfterSeconds,
-        actor,
-        patientUntil: Date.now() + PLACEMENT_PATIENCE_MS,
-      });
-      this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id, status: row.status }, 'workspace requested');
-      return toWorkspace(row);
-    }
+    return {
+      id,
+      userId: input.userId,
+      name,
+      projectName: input.projectName,
+      arch: input.arch,
+      tier,
+      image: input.image,
+      changeNumber: input.changeNumber ?? null,
+      hostname,
+      autostopAfterSeconds: input.autostopAfterSeconds,
+      actor,
+      patientUntil: Date.now() + PLACEMENT_PATIENCE_MS,
+    };
+  }
+
+  private placed(row: WorkspaceRow): Workspace {
+    this.log.info({ workspaceId: row.id, hostId: row.host_id, userId: row.user_id, status: row.status }, 'workspace requested');
+    return toWorkspace(row);
+  }
+
+  async create(input: CreateWorkspaceInput, actor: string): Promise<Workspace> {
+    const req = this.placementRequest(input, actor);
+    if (this.queue) return this.placed(await this.queue.place(req));
+    const { id, name, hostname, tier } = req;
     const row = await inTx(this.db, async (tx) => {
       await this.quotas.lockUser(tx, input.userId);
       await this.quotas.checkWorkspace(tx, input.userId, tier.diskGb);

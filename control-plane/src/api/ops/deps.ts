@@ -20,6 +20,8 @@ export interface RouteDeps {
   quotas: Quotas;
   policy: Policy;
   maxWaitSeconds: number;
+  /** Most creates in one POST /v1/workspace-batches. */
+  workspaceBatchMax: number;
   hostView: HostViewOptions;
   events: {
     hub: EventHub;

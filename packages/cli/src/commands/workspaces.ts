@@ -1,4 +1,4 @@
-import type { CommandUnknownOpts } from '@commander-js/extra-typings';
+import { InvalidArgumentError, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { ARCHES, DEFAULT_TIERS, WORKSPACE_STATUSES, type Workspace } from '@a4c/common';
 import type { Context } from '../context.js';
 import { commandGroup } from './group.js';
@@ -6,11 +6,19 @@ import { finishWorkspace, followWorkspace } from '../follow.js';
 import { autostopSeconds } from '../autostop.js';
 import { historyText, workspaceDetails, workspacesTable } from '../format.js';
 import type { StreamedEvent } from '../stream.js';
+import { createBatch, readItems } from './workspace-batches.js';
 
 const HISTORY = 10;
 
 const TIERS = DEFAULT_TIERS.map((t) => (t.requiresApproval ? `${t.name} (needs an admin's approval)` : t.name)).join(', ');
 const NO_WAIT = 'return as soon as the control plane accepts the request';
+
+/** --count: 1 to 10000 (the control plane's A4C_WORKSPACE_BATCH_MAX says how many it takes). */
+function count(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 10_000) throw new InvalidArgumentError('It must be a whole number from 1 to 10000.');
+  return n;
+}
 
 /** a4c ws: a user's workspaces, from create to rm. */
 export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): void {
@@ -28,6 +36,7 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
     .option('--change <number>', "the change number of the project's image")
     .option('--image <image>', "run this image instead of the project's")
     .option('--autostop <duration>', "stop it after this long idle (30m, 2h, 1d) or never; default: the tier's", autostopSeconds)
+    .option('--count <n>', 'create this many in one request (POST /v1/workspace-batches), named <name>-1 ... <name>-N', count)
     .option('--no-wait', NO_WAIT)
     .action(
       ctx.action(async (opts) => {
@@ -36,9 +45,22 @@ export function registerWorkspaces(program: CommandUnknownOpts, ctx: Context): v
         if (opts.name) body.name = opts.name;
         if (opts.change) body.changeNumber = opts.change;
         if (opts.image) body.image = opts.image;
+        if (opts.count !== undefined) {
+          const user = decodeURIComponent(ctx.userPath());
+          const items = Array.from({ length: opts.count }, (_, i) => ({ ...body, userId: user, ...(opts.name ? { name: `${opts.name}-${i + 1}` } : {}) }));
+          return createBatch(ctx, items, opts.wait);
+        }
         const created = await ctx.client.request<Workspace>('POST', `/v1/users/${ctx.userPath()}/workspaces`, body);
         return finishWorkspace(ctx, await followWorkspace(ctx, created, opts.wait));
       }),
+    );
+
+  ws.command('create-many')
+    .description('create many workspaces in one request, e.g. one per workshop participant; waits until each runs or fails')
+    .argument('<file>', 'a JSON list of create bodies, each with its userId (default: --user); - reads standard input')
+    .option('--no-wait', NO_WAIT)
+    .action(
+      ctx.action(async (file, opts) => createBatch(ctx, readItems(file, ctx.user), opts.wait)),
     );
 
   ws.command('list')
