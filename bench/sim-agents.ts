@@ -127,6 +127,8 @@ class SimHost {
   quiet = false;
   /** The Welcome's session id: stamped on every later message, as the real agent does. */
   private sessionId: string | undefined;
+  /** The last Welcome's session id, named in the next Hello (a fast takeover after a replica dies). */
+  private previousSessionId = '';
 
   constructor(
     readonly hostId: string,
@@ -200,6 +202,7 @@ class SimHost {
       if (p.$case === 'welcome') {
         welcomed = true;
         this.sessionId = p.value.sessionId;
+        this.previousSessionId = p.value.sessionId;
         clearTimeout(this.welcomeTimer);
         this.attempt = 0;
         this.lastError = undefined;
@@ -228,6 +231,7 @@ class SimHost {
           workspaces: this.statuses(this.appliedRevision),
           lastAppliedRevision: this.appliedRevision,
           stats: this.stats(),
+          previousSessionId: this.previousSessionId,
         },
       },
     });

@@ -21,8 +21,8 @@ import type { ControlPlaneAddresses, Target } from './addresses.js';
 const GO_ELSEWHERE = 'a4c-go-elsewhere';
 
 export interface SessionHandlers {
-  /** Builds the Hello for a new stream (current capacity, images, containers). */
-  hello(): Promise<Hello>;
+  /** Builds the Hello for a new stream (current capacity, images, containers); the session adds its previous session id. */
+  hello(): Promise<Omit<Hello, 'previousSessionId'>>;
   /** Builds a heartbeat: stats, and images if they changed since the last one sent. */
   heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined; workspaceCpu?: WorkspaceCpu[] }>;
   /** The control plane's Welcome (its heartbeat and CPU sampling periods). */
@@ -79,6 +79,13 @@ export class ControlPlaneSession {
   private failedInRow = 0;
   private target: Target | undefined;
   private stopped = false;
+  /**
+   * The last Welcome's session id, kept after its stream ends: the next Hello names it,
+   * so a control plane that still counts that session live (its replica was killed, or
+   * the stream died silently) hands the host over at once instead of after the
+   * liveness window.
+   */
+  private previousSessionId = '';
   readonly state: SessionState = {
     connected: false,
     sessionId: undefined,
@@ -153,7 +160,7 @@ export class ControlPlaneSession {
       return;
     }
     if (this.stopped) return;
-    let hello: Hello;
+    let hello: Omit<Hello, 'previousSessionId'>;
     try {
       hello = await this.handlers.hello();
     } catch (e) {
@@ -173,6 +180,7 @@ export class ControlPlaneSession {
         this.failedInRow = 0;
         this.state.connected = true;
         this.state.sessionId = p.value.sessionId;
+        this.previousSessionId = p.value.sessionId;
         this.state.since = new Date().toISOString();
         this.state.lastError = undefined;
         this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
@@ -213,7 +221,7 @@ export class ControlPlaneSession {
     call.on('status', (s: grpc.StatusObject) => {
       if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details), s.metadata.get(GO_ELSEWHERE).length > 0);
     });
-    call.write({ payload: { $case: 'hello', value: hello } });
+    call.write({ payload: { $case: 'hello', value: { ...hello, previousSessionId: this.previousSessionId } } });
     // A control plane that accepted the stream but never answers (overloaded, wedged,
     // or a proxy that swallowed the refusal) must not hold the agent forever.
     const welcomeMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;

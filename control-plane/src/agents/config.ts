@@ -20,6 +20,10 @@ export interface AgentPlaneConfig {
   heartbeatBatchMs: number;
   /** Most heartbeats in one batch. */
   heartbeatBatchMax: number;
+  /** The fleet's heartbeats should not exceed this rate: the period grows with the fleet (agents/heartbeat-period.ts); 0: never. */
+  maxHeartbeatsPerSecond: number;
+  /** Most Hellos recorded in one transaction (agents/hellos.ts). */
+  helloBatchMax: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -38,6 +42,8 @@ export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
     inboxDepth: envInt(env, 'A4C_AGENT_INBOX_DEPTH', 64, 1, 100_000),
     heartbeatBatchMs: envInt(env, 'A4C_HEARTBEAT_BATCH_MS', 50, 0, 1000),
     heartbeatBatchMax: envInt(env, 'A4C_HEARTBEAT_BATCH_MAX', 1000, 1, 10_000),
+    maxHeartbeatsPerSecond: envInt(env, 'A4C_MAX_HEARTBEATS_PER_SECOND', 1000, 0, 1_000_000),
+    helloBatchMax: envInt(env, 'A4C_HELLO_BATCH_MAX', 1000, 1, 10_000),
   };
 }
 
@@ -47,4 +53,6 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_AGENT_HELLO_TIMEOUT_MS  an agent stream without a Hello this long is refused (default 10000)
   A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
   A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
-  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)`;
+  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
+  A4C_MAX_HEARTBEATS_PER_SECOND  the fleet's target heartbeat rate: a new session's period is connected hosts / this, never below A4C_HEARTBEAT_MS (default 1000; 0: always A4C_HEARTBEAT_MS)
+  A4C_HELLO_BATCH_MAX       most agent Hellos recorded in one transaction (default 1000)`;

@@ -36,7 +36,7 @@ type HostViewRow = HostRow & HostStatusRow & { live: boolean; workspace_count: n
 
 const VIEW_SQL = `
   SELECT h.*, s.session_id, s.connected_at, s.last_heartbeat_at, s.stats, COALESCE(s.docker_ready, false) AS docker_ready,
-         COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1), false) AS live,
+         COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($1, s.live_within_seconds)), false) AS live,
          (SELECT count(*)::int FROM workspaces w WHERE w.host_id = h.id AND w.status NOT IN ('DELETED', 'REJECTED')) AS workspace_count,
          (SELECT array_agg(i.ref ORDER BY i.ref) FROM host_images i WHERE i.host_id = h.id) AS images
   FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id`;

@@ -325,7 +325,18 @@ export interface Hello {
   workspaces: WorkspaceStatus[];
   /** The last revision this agent applied (0 if none), from its persisted state. */
   lastAppliedRevision: number;
-  stats: HostStats | undefined;
+  stats:
+    | HostStats
+    | undefined;
+  /**
+   * The session id of this agent's previous stream (from its Welcome); empty on the
+   * first stream since the agent started. If the host's session in the database is
+   * still that one, the new stream supersedes it at once, even if it looks alive (its
+   * replica was killed, or the network dropped the stream without telling it): only
+   * this agent and the control plane know the id, so it proves the agent is the one
+   * that held the session. Any other id changes nothing: a live session keeps its host.
+   */
+  previousSessionId: string;
 }
 
 /** What the host offers to workspaces, as the agent measured it at start-up. */
@@ -510,7 +521,12 @@ export interface DesiredStateAck {
 export interface Welcome {
   /** Identifies this stream in logs and on both status surfaces. */
   sessionId: string;
-  /** How often the agent must send a Heartbeat. */
+  /**
+   * How often the agent must send a Heartbeat, for this session's whole life. It grows
+   * with the number of connected hosts (fleet / A4C_MAX_HEARTBEATS_PER_SECOND, never
+   * below A4C_HEARTBEAT_MS, as Nomad scales its heartbeat TTL); the control plane
+   * judges this host's liveness by this period, never by a shorter one.
+   */
   heartbeatIntervalMs: number;
   /**
    * How often to sample each running workspace's CPU for Heartbeat.workspace_cpu;
@@ -1333,6 +1349,7 @@ function createBaseHello(): Hello {
     workspaces: [],
     lastAppliedRevision: 0,
     stats: undefined,
+    previousSessionId: "",
   };
 }
 
@@ -1361,6 +1378,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.stats !== undefined) {
       HostStats.encode(message.stats, writer.uint32(66).fork()).join();
+    }
+    if (message.previousSessionId !== "") {
+      writer.uint32(2562).string(message.previousSessionId);
     }
     return writer;
   },
@@ -1442,6 +1462,14 @@ export const Hello: MessageFns<Hello> = {
             message.stats = HostStats.decode(reader, reader.uint32());
             continue;
           }
+          case 320: {
+            if (tag !== 2562) {
+              break;
+            }
+
+            message.previousSessionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1478,6 +1506,11 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.Number(object.last_applied_revision)
         : 0,
       stats: isSet(object.stats) ? HostStats.fromJSON(object.stats) : undefined,
+      previousSessionId: isSet(object.previousSessionId)
+        ? globalThis.String(object.previousSessionId)
+        : isSet(object.previous_session_id)
+        ? globalThis.String(object.previous_session_id)
+        : "",
     };
   },
 
@@ -1507,6 +1540,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.stats !== undefined) {
       obj.stats = HostStats.toJSON(message.stats);
     }
+    if (message.previousSessionId !== "") {
+      obj.previousSessionId = message.previousSessionId;
+    }
     return obj;
   },
 
@@ -1527,6 +1563,7 @@ export const Hello: MessageFns<Hello> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? HostStats.fromPartial(object.stats)
       : undefined;
+    message.previousSessionId = object.previousSessionId ?? "";
     return message;
   },
 };
