@@ -163,7 +163,7 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     // Both last heartbeated 20 s ago: far past the configured window, well within the long period's.
     await db.query("UPDATE host_status SET last_heartbeat_at = now() - interval '20 seconds' WHERE host_id = ANY($1)", [[long, short]]);
 
-    expect((await t.api.host(long))?.connected).to.equal(true);
+    expect(await t.api.host(long)).to.include({ connected: true, status: 'healthy', heartbeatIntervalMs: 60_000 });
     expect((await t.api.host(short))?.connected).to.equal(false);
 
     const log = createLogger('test', { A4C_LOG_LEVEL: 'silent' });
@@ -188,8 +188,12 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     const old = stream();
     old.hello(hostId);
     const oldSession = await old.welcomed();
-    // The Welcome's period is the stored one (the fleet here makes it longer than A4C_HEARTBEAT_MS).
-    expect(old.welcome?.heartbeatIntervalMs).to.equal((await session(hostId))?.heartbeat_interval_ms);
+    // The Welcome's period is connected hosts / A4C_MAX_HEARTBEATS_PER_SECOND (1 here),
+    // longer than A4C_HEARTBEAT_MS, and it is the one stored for the session.
+    const connected = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM host_status WHERE connected')).rows[0]?.n);
+    expect(connected * 1000).to.be.greaterThan(HEARTBEAT_MS);
+    expect(old.welcome?.heartbeatIntervalMs).to.equal(connected * 1000);
+    expect(await session(hostId)).to.deep.include({ heartbeat_interval_ms: connected * 1000, live_within_seconds: connected * 3 });
 
     const back = stream();
     back.hello(hostId, oldSession);
