@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { createLogger } from '@a4c/common';
 import { sweepLostHosts } from '@a4c/control-plane/lost-hosts';
+import { HelloBatcher } from '@a4c/control-plane/hello-batcher';
 import { openHostSessions, type ClaimPolicy, type HelloClaim } from '@a4c/control-plane/session-claims';
 import { AgentServiceClient, type AgentMessage, type ControlMessage, type HostStats } from '@a4c/proto';
 import { HEARTBEAT_MS, startTestControlPlane, uniqueId, type TestControlPlane } from './support/cluster.js';
@@ -151,6 +152,27 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     const ok = results[0]!;
     expect(ok.ok && ok.heartbeatIntervalMs).to.equal(Math.max(HEARTBEAT_MS, connected * 1000));
     expect(await session(a)).to.deep.include({ connected: true, heartbeat_interval_ms: connected * 1000, live_within_seconds: connected * 3 });
+  });
+
+  it('never puts two Hellos of one host in one batch: the later one meets the session the earlier one opened', async () => {
+    const policy: ClaimPolicy = { liveWithinSeconds: CONFIGURED_WINDOW_S, heartbeatMissLimit: 3, periodMs: () => HEARTBEAT_MS };
+    const batcher = new HelloBatcher(db, policy, 1000, createLogger('test', { A4C_LOG_LEVEL: 'silent' }));
+    const hostId = uniqueId('twice');
+    // The first Hello goes alone (nothing waits yet); the other three gather while it commits.
+    const [other, first, second, third] = await Promise.all([
+      batcher.submit(claim(uniqueId('alone'))),
+      batcher.submit(claim(hostId)),
+      batcher.submit(claim(hostId)),
+      batcher.submit(claim(uniqueId('beside'))),
+    ]);
+    expect([other, first, second, third].map((r) => (r.ok ? 'ok' : r.refusal))).to.deep.equal(['ok', 'ok', 'live', 'ok']);
+    expect(batcher.counts).to.deep.equal({ batches: 3, hellos: 4 });
+    expect((await connectedEvents(hostId)).length).to.equal(1);
+    const refused = await openHostSessions(db, [claim(hostId), claim(hostId)], policy).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(refused?.message).to.match(/two Hellos for host/);
   });
 
   it('judges a host by its own period everywhere: host view, placement and the lost-host sweep keep it live past the configured window', async () => {

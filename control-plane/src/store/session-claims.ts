@@ -53,6 +53,12 @@ interface Held {
  * unique within a batch. Results are in the order of `claims`.
  */
 export async function openHostSessions(db: Db, claims: HelloClaim[], p: ClaimPolicy): Promise<ClaimResult[]> {
+  // Two claims of one host in one batch would both be judged against the same old session.
+  const seen = new Set<string>();
+  for (const c of claims) {
+    if (seen.has(c.hostId)) throw new Error(`two Hellos for host ${c.hostId} in one batch: they must be recorded one after the other`);
+    seen.add(c.hostId);
+  }
   return inTx(db, async (tx) => {
     const results = new Map<HelloClaim, ClaimResult>();
     const serials = claims.flatMap((c) => (c.serial ? [c.serial] : []));
