@@ -62,11 +62,12 @@ export class AgentSessions {
   readonly heartbeats: HeartbeatBatcher;
   readonly hellos: HelloBatcher;
   /**
-   * Every database use of the sessions but heartbeats (Hellos, messages, desired-state
-   * loads, disconnects) runs through this, at most the pool's size less two at once: a
-   * connect storm of thousands of agents waits here, each stream paused past its inbox
-   * depth, instead of timing out in the pool's queue, and the heartbeat batch and the
-   * Hello batch (one transaction at a time each) always find a free connection.
+   * Every database use of the sessions but heartbeats and Hellos, which have batchers of
+   * their own (the streams' messages, desired-state loads, disconnects), runs through
+   * this, at most the pool's size less two at once: after a connect storm of thousands of
+   * agents their work waits here, each stream paused past its inbox depth, instead of
+   * timing out in the pool's queue, and the heartbeat batch and the Hello batch (one
+   * transaction at a time each) always find a free connection.
    */
   readonly writes: LimitFunction;
 
