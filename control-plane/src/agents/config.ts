@@ -54,5 +54,5 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
   A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
   A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
-  A4C_MAX_HEARTBEATS_PER_SECOND  the fleet's target heartbeat rate: a new session's period is connected hosts / this, never below A4C_HEARTBEAT_MS (default 1000; 0: always A4C_HEARTBEAT_MS)
+  A4C_MAX_HEARTBEATS_PER_SECOND  the fleet's target heartbeat rate: a new session's period is hosts (connected or saying Hello) / this, never below A4C_HEARTBEAT_MS (default 1000; 0: always A4C_HEARTBEAT_MS)
   A4C_HELLO_BATCH_MAX       most agent Hellos recorded in one transaction (default 1000)`;

@@ -53,8 +53,13 @@ export class HelloBatcher {
       }
     }
     this.queue = rest;
+    // The Hellos still waiting are hosts about to heartbeat too: counting them gives the
+    // first sessions of a connect storm the period the whole fleet needs, not the
+    // shortest one (agents/heartbeat-period.ts).
+    const waiting = rest.length;
+    const policy: ClaimPolicy = { ...this.policy, periodMs: (hosts) => this.policy.periodMs(hosts + waiting) };
     try {
-      const results = await this.apply(batch.map((p) => p.claim));
+      const results = await this.apply(batch.map((p) => p.claim), policy);
       this.counts.batches++;
       this.counts.hellos += batch.length;
       batch.forEach((p, i) => p.resolve(results[i] as ClaimResult));
@@ -67,14 +72,14 @@ export class HelloBatcher {
   }
 
   /** One retry: a batch that lost a deadlock or a lock race to another replica's writes goes again. */
-  private async apply(claims: HelloClaim[]): Promise<ClaimResult[]> {
+  private async apply(claims: HelloClaim[], policy: ClaimPolicy): Promise<ClaimResult[]> {
     try {
-      return await openHostSessions(this.db, claims, this.policy);
+      return await openHostSessions(this.db, claims, policy);
     } catch (e) {
       const code = (e as { code?: string }).code;
       if (code !== '40P01' && code !== '40001' && code !== '55P03') throw e;
       this.log.warn({ err: (e as Error).message, hellos: claims.length }, 'Hello batch lost a lock race; retrying once');
-      return openHostSessions(this.db, claims, this.policy);
+      return openHostSessions(this.db, claims, policy);
     }
   }
 
