@@ -154,8 +154,9 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     expect(await session(a)).to.deep.include({ connected: true, heartbeat_interval_ms: connected * 1000, live_within_seconds: connected * 3 });
   });
 
-  it('never puts two Hellos of one host in one batch: the later one meets the session the earlier one opened', async () => {
-    const policy: ClaimPolicy = { liveWithinSeconds: CONFIGURED_WINDOW_S, heartbeatMissLimit: 3, periodMs: () => HEARTBEAT_MS };
+  it('never puts two Hellos of one host in one batch: the later one meets the session the earlier one opened; Hellos still waiting count for the period', async () => {
+    const policy: ClaimPolicy = { liveWithinSeconds: CONFIGURED_WINDOW_S, heartbeatMissLimit: 3, periodMs: (n) => n * 1000 };
+    const connected = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM host_status WHERE connected')).rows[0]?.n);
     const batcher = new HelloBatcher(db, policy, 1000, createLogger('test', { A4C_LOG_LEVEL: 'silent' }));
     const hostId = uniqueId('twice');
     // The first Hello goes alone (nothing waits yet); the other three gather while it commits.
@@ -167,6 +168,10 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     ]);
     expect([other, first, second, third].map((r) => (r.ok ? 'ok' : r.refusal))).to.deep.equal(['ok', 'ok', 'live', 'ok']);
     expect(batcher.counts).to.deep.equal({ batches: 3, hellos: 4 });
+    // The first batch saw nothing waiting; the second counted its own two, the first's
+    // host, and the Hello that waited for the third batch.
+    expect(other.ok && other.heartbeatIntervalMs).to.equal((connected + 1) * 1000);
+    expect(first.ok && first.heartbeatIntervalMs).to.equal((connected + 4) * 1000);
     expect((await connectedEvents(hostId)).length).to.equal(1);
     const refused = await openHostSessions(db, [claim(hostId), claim(hostId)], policy).then(
       () => undefined,
