@@ -3,8 +3,9 @@
  * a committed change reaches its agent.
  *
  * 1. Steady state: BENCH_AGENTS simulated agents (default 10,000; bench/sim-agents.ts,
- *    real gRPC streams) heartbeat on the control plane's period (default 5 s) for
- *    BENCH_SECONDS (default 60). Reported: the control plane's CPU (cores) and resident
+ *    real gRPC streams) heartbeat on the control plane's period (default 5 s, longer as
+ *    the fleet grows) for BENCH_SECONDS (default 60), BENCH_SETTLE_SECONDS (default 15)
+ *    after the last Welcome. Reported: the control plane's CPU (cores) and resident
  *    memory, PostgreSQL's CPU, and every host that looked unhealthy at any 1 s sample
  *    although its sim was connected (falsely unhealthy).
  * 2. Propagation (BENCH_PROPAGATION_AGENTS, default 1,000; 0 skips it): BENCH_CREATES
@@ -123,6 +124,8 @@ async function startReplica(env: Record<string, string>): Promise<Replica> {
 async function steadyState(): Promise<void> {
   const cp = await startReplica({});
   const pid = cp.proc.pid as number;
+  const connectCpu0 = cpuSeconds(pid);
+  const connectPg0 = postgresCpuSeconds();
   let t0 = performance.now();
   const fleet = await SimFleet.start({ controlPlane: cp.grpc, count: AGENTS, hostPrefix: 'fleet', welcomeTimeoutMs: 60_000 });
   // A build that cannot take the connect storm is measured anyway, with what connected.
@@ -132,8 +135,12 @@ async function steadyState(): Promise<void> {
     connectNote = ` — NOT ALL: ${(e as Error).message.slice(0, 300)}`;
   });
   const connectSeconds = (performance.now() - t0) / 1000;
-  // Let the connect storm settle: one full heartbeat period and then some.
-  await new Promise((r) => setTimeout(r, 15_000));
+  const connectCpu = cpuSeconds(pid) - connectCpu0;
+  const connectPg = postgresCpuSeconds() - connectPg0;
+  const connectReconnects = fleet.counters().reconnects;
+  // Let the connect storm settle (first desired states, their acks): a full heartbeat
+  // period and then some (BENCH_SETTLE_SECONDS, default 15).
+  await new Promise((r) => setTimeout(r, Number(process.env.BENCH_SETTLE_SECONDS ?? 15) * 1000));
   const reconnects0 = fleet.counters().reconnects;
   const heartbeats0 = fleet.counters().heartbeats;
 
@@ -149,10 +156,12 @@ async function steadyState(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     samples++;
     maxRss = Math.max(maxRss, rssMiB(pid));
-    // The liveness placement and the host list use: a heartbeat within period × miss limit.
+    // The liveness placement and the host list use: a heartbeat within period × miss
+    // limit, the session's own period where the build stores one (migration 140; read
+    // through to_jsonb so an older build without the column is measured the same way).
     const { rows } = await cp.db.query<{ host_id: string }>(
-      `SELECT host_id FROM host_status
-        WHERE NOT (connected AND last_heartbeat_at > now() - interval '15 seconds')`,
+      `SELECT host_id FROM host_status s
+        WHERE NOT (connected AND last_heartbeat_at > now() - make_interval(secs => GREATEST(15, (to_jsonb(s) ->> 'live_within_seconds')::float8)))`,
     );
     if (fleet.connected === AGENTS) for (const r of rows) falselyUnhealthy.add(r.host_id);
     const lag = (await cp.db.query<{ lag: number }>('SELECT COALESCE(EXTRACT(EPOCH FROM max(now() - last_heartbeat_at)), 0)::float8 AS lag FROM host_status')).rows[0]?.lag ?? 0;
@@ -163,9 +172,16 @@ async function steadyState(): Promise<void> {
   const pgCpu = postgresCpuSeconds() - pg0;
   const self = process.cpuUsage(self0);
   const c = fleet.counters();
+  const periods = (
+    await cp.db.query<{ ms: number | null; n: number }>(
+      `SELECT (to_jsonb(s) ->> 'heartbeat_interval_ms')::int AS ms, count(*)::int AS n FROM host_status s WHERE connected GROUP BY 1 ORDER BY 1`,
+    )
+  ).rows;
   console.log(`\nsteady state: ${AGENTS} simulated agents, heartbeat period from the Welcome (A4C_HEARTBEAT_MS default 5000), ${seconds.toFixed(0)} s measured`);
   console.log(`  control plane:        ${MAIN}`);
   console.log(`  connect (all Welcomes): ${connectSeconds.toFixed(1)} s${connectNote}`);
+  console.log(`  during the connect:   control plane ${connectCpu.toFixed(1)} s CPU (${(connectCpu / connectSeconds).toFixed(2)} cores), PostgreSQL ${connectPg.toFixed(1)} s CPU (${(connectPg / connectSeconds).toFixed(2)} cores), ${connectReconnects} refused or lost streams retried`);
+  console.log(`  heartbeat periods told (ms × sessions): ${periods.map((p) => `${p.ms ?? 'not stored'} × ${p.n}`).join(', ')}`);
   console.log(`  connected at the end:  ${fleet.connected} of ${AGENTS}`);
   console.log(`  heartbeats sent:      ${c.heartbeats - heartbeats0} (${((c.heartbeats - heartbeats0) / seconds).toFixed(0)}/s)`);
   console.log(`  control-plane CPU:    ${cpu.toFixed(1)} s = ${(cpu / seconds).toFixed(2)} cores`);
@@ -173,7 +189,7 @@ async function steadyState(): Promise<void> {
   console.log(`  PostgreSQL CPU:       ${pgCpu.toFixed(1)} s = ${(pgCpu / seconds).toFixed(2)} cores`);
   console.log(`  sims + sampler CPU:   ${((self.user + self.system) / 1e6).toFixed(1)} s`);
   console.log(`  oldest heartbeat seen: ${worstLag.toFixed(1)} s`);
-  console.log(`  hosts not live at a sample while their sim was connected: ${falselyUnhealthy.size} (of ${AGENTS}; counted only at samples where all ${AGENTS} sims were connected — the liveness query counts any host without a heartbeat in 15 s)`);
+  console.log(`  hosts not live at a sample while their sim was connected: ${falselyUnhealthy.size} (of ${AGENTS}; counted only at samples where all ${AGENTS} sims were connected — the liveness query counts any host without a heartbeat within its window: 15 s, or its session's stored one if longer)`);
   console.log(`  stream reconnects during the window: ${c.reconnects - reconnects0}`);
   await fleet.stop();
   await cp.stop();

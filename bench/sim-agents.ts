@@ -144,6 +144,8 @@ class SimHost {
   quiet = false;
   /** The Welcome's session id: stamped on every later message, as the real agent does. */
   private sessionId: string | undefined;
+  /** The last Welcome's session id, named in the next Hello (a fast takeover after a replica dies). */
+  private previousSessionId = '';
 
   constructor(
     readonly hostId: string,
@@ -217,6 +219,7 @@ class SimHost {
       if (p.$case === 'welcome') {
         welcomed = true;
         this.sessionId = p.value.sessionId;
+        this.previousSessionId = p.value.sessionId;
         clearTimeout(this.welcomeTimer);
         this.attempt = 0;
         this.lastError = undefined;
@@ -246,6 +249,7 @@ class SimHost {
           lastAppliedRevision: this.appliedRevision,
           stats: this.stats(),
           incrementalDesiredState: this.incremental,
+          previousSessionId: this.previousSessionId,
         },
       },
     });

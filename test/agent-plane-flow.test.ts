@@ -40,7 +40,7 @@ class HandCall extends EventEmitter {
 }
 
 const hello = (hostId: string): AgentMessage => ({
-  payload: { $case: 'hello', value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: undefined, stats: undefined } },
+  payload: { $case: 'hello', value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: undefined, stats: undefined, previousSessionId: '' } },
 });
 
 describe('agent plane: flow control on one stream (real PostgreSQL, the stream driven by hand)', function () {

@@ -43,7 +43,7 @@ class RawAgent {
     this.call.write({
       payload: {
         $case: 'hello',
-        value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: { memoryBytes: 1e10, cpus: 4, diskBytes: 1e11 }, stats: STATS },
+        value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: { memoryBytes: 1e10, cpus: 4, diskBytes: 1e11 }, stats: STATS, previousSessionId: '' },
       },
     });
     return waitFor(`Welcome for ${hostId}`, () => this.sessionId || undefined, 15_000);

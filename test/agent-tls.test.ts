@@ -55,7 +55,7 @@ function rawConnect(address: string, creds: grpc.ChannelCredentials, hostId: str
     };
     call.on('data', (m: ControlMessage) => m.payload?.$case === 'welcome' && done('welcomed'));
     call.on('error', (e: grpc.ServiceError) => done(e));
-    call.write({ payload: { $case: 'hello', value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: undefined, stats: undefined } } });
+    call.write({ payload: { $case: 'hello', value: { hostId, arch: 'linux-x64', agentVersion: 't', images: [], workspaces: [], lastAppliedRevision: 0, capacity: undefined, stats: undefined, previousSessionId: '' } } });
   });
 }
 

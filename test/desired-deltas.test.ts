@@ -71,6 +71,7 @@ class ChainAgent {
           hostId,
           arch: 'linux-x64',
           agentVersion: 't',
+          previousSessionId: '',
           images: [{ ref: 'a4c-base:latest', imageId: 'sha256:t', project: '', arch: '', changeNumber: '', createdUnix: 0 }],
           workspaces: [],
           lastAppliedRevision: 0,

@@ -70,7 +70,10 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
   before(async () => {
     databaseUrl = await freshDatabase();
     db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-    const env = { A4C_QUOTA_MAX_WORKSPACES: '50', A4C_SHUTDOWN_GRACE_MS: '8000' };
+    // A liveness window of 50 heartbeats (25 s): a dead replica's sessions keep looking
+    // alive far longer than the kill test waits, so its agents can only be back in time by
+    // taking over their previous sessions (Hello.previous_session_id), not by expiry.
+    const env = { A4C_QUOTA_MAX_WORKSPACES: '50', A4C_SHUTDOWN_GRACE_MS: '8000', A4C_HEARTBEAT_MISS_LIMIT: '50' };
     // The first creates the CA in PostgreSQL; the others start together and read it.
     replicas.push(await spawnReplica({ name: 'a', databaseUrl, adminToken, env }));
     replicas.push(...(await Promise.all(['b', 'c'].map((name) => spawnReplica({ name, databaseUrl, adminToken, env })))));
@@ -124,12 +127,14 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     expect(r.stderr()).to.include('fix: give every replica the same A4C_CA_CERT/A4C_CA_KEY files');
   });
 
-  it('kill -9 of a replica under a create load: its agents reconnect to the others; every 2xx create is RUNNING, none lost or duplicated, no over-commit', async () => {
+  it('kill -9 of a replica under a create load: its agents take their sessions over on the others at once; every 2xx create is RUNNING, none lost or duplicated, no over-commit', async () => {
     // The replica holding the most agents dies (the shuffled address lists spread them).
     const held = await Promise.all(agents.map(replicaOf));
     const victim = replicas.reduce((best, r) => (held.filter((h) => h === r).length > held.filter((h) => h === best).length ? r : best));
     const victimsAgents = agents.filter((_, i) => held[i] === victim);
+    const victimsHosts = hosts.filter((_, i) => held[i] === victim);
     expect(victimsAgents.length).to.be.greaterThan(0);
+    const lastEvent = Number((await db.query<{ id: string }>('SELECT COALESCE(max(id), 0) AS id FROM events')).rows[0]?.id);
     const survivors = replicas.filter((r) => r !== victim);
 
     const answered: Workspace[] = [];
@@ -160,12 +165,20 @@ describe('replicas that fail over: three control planes on one PostgreSQL, agent
     expect(killed).to.equal(true);
     expect(refused).to.deep.equal([]);
 
-    // Its agents are on the other replicas within seconds, and every host is connected.
+    // Its agents are on the other replicas within seconds, and every host is connected:
+    // each named its previous session in its Hello and replaced it though the dead
+    // replica's session still looked alive (its window is 25 s).
     await waitFor('the dead replica\'s agents on the others', async () => {
       for (const a of agents) if (!survivors.includes((await replicaOf(a)) as ReplicaProcess)) return false;
       return true;
     }, 20_000, 200);
     for (const hostId of hosts) await survivors[0]!.api.waitHostConnected(hostId, 20_000);
+    const { rows: back } = await db.query<{ host_id: string; data: { takeover?: boolean } }>(
+      "SELECT host_id, data FROM events WHERE kind = 'host.connected' AND id > $1 AND host_id = ANY($2) ORDER BY id",
+      [lastEvent, victimsHosts],
+    );
+    expect([...new Set(back.map((e) => e.host_id))].sort()).to.deep.equal([...victimsHosts].sort());
+    for (const e of back) expect(e.data.takeover, e.host_id).to.equal(true);
 
     // Every create that got a 2xx comes up.
     for (const w of answered) {

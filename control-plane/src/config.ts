@@ -408,7 +408,7 @@ export const CONFIG_HELP = `Environment:
   A4C_TIERS                 extra tiers as JSON, e.g. {"tiny":{"memoryMb":64,"cpus":0.25,"diskGb":1}}
   A4C_DEFAULT_IMAGE         image for projects with no built image (default a4c-base:latest)
   A4C_HOSTNAME_DOMAIN       workspace hostnames are <name>-<user>.<domain> (default ws.a4c.internal)
-  A4C_HEARTBEAT_MS          heartbeat period agents are told to use (default 5000)
+  A4C_HEARTBEAT_MS          least heartbeat period agents are told to use; grows with the fleet (default 5000)
   A4C_HEARTBEAT_MISS_LIMIT  missed heartbeats before a host counts as disconnected (default 3)
   A4C_MAX_WAIT_SECONDS      longest ?wait= a request may ask for (default 300)
   A4C_CREATE_TIMEOUT_SECONDS  a workspace still coming up after this is FAILED (default 600)

@@ -23,8 +23,8 @@ import { DesiredChain } from './desired-chain.js';
 const GO_ELSEWHERE = 'a4c-go-elsewhere';
 
 export interface SessionHandlers {
-  /** Builds the Hello for a new stream (current capacity, images, containers). */
-  hello(): Promise<Hello>;
+  /** Builds the Hello for a new stream (current capacity, images, containers); the session adds its previous session id. */
+  hello(): Promise<Omit<Hello, 'previousSessionId'>>;
   /** Builds a heartbeat: stats, and images if they changed since the last one sent. */
   heartbeat(): Promise<{ stats: Hello['stats']; images: ImageInfo[] | undefined; workspaceCpu?: WorkspaceCpu[] }>;
   /** The control plane's Welcome (its heartbeat and CPU sampling periods). */
@@ -84,6 +84,13 @@ export class ControlPlaneSession {
   private stopped = false;
   /** The desired set of the current stream, rebuilt from complete sets and deltas. */
   private readonly desired = new DesiredChain();
+  /**
+   * The last Welcome's session id, kept after its stream ends: the next Hello names it,
+   * so a control plane that still counts that session live (its replica was killed, or
+   * the stream died silently) hands the host over at once instead of after the
+   * liveness window.
+   */
+  private previousSessionId = '';
   readonly state: SessionState = {
     connected: false,
     sessionId: undefined,
@@ -158,7 +165,7 @@ export class ControlPlaneSession {
       return;
     }
     if (this.stopped) return;
-    let hello: Hello;
+    let hello: Omit<Hello, 'previousSessionId'>;
     try {
       hello = await this.handlers.hello();
     } catch (e) {
@@ -178,6 +185,7 @@ export class ControlPlaneSession {
         this.failedInRow = 0;
         this.state.connected = true;
         this.state.sessionId = p.value.sessionId;
+        this.previousSessionId = p.value.sessionId;
         this.state.since = new Date().toISOString();
         this.state.lastError = undefined;
         this.state.heartbeatIntervalMs = p.value.heartbeatIntervalMs;
@@ -220,7 +228,7 @@ export class ControlPlaneSession {
       if (s.code !== grpc.status.OK) onEnd(why(s.code, s.details), s.metadata.get(GO_ELSEWHERE).length > 0);
     });
     // This agent applies deltas: the control plane may send them after a complete set.
-    call.write({ payload: { $case: 'hello', value: { ...hello, incrementalDesiredState: true } } });
+    call.write({ payload: { $case: 'hello', value: { ...hello, incrementalDesiredState: true, previousSessionId: this.previousSessionId } } });
     // A control plane that accepted the stream but never answers (overloaded, wedged,
     // or a proxy that swallowed the refusal) must not hold the agent forever.
     const welcomeMs = this.opts.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS;

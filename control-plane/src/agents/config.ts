@@ -22,6 +22,10 @@ export interface AgentPlaneConfig {
   heartbeatBatchMax: number;
   /** After this many incremental desired states on a stream, the next one is complete (0: only when needed). */
   desiredCompleteEvery: number;
+  /** The fleet's heartbeats should not exceed this rate: the period grows with the fleet (agents/heartbeat-period.ts); 0: never. */
+  maxHeartbeatsPerSecond: number;
+  /** Most Hellos recorded in one transaction (agents/hellos.ts). */
+  helloBatchMax: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -41,6 +45,8 @@ export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
     heartbeatBatchMs: envInt(env, 'A4C_HEARTBEAT_BATCH_MS', 50, 0, 1000),
     heartbeatBatchMax: envInt(env, 'A4C_HEARTBEAT_BATCH_MAX', 1000, 1, 10_000),
     desiredCompleteEvery: envInt(env, 'A4C_DESIRED_COMPLETE_EVERY', 100, 0, 1_000_000),
+    maxHeartbeatsPerSecond: envInt(env, 'A4C_MAX_HEARTBEATS_PER_SECOND', 1000, 0, 1_000_000),
+    helloBatchMax: envInt(env, 'A4C_HELLO_BATCH_MAX', 1000, 1, 10_000),
   };
 }
 
@@ -51,4 +57,6 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
   A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
   A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
-  A4C_DESIRED_COMPLETE_EVERY  after this many desired-state deltas on a stream the next is complete (default 100; 0: only when needed)`;
+  A4C_DESIRED_COMPLETE_EVERY  after this many desired-state deltas on a stream the next is complete (default 100; 0: only when needed)
+  A4C_MAX_HEARTBEATS_PER_SECOND  the fleet's target heartbeat rate: a new session's period is hosts (connected or saying Hello) / this, never below A4C_HEARTBEAT_MS (default 1000; 0: always A4C_HEARTBEAT_MS)
+  A4C_HELLO_BATCH_MAX       most agent Hellos recorded in one transaction (default 1000)`;

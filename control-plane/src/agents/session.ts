@@ -7,7 +7,7 @@ import { applyDiskUsage } from '../disk/usage.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
-import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
+import { closeHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
 import { AckRefused } from '../workspaces/service.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { DesiredPush } from './desired-push.js';
@@ -107,7 +107,8 @@ export class AgentSession {
           this.call.resume();
         }
         try {
-          await this.sessions.writes(() => this.handle(msg));
+          // A Hello waits for its batch (agents/hellos.ts), not for a slot of the limiter.
+          await (this.hostId ? this.sessions.writes(() => this.handle(msg)) : this.handle(msg));
         } catch (e) {
           this.fail(e);
         }
@@ -200,7 +201,8 @@ export class AgentSession {
     }
     if (!isArch(h.arch)) throw new RefusedError(grpc.status.INVALID_ARGUMENT, `arch ${JSON.stringify(h.arch)} is not supported`);
     const cap = h.capacity ?? { memoryBytes: 0, cpus: 0, diskBytes: 0 };
-    const { db, opts } = this.sessions;
+    const { opts } = this.sessions;
+    let serial: string | null = null;
     if (opts.requireClientCertificates) {
       const id = this.identity;
       if (!id || 'error' in id) throw new RefusedError(grpc.status.UNAUTHENTICATED, id?.error ?? 'no client certificate');
@@ -210,32 +212,24 @@ export class AgentSession {
           `this agent's client certificate is for host ${id.hostId}, but its Hello says host ${h.hostId}: an agent may only connect as the host its certificate names (enroll this host with its own join token and state directory)`,
         );
       }
-      const check = await checkCertificate(db, id.serial, h.hostId);
-      if (!check.ok) throw new RefusedError(grpc.status.PERMISSION_DENIED, check.reason);
+      serial = id.serial;
     }
-    const accepted = await openHostSession(
-      db,
-      {
-        hostId: h.hostId,
-        arch: h.arch,
-        agentVersion: h.agentVersion,
-        memoryBytes: cap.memoryBytes,
-        cpus: cap.cpus,
-        diskBytes: cap.diskBytes,
-        stats: statsColumns(h.stats),
-        images: imageRows(h.images),
-        containers: h.workspaces.length,
-        lastAppliedRevision: h.lastAppliedRevision,
-      },
-      this.id,
-      opts.liveWithinSeconds,
-    );
-    if (!accepted) {
-      throw new RefusedError(
-        grpc.status.ALREADY_EXISTS,
-        `host ${h.hostId} already has a live agent session; stop the other agent with this host id, or set A4C_HOST_ID to a unique value`,
-      );
-    }
+    const claim = await this.sessions.hellos.submit({
+      hostId: h.hostId,
+      arch: h.arch,
+      agentVersion: h.agentVersion,
+      memoryBytes: cap.memoryBytes,
+      cpus: cap.cpus,
+      diskBytes: cap.diskBytes,
+      stats: statsColumns(h.stats),
+      images: imageRows(h.images),
+      containers: h.workspaces.length,
+      lastAppliedRevision: h.lastAppliedRevision,
+      sessionId: this.id,
+      previousSessionId: h.previousSessionId,
+      serial,
+    });
+    if (!claim.ok) throw new RefusedError(claim.refusal === 'certificate' ? grpc.status.PERMISSION_DENIED : grpc.status.ALREADY_EXISTS, claim.message);
     this.hostId = h.hostId;
     if (this.closed) {
       // The stream ended while the Hello was being recorded (the agent left, or this
@@ -258,10 +252,16 @@ export class AgentSession {
       closed: () => this.closed,
       log: this.log,
     });
-    this.log.info({ arch: h.arch, agentVersion: h.agentVersion, images: h.images.length }, 'agent connected');
+    this.log.info(
+      { arch: h.arch, agentVersion: h.agentVersion, images: h.images.length, heartbeatIntervalMs: claim.heartbeatIntervalMs, superseded: claim.superseded ?? undefined, takeover: claim.takeover },
+      'agent connected',
+    );
     this.write({
-      payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: opts.heartbeatIntervalMs, workspaceCpuSampleMs: opts.workspaceCpuSampleMs ?? 0 } },
+      payload: { $case: 'welcome', value: { sessionId: this.id, heartbeatIntervalMs: claim.heartbeatIntervalMs, workspaceCpuSampleMs: opts.workspaceCpuSampleMs ?? 0 } },
     });
+    // After a connect storm, thousands of first loads are gathered by the replica's
+    // DesiredLoader into a few statements (at most two at once), so they never crowd the
+    // pool ahead of the heartbeat batch.
     this.sendDesired();
   }
 

@@ -8,7 +8,9 @@ import { agentIdentity } from '../pki/ca.js';
 import type { Db } from '../store/db.js';
 import { DesiredLoader } from '../workspaces/desired.js';
 import type { WorkspaceService } from '../workspaces/service.js';
+import { heartbeatPeriodMs } from './heartbeat-period.js';
 import { HeartbeatBatcher } from './heartbeats.js';
+import { HelloBatcher } from './hellos.js';
 import { AgentSession, type Call, type Identity } from './session.js';
 
 export interface SessionOptions {
@@ -41,7 +43,13 @@ export interface SessionOptions {
   dbConnections?: number;
   /** After this many deltas on a stream its next desired state is complete (A4C_DESIRED_COMPLETE_EVERY; default 100). */
   desiredCompleteEvery?: number;
+  /** The fleet's target heartbeat rate; heartbeatIntervalMs is the least period (default 0: always heartbeatIntervalMs). */
+  maxHeartbeatsPerSecond?: number;
+  /** Most Hellos per transaction (default 1000). */
+  helloBatchMax?: number;
 }
+
+const SUPERSEDED = 'this session was superseded by a newer session for the same host';
 
 /**
  * The agent streams held by this replica, one per host. A host's desired state is
@@ -58,12 +66,14 @@ export class AgentSessions {
   readonly heartbeats: HeartbeatBatcher;
   /** Desired-state loads of every session, gathered into few statements. */
   readonly desired: DesiredLoader;
+  readonly hellos: HelloBatcher;
   /**
-   * Every database use of the sessions but heartbeats (Hellos, messages, desired-state
-   * loads, disconnects) runs through this, at most the pool's size less two at once: a
-   * connect storm of thousands of agents waits here, each stream paused past its inbox
-   * depth, instead of timing out in the pool's queue, and the heartbeat batch always
-   * finds a free connection.
+   * Every database use of the sessions but heartbeats and Hellos, which have batchers of
+   * their own (the streams' messages, desired-state loads, disconnects), runs through
+   * this, at most the pool's size less two at once: after a connect storm of thousands of
+   * agents their work waits here, each stream paused past its inbox depth, instead of
+   * timing out in the pool's queue, and the heartbeat batch and the Hello batch (one
+   * transaction at a time each) always find a free connection.
    */
   readonly writes: LimitFunction;
 
@@ -78,6 +88,17 @@ export class AgentSessions {
     this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - 2));
     this.desired = new DesiredLoader(db);
     this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
+    this.hellos = new HelloBatcher(
+      db,
+      {
+        liveWithinSeconds: opts.liveWithinSeconds,
+        // liveWithinSeconds is the configured period × the miss limit (server.ts).
+        heartbeatMissLimit: (opts.liveWithinSeconds * 1000) / opts.heartbeatIntervalMs,
+        periodMs: (hosts) => heartbeatPeriodMs(hosts, opts.heartbeatIntervalMs, opts.maxHeartbeatsPerSecond ?? 0),
+      },
+      opts.helloBatchMax ?? 1000,
+      log,
+    );
   }
 
   /** Agent streams this replica holds (hosts past their Hello). */
@@ -88,6 +109,12 @@ export class AgentSessions {
   start(): void {
     this.feed.on('host', (hostId: string) => this.push(hostId));
     this.feed.on('reconnected', () => this.pushAll());
+    // A newer session of the host (on any replica) replaced one this replica holds.
+    this.feed.on('session', (payload: string) => {
+      const [hostId, sessionId] = payload.split(' ');
+      const s = hostId ? this.byHost.get(hostId) : undefined;
+      if (s && s.id === sessionId) s.refuse(grpc.status.ABORTED, SUPERSEDED);
+    });
     this.resyncTimer = setInterval(() => this.pushAll(), this.opts.resyncIntervalMs);
     this.resyncTimer.unref();
   }
@@ -125,6 +152,9 @@ export class AgentSessions {
   }
 
   claim(hostId: string, session: AgentSession): void {
+    // The host's agent came back on a new stream to this same replica: the old one is done.
+    const old = this.byHost.get(hostId);
+    if (old && old !== session) old.refuse(grpc.status.ABORTED, SUPERSEDED);
     this.byHost.set(hostId, session);
   }
 
@@ -144,5 +174,6 @@ export class AgentSessions {
     clearInterval(this.resyncTimer);
     await Promise.all([...this.all].map((s) => s.close()));
     this.heartbeats.stop();
+    this.hellos.stop();
   }
 }

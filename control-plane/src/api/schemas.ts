@@ -321,6 +321,7 @@ export const host: z.ZodType<HostView> = z
     appliedRevision: z.number().int(),
     images: z.array(z.string()),
     lastHeartbeatAt: time.nullable(),
+    heartbeatIntervalMs: z.number().int().nullable(),
     connectedAt: time.nullable(),
   })
   .meta({ id: 'Host' });

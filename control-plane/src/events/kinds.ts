@@ -53,7 +53,7 @@ export const EVENT_KINDS = {
   'build.result_discarded': 'a worker that had lost its claim reported late; nothing changed',
   'build.cancelled': 'a user or an admin cancelled it: CANCELLED (a running build is stopped on its host)',
   // hosts: admins only
-  'host.connected': "an agent's session began (capacity, version)",
+  'host.connected': "an agent's session began (capacity, version, heartbeat period; a takeover of its previous session)",
   'host.disconnected': "an agent's session ended",
   'host.drained': 'an admin drained it: nothing new is placed there',
   'host.activated': 'an admin activated it again',

@@ -17,9 +17,17 @@ export const CHANNEL_EVENT = 'a4c_event';
 export const CHANNEL_TUNNEL = 'a4c_tunnel';
 /** One side of a workspace move waits for an agent whose stream another replica may hold: JSON {hostId, open}. */
 export const CHANNEL_TRANSFER = 'a4c_transfer';
+/** Agent sessions a newer session of the same host replaced: "<hostId> <old sessionId>", so the replica holding the old stream closes it. */
+export const CHANNEL_SESSION = 'a4c_session';
 
 export async function notifyHost(tx: Tx, hostId: string): Promise<void> {
   await tx.query('SELECT pg_notify($1, $2)', [CHANNEL_HOST, hostId]);
+}
+
+/** One notification per superseded session, in one statement. */
+export async function notifySuperseded(tx: Tx, superseded: Array<{ hostId: string; sessionId: string }>): Promise<void> {
+  if (!superseded.length) return;
+  await tx.query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CHANNEL_SESSION, superseded.map((s) => `${s.hostId} ${s.sessionId}`)]);
 }
 
 export async function notifyTunnel(tx: Tx, sessionId: string): Promise<void> {
@@ -31,7 +39,7 @@ export async function notifyWorkspace(tx: Tx, workspaceId: string): Promise<void
 }
 
 /**
- * One dedicated connection LISTENing on every channel; emits 'host', 'workspace' and 'tunnel'
+ * One dedicated connection LISTENing on every channel; emits 'host', 'workspace', 'tunnel', 'transfer' and 'session'
  * with the id, 'event' when the activity log grew, and 'reconnected' after a lost connection (listeners then re-read
  * whatever they wait on, since notifications sent meanwhile are lost).
  */
@@ -60,6 +68,7 @@ export class ChangeFeed extends EventEmitter {
       else if (n.channel === CHANNEL_WORKSPACE) this.emit('workspace', n.payload);
       else if (n.channel === CHANNEL_TUNNEL) this.emit('tunnel', n.payload);
       else if (n.channel === CHANNEL_TRANSFER) this.emit('transfer', n.payload);
+      else if (n.channel === CHANNEL_SESSION) this.emit('session', n.payload);
     });
     client.on('error', (e) => {
       this.log.warn({ err: e.message }, 'change feed connection lost');
@@ -67,7 +76,7 @@ export class ChangeFeed extends EventEmitter {
       this.scheduleReconnect();
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_TRANSFER}; LISTEN ${CHANNEL_EVENT}`);
+    await client.query(`LISTEN ${CHANNEL_HOST}; LISTEN ${CHANNEL_WORKSPACE}; LISTEN ${CHANNEL_TUNNEL}; LISTEN ${CHANNEL_TRANSFER}; LISTEN ${CHANNEL_SESSION}; LISTEN ${CHANNEL_EVENT}`);
     this.client = client;
   }
 

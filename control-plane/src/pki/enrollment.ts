@@ -114,13 +114,28 @@ export async function removeHost(db: Db, hostId: string, actor: string): Promise
 
 export type CertificateCheck = { ok: true } | { ok: false; reason: string };
 
+/** A certificate as enrollment recorded it, with its revocation if any. */
+export interface CertificateRow {
+  host_id: string;
+  revoked_at: Date | null;
+  reason: string | null;
+}
+
 /** Whether a session may use this certificate for this host id. */
 export async function checkCertificate(db: Db | Tx, serial: string, hostId: string): Promise<CertificateCheck> {
-  const { rows } = await db.query<{ host_id: string; revoked_at: Date | null; reason: string | null }>(
-    `SELECT c.host_id, r.revoked_at, r.reason FROM agent_certificates c LEFT JOIN revoked_certificates r ON r.serial = c.serial WHERE c.serial = $1`,
-    [serial],
+  return certificateVerdict((await certificateRows(db, [serial])).get(serial), serial, hostId);
+}
+
+/** The certificates with these serials, by serial (one statement for a batch of Hellos). */
+export async function certificateRows(db: Db | Tx, serials: string[]): Promise<Map<string, CertificateRow>> {
+  const { rows } = await db.query<CertificateRow & { serial: string }>(
+    `SELECT c.serial, c.host_id, r.revoked_at, r.reason FROM agent_certificates c LEFT JOIN revoked_certificates r ON r.serial = c.serial WHERE c.serial = ANY($1::text[])`,
+    [serials],
   );
-  const c = rows[0];
+  return new Map(rows.map((r) => [r.serial, r]));
+}
+
+export function certificateVerdict(c: CertificateRow | undefined, serial: string, hostId: string): CertificateCheck {
   if (!c) return { ok: false, reason: `client certificate ${serial} was not issued by this control plane's enrollment; enroll the agent with a join token` };
   if (c.host_id !== hostId) return { ok: false, reason: `client certificate ${serial} was issued to host ${c.host_id}, not ${hostId}` };
   if (c.revoked_at) {

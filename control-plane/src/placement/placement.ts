@@ -38,7 +38,7 @@ export interface PlacementPolicy {
  * (memory MB, millicpus, disk MB).
  */
 export const HOST_FITS = `s.arch = $1 AND h.arch = $1
-     AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3)
+     AND s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($3, s.live_within_seconds))
      AND s.docker_ready AND NOT h.draining
      AND s.disk_percent < $4 AND s.memory_percent < $5
      AND h.reserved_memory_mb + $7 <= floor(h.memory_bytes / 1048576.0 * $6)
@@ -155,7 +155,7 @@ export async function explainNoHost(tx: Tx, d: Demand, p: PlacementPolicy, full:
             count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image AND under)::int AS room,
             count(*) FILTER (WHERE live AND docker_ready AND NOT draining AND has_image AND under AND fits)::int AS fits
        FROM (SELECT COALESCE(s.docker_ready, false) AS docker_ready, h.draining,
-                    COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $3), false) AS live,
+                    COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($3, s.live_within_seconds)), false) AS live,
                     (EXISTS (SELECT 1 FROM host_images i WHERE i.host_id = h.id AND i.ref = $2)
                      OR EXISTS (SELECT 1 FROM registry_images r WHERE r.ref = $2 AND r.arch = $1)) AS has_image,
                     COALESCE(s.disk_percent < $4 AND s.memory_percent < $5, false) AS under,

@@ -1,6 +1,6 @@
 import type { Db, Tx } from './db.js';
 import { inTx } from './db.js';
-import { appendEvent, changesOf } from './events.js';
+import { appendEvent } from './events.js';
 
 /** An image as the agent reported it, already checked (ref present, at most 512 characters). */
 export interface HostImageRow {
@@ -34,60 +34,7 @@ export interface HelloRow {
   lastAppliedRevision: number;
 }
 
-/**
- * Claims the host for a new agent session, in one transaction with its host row, its
- * image inventory and the host.connected event. False: a live session (its last
- * heartbeat within liveWithinSeconds) holds the host and keeps it.
- */
-export async function openHostSession(db: Db, h: HelloRow, sessionId: string, liveWithinSeconds: number): Promise<boolean> {
-  return inTx(db, async (tx) => {
-    await tx.query(
-      `INSERT INTO hosts (id, arch, agent_version, memory_bytes, cpus, disk_bytes) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (id) DO NOTHING`,
-      [h.hostId, h.arch, h.agentVersion, h.memoryBytes, h.cpus, h.diskBytes],
-    );
-    // A write of the session being replaced that is under way (it holds its row with
-    // FOR KEY SHARE, see sessionGuard) commits before the new session takes the row.
-    await tx.query('SELECT 1 FROM host_status WHERE host_id = $1 FOR UPDATE', [h.hostId]);
-    // Never two writers for one host: a live session elsewhere keeps the host. The
-    // upsert's row lock makes the check and the claim one step.
-    const { rows } = await tx.query(
-      `INSERT INTO host_status AS s (host_id, arch, session_id, connected, connected_at, last_heartbeat_at, stats, disk_percent, memory_percent, docker_ready)
-       VALUES ($1, $8, $2, true, now(), now(), $3, $5, $6, $7)
-       ON CONFLICT (host_id) DO UPDATE SET arch = EXCLUDED.arch, session_id = EXCLUDED.session_id, connected = true, connected_at = now(),
-         last_heartbeat_at = now(), stats = EXCLUDED.stats, disk_percent = EXCLUDED.disk_percent,
-         memory_percent = EXCLUDED.memory_percent, docker_ready = EXCLUDED.docker_ready
-       WHERE NOT (s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $4))
-       RETURNING host_id`,
-      [h.hostId, sessionId, h.stats.json, liveWithinSeconds, h.stats.diskPercent, h.stats.memoryPercent, h.stats.dockerReady, h.arch],
-    );
-    if (!rows[0]) return false;
-    const before = (
-      await tx.query<{ arch: string; agent_version: string; memory_bytes: number; cpus: number; disk_bytes: number }>(
-        'SELECT arch, agent_version, memory_bytes, cpus, disk_bytes FROM hosts WHERE id = $1',
-        [h.hostId],
-      )
-    ).rows[0];
-    await tx.query(
-      'UPDATE hosts SET arch = $2, agent_version = $3, memory_bytes = $4, cpus = $5, disk_bytes = $6, updated_at = now() WHERE id = $1',
-      [h.hostId, h.arch, h.agentVersion, h.memoryBytes, h.cpus, h.diskBytes],
-    );
-    await replaceImages(tx, h.hostId, h.images);
-    const was = before && { arch: before.arch, agentVersion: before.agent_version, memoryBytes: before.memory_bytes, cpus: before.cpus, diskBytes: before.disk_bytes };
-    await appendEvent(tx, {
-      kind: 'host.connected',
-      actor: `agent:${h.hostId}`,
-      reason: 'its agent opened a session',
-      hostId: h.hostId,
-      changes: changesOf(
-        { connected: false, ...was },
-        { connected: true, arch: h.arch, agentVersion: h.agentVersion, memoryBytes: h.memoryBytes, cpus: h.cpus, diskBytes: h.diskBytes },
-      ),
-      data: { sessionId, agentVersion: h.agentVersion, containers: h.containers, lastAppliedRevision: h.lastAppliedRevision },
-    });
-    return true;
-  });
-}
+/* Opening a session (the Hello): store/session-claims.ts, batched. */
 
 /** The session ended: the host is disconnected, with its event, unless a newer session holds it. */
 export async function closeHostSession(db: Db, hostId: string, sessionId: string): Promise<boolean> {

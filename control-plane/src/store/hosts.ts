@@ -28,6 +28,7 @@ interface HostStatusRow {
   connected: boolean;
   connected_at: Date | null;
   last_heartbeat_at: Date | null;
+  heartbeat_interval_ms: number | null;
   stats: HostStatsJson | null;
   docker_ready: boolean;
 }
@@ -35,8 +36,8 @@ interface HostStatusRow {
 type HostViewRow = HostRow & HostStatusRow & { live: boolean; workspace_count: number; images: string[] | null };
 
 const VIEW_SQL = `
-  SELECT h.*, s.session_id, s.connected_at, s.last_heartbeat_at, s.stats, COALESCE(s.docker_ready, false) AS docker_ready,
-         COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1), false) AS live,
+  SELECT h.*, s.session_id, s.connected_at, s.last_heartbeat_at, s.heartbeat_interval_ms, s.stats, COALESCE(s.docker_ready, false) AS docker_ready,
+         COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($1, s.live_within_seconds)), false) AS live,
          (SELECT count(*)::int FROM workspaces w WHERE w.host_id = h.id AND w.status NOT IN ('DELETED', 'REJECTED')) AS workspace_count,
          (SELECT array_agg(i.ref ORDER BY i.ref) FROM host_images i WHERE i.host_id = h.id) AS images
   FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id`;
@@ -65,6 +66,7 @@ function toHostView(r: HostViewRow, headroom: number): HostView {
     appliedRevision: r.applied_revision,
     images: r.images ?? [],
     lastHeartbeatAt: r.last_heartbeat_at?.toISOString() ?? null,
+    heartbeatIntervalMs: r.heartbeat_interval_ms ?? null,
     connectedAt: r.connected_at?.toISOString() ?? null,
   };
 }

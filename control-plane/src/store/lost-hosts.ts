@@ -3,7 +3,7 @@ import { ON_HOST_STATUSES, sqlList, stateOf } from '../workspaces/states.js';
 import type { Db, Tx } from './db.js';
 
 /** A host has a live agent session: connected, and a heartbeat within the window ($liveWithin seconds, database time). */
-const LIVE = (liveWithin: string) => `(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => ${liveWithin}))`;
+const LIVE = (liveWithin: string) => `(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST(${liveWithin}, s.live_within_seconds)))`;
 
 /** What each status whose host matters becomes when the host is lost: the state table's onHostLost. */
 const ON_HOST_LOST_SQL = `CASE w.status ${ON_HOST_STATUSES.map((s) => `WHEN '${s}' THEN '${stateOf(s).onHostLost as WorkspaceStatus}'`).join(' ')} END`;

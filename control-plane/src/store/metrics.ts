@@ -35,7 +35,7 @@ const FLEET_SQL = `
               'id', h.id,
               'diskPercent', CASE WHEN s.stats IS NULL THEN NULL ELSE s.disk_percent END,
               'memoryPercent', CASE WHEN s.stats IS NULL THEN NULL ELSE s.memory_percent END,
-              'connected', COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1), false),
+              'connected', COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($1, s.live_within_seconds)), false),
               'dockerReady', COALESCE(s.docker_ready, false),
               'draining', h.draining,
               'revision', h.revision,

@@ -75,7 +75,7 @@ export interface DestinationPolicy {
 }
 
 /** A destination must be live, answering, not draining, under the thresholds, and have room for the workspace's tier. */
-const FITS = `s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $2)
+const FITS = `s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($2, s.live_within_seconds))
      AND s.docker_ready AND NOT h.draining
      AND s.disk_percent < $3 AND s.memory_percent < $4
      AND h.reserved_memory_mb + $6 <= floor(h.memory_bytes / 1048576.0 * $5)
@@ -92,7 +92,7 @@ const FITS = `s.connected AND s.last_heartbeat_at > now() - make_interval(secs =
 /** A move reads the files at the source: its agent must be connected and its engine answering. */
 export async function checkSourceLive(tx: Tx, ws: WorkspaceRow, liveWithinSeconds: number): Promise<void> {
   const { rows } = await tx.query<{ live: boolean }>(
-    `SELECT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $2) AND s.docker_ready, false) AS live
+    `SELECT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($2, s.live_within_seconds)) AND s.docker_ready, false) AS live
        FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id WHERE h.id = $1`,
     [ws.host_id, liveWithinSeconds],
   );
@@ -110,7 +110,7 @@ export async function holdDestination(tx: Tx, ws: WorkspaceRow, toHostId: string
   if (toHostId) {
     if (toHostId === ws.host_id) throw conflict(`workspace ${ws.id} is already on host ${toHostId}`, 'choose another host, or leave --to out to let A4C choose');
     const { rows } = await tx.query<{ id: string; arch: string; fits: boolean; draining: boolean; live: boolean }>(
-      `SELECT h.id, h.arch, h.draining, COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $2) AND s.docker_ready, false) AS live,
+      `SELECT h.id, h.arch, h.draining, COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($2, s.live_within_seconds)) AND s.docker_ready, false) AS live,
               COALESCE(h.arch = $1 AND ${FITS}, false) AS fits
          FROM hosts h LEFT JOIN host_status s ON s.host_id = h.id WHERE h.id = $9 FOR UPDATE OF h`,
       [...base, toHostId],

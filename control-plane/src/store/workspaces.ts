@@ -50,7 +50,7 @@ const ON_HOST = `w.status IN (${sqlList(ON_HOST_STATUSES)})`;
 /** Workspaces (from the table, or a subquery of its rows) with host_lost; $1 is the liveness window in seconds. */
 export const viewSql = (from = 'workspaces') => `
   SELECT w.*, (${ON_HOST} AND w.host_id IS NOT NULL
-               AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => $1) AND s.docker_ready, false)) AS host_lost,
+               AND NOT COALESCE(s.connected AND s.last_heartbeat_at > now() - make_interval(secs => GREATEST($1, s.live_within_seconds)) AND s.docker_ready, false)) AS host_lost,
          d.writable_bytes AS disk_writable_bytes, d.volume_bytes AS disk_volume_bytes,
          d.layer_limit_enforced AS disk_layer_limit_enforced, d.measured_at AS disk_measured_at
     FROM ${from} w LEFT JOIN host_status s ON s.host_id = w.host_id

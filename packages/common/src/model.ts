@@ -116,6 +116,8 @@ export interface HostView {
   appliedRevision: number;
   images: string[];
   lastHeartbeatAt: string | null;
+  /** The heartbeat period the host's current (or last) session was told; its liveness is judged by it. */
+  heartbeatIntervalMs: number | null;
   connectedAt: string | null;
 }
 

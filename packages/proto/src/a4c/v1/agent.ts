@@ -337,7 +337,18 @@ export interface Hello {
    * older agent, which would take a delta for the complete set and remove what it does
    * not name): the control plane sends it only complete sets.
    */
-  incrementalDesiredState?: boolean | undefined;
+  incrementalDesiredState?:
+    | boolean
+    | undefined;
+  /**
+   * The session id of this agent's previous stream (from its Welcome); empty on the
+   * first stream since the agent started. If the host's session in the database is
+   * still that one, the new stream supersedes it at once, even if it looks alive (its
+   * replica was killed, or the network dropped the stream without telling it): only
+   * this agent and the control plane know the id, so it proves the agent is the one
+   * that held the session. Any other id changes nothing: a live session keeps its host.
+   */
+  previousSessionId: string;
 }
 
 /** What the host offers to workspaces, as the agent measured it at start-up. */
@@ -523,7 +534,12 @@ export interface DesiredStateAck {
 export interface Welcome {
   /** Identifies this stream in logs and on both status surfaces. */
   sessionId: string;
-  /** How often the agent must send a Heartbeat. */
+  /**
+   * How often the agent must send a Heartbeat, for this session's whole life. It grows
+   * with the number of connected hosts (fleet / A4C_MAX_HEARTBEATS_PER_SECOND, never
+   * below A4C_HEARTBEAT_MS, as Nomad scales its heartbeat TTL); the control plane
+   * judges this host's liveness by this period, never by a shorter one.
+   */
   heartbeatIntervalMs: number;
   /**
    * How often to sample each running workspace's CPU for Heartbeat.workspace_cpu;
@@ -1417,6 +1433,7 @@ function createBaseHello(): Hello {
     lastAppliedRevision: 0,
     stats: undefined,
     incrementalDesiredState: undefined,
+    previousSessionId: "",
   };
 }
 
@@ -1448,6 +1465,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.incrementalDesiredState !== undefined) {
       writer.uint32(2408).bool(message.incrementalDesiredState);
+    }
+    if (message.previousSessionId !== "") {
+      writer.uint32(2562).string(message.previousSessionId);
     }
     return writer;
   },
@@ -1537,6 +1557,14 @@ export const Hello: MessageFns<Hello> = {
             message.incrementalDesiredState = reader.bool();
             continue;
           }
+          case 320: {
+            if (tag !== 2562) {
+              break;
+            }
+
+            message.previousSessionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1578,6 +1606,11 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.incremental_desired_state)
         ? globalThis.Boolean(object.incremental_desired_state)
         : undefined,
+      previousSessionId: isSet(object.previousSessionId)
+        ? globalThis.String(object.previousSessionId)
+        : isSet(object.previous_session_id)
+        ? globalThis.String(object.previous_session_id)
+        : "",
     };
   },
 
@@ -1610,6 +1643,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.incrementalDesiredState !== undefined) {
       obj.incrementalDesiredState = message.incrementalDesiredState;
     }
+    if (message.previousSessionId !== "") {
+      obj.previousSessionId = message.previousSessionId;
+    }
     return obj;
   },
 
@@ -1631,6 +1667,7 @@ export const Hello: MessageFns<Hello> = {
       ? HostStats.fromPartial(object.stats)
       : undefined;
     message.incrementalDesiredState = object.incrementalDesiredState ?? undefined;
+    message.previousSessionId = object.previousSessionId ?? "";
     return message;
   },
 };
