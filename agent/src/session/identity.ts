@@ -4,7 +4,7 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import forge from 'node-forge';
-import type { Logger } from '@a4c/common';
+import { normalizeSerial, type Logger } from '@a4c/common';
 
 export interface IdentityOptions {
   stateDir: string;
@@ -104,7 +104,7 @@ export class AgentIdentity {
     await writeAtomic(f.key, keyPem, 0o600);
     await writeAtomic(f.ca, body.ca, 0o644);
     await writeAtomic(f.cert, body.certificate, 0o644);
-    this.log.info({ dir: this.dir, serial: new X509Certificate(body.certificate).serialNumber.toLowerCase() }, 'enrolled: client certificate stored');
+    this.log.info({ dir: this.dir, serial: normalizeSerial(new X509Certificate(body.certificate).serialNumber) }, 'enrolled: client certificate stored');
     return { keyPem, certPem: body.certificate, caPem: body.ca };
   }
 
@@ -118,7 +118,7 @@ export class AgentIdentity {
         mode: 'tls',
         enrolled: true,
         certificateHostId: /(?:^|\n)CN=([^\n]*)/.exec(x.subject)?.[1],
-        serial: x.serialNumber.toLowerCase(),
+        serial: normalizeSerial(x.serialNumber),
         notAfter: new Date(x.validTo).toISOString(),
         directory: this.dir,
       };

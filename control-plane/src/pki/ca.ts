@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import forge from 'node-forge';
+import { normalizeSerial } from '@a4c/common';
 import { StartupError } from '../startup.js';
 
 /**
@@ -43,7 +44,7 @@ function newSerial(): string {
   return b.toString('hex');
 }
 
-export const normalizeSerial = (s: string) => s.toLowerCase().replace(/^0+(?=.)/, '');
+export { normalizeSerial };
 
 /** A CA from its PEM key and certificate, checked: a CA certificate, and the key is its own. */
 export function build(pemKey: string, pemCert: string): CertificateAuthority {

@@ -9,3 +9,10 @@ export function formatBytes(n: number): string {
   }
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
+
+/**
+ * A certificate serial as A4C shows and stores it everywhere (API, agent status, the
+ * revocation list): lowercase hex without leading zeros, as X509Certificate gives it
+ * with them for about one serial in sixteen.
+ */
+export const normalizeSerial = (s: string): string => s.toLowerCase().replace(/^0+(?=.)/, '');
