@@ -8,7 +8,7 @@ import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
 import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
-import { AckRefused } from '../workspaces/service.js';
+import { AckRefused, applyAck, applyReport, type FeedbackDeps } from '../workspaces/agent-feedback.js';
 import { loadDesired, toSpec } from '../workspaces/desired.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
@@ -148,10 +148,10 @@ export class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await workspaces.applyReport(db, this.hostId, p.value, live);
+        await applyReport(this.feedback(), db, this.hostId, p.value, live);
         return;
       case 'ack':
-        await workspaces.applyAck(db, this.hostId, p.value.revision, live);
+        await applyAck(this.feedback(), db, this.hostId, p.value.revision, live);
         return;
       case 'event':
         await inTx(db, async (tx) => {
@@ -176,6 +176,10 @@ export class AgentSession {
         await buildResult(this.builds(), p.value);
         return;
     }
+  }
+
+  private feedback(): FeedbackDeps {
+    return { hostChanged: (h) => this.sessions.push(h), observe: this.sessions.observe, log: this.sessions.log };
   }
 
   private builds(): BuildSession {
