@@ -20,6 +20,10 @@ export interface AgentPlaneConfig {
   heartbeatBatchMs: number;
   /** Most heartbeats in one batch. */
   heartbeatBatchMax: number;
+  /** Workspace status reports and acks that arrive within this window share one transaction (0: those that arrive while the previous one commits). */
+  reportBatchMs: number;
+  /** Most reports and acks in one batch. */
+  reportBatchMax: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -38,6 +42,8 @@ export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
     inboxDepth: envInt(env, 'A4C_AGENT_INBOX_DEPTH', 64, 1, 100_000),
     heartbeatBatchMs: envInt(env, 'A4C_HEARTBEAT_BATCH_MS', 50, 0, 1000),
     heartbeatBatchMax: envInt(env, 'A4C_HEARTBEAT_BATCH_MAX', 1000, 1, 10_000),
+    reportBatchMs: envInt(env, 'A4C_REPORT_BATCH_MS', 0, 0, 1000),
+    reportBatchMax: envInt(env, 'A4C_REPORT_BATCH_MAX', 1000, 1, 10_000),
   };
 }
 
@@ -47,4 +53,6 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_AGENT_HELLO_TIMEOUT_MS  an agent stream without a Hello this long is refused (default 10000)
   A4C_AGENT_INBOX_DEPTH     an agent stream's unhandled messages before it is paused (default 64)
   A4C_HEARTBEAT_BATCH_MS    heartbeats arriving within this window share one transaction (default 50; 0: apply each at once)
-  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)`;
+  A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
+  A4C_REPORT_BATCH_MS       workspace status reports and acks arriving within this window share one transaction (default 0: those arriving while the previous batch commits)
+  A4C_REPORT_BATCH_MAX      most status reports and acks in one transaction (default 1000)`;

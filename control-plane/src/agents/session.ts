@@ -8,7 +8,7 @@ import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
 import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
-import { AckRefused, applyAck, applyReport, type FeedbackDeps } from '../workspaces/agent-feedback.js';
+import { AckRefused } from '../workspaces/agent-feedback.js';
 import { loadDesired, toSpec } from '../workspaces/desired.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
@@ -111,7 +111,11 @@ export class AgentSession {
           this.call.resume();
         }
         try {
-          await this.sessions.writes(() => this.handle(msg));
+          // Reports and acks wait for their batch (agents/feedback-batches.ts), not for a
+          // turn at the pool: the batch gathers every session's, and the next message of
+          // this stream is handled once it committed, so the stream's order holds.
+          const batched = this.hostId && (msg.payload?.$case === 'workspaceStatus' || msg.payload?.$case === 'ack');
+          await (batched ? this.handle(msg) : this.sessions.writes(() => this.handle(msg)));
         } catch (e) {
           this.fail(e);
         }
@@ -148,10 +152,10 @@ export class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await applyReport(this.feedback(), db, this.hostId, p.value, live);
+        await this.sessions.feedback.submit({ kind: 'report', hostId, sessionId: this.id, report: p.value });
         return;
       case 'ack':
-        await applyAck(this.feedback(), db, this.hostId, p.value.revision, live);
+        await this.sessions.feedback.submit({ kind: 'ack', hostId, sessionId: this.id, revision: p.value.revision });
         return;
       case 'event':
         await inTx(db, async (tx) => {
@@ -176,10 +180,6 @@ export class AgentSession {
         await buildResult(this.builds(), p.value);
         return;
     }
-  }
-
-  private feedback(): FeedbackDeps {
-    return { hostChanged: (h) => this.sessions.push(h), observe: this.sessions.observe, log: this.sessions.log };
   }
 
   private builds(): BuildSession {

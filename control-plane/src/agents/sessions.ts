@@ -7,6 +7,7 @@ import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { agentIdentity } from '../pki/ca.js';
 import type { Db } from '../store/db.js';
 import type { WorkspaceService } from '../workspaces/service.js';
+import { FeedbackBatcher } from './feedback-batches.js';
 import { HeartbeatBatcher } from './heartbeats.js';
 import { AgentSession, type Call, type Identity } from './session.js';
 
@@ -36,6 +37,10 @@ export interface SessionOptions {
   heartbeatBatchMs?: number;
   /** Most heartbeats per transaction (default 1000). */
   heartbeatBatchMax?: number;
+  /** Status reports and acks within this window share one transaction (default 0: those that arrive while the previous batch commits). */
+  reportBatchMs?: number;
+  /** Most status reports and acks per transaction (default 1000). */
+  reportBatchMax?: number;
   /** Connections of the agent plane's pool (A4C_DB_AGENT_POOL_SIZE; default 10). */
   dbConnections?: number;
 }
@@ -52,12 +57,14 @@ export class AgentSessions {
   private readonly all = new Set<AgentSession>();
   private resyncTimer: NodeJS.Timeout | undefined;
   readonly heartbeats: HeartbeatBatcher;
+  /** Workspace status reports and acks of every session, in batches. */
+  readonly feedback: FeedbackBatcher;
   /**
-   * Every database use of the sessions but heartbeats (Hellos, messages, desired-state
-   * loads, disconnects) runs through this, at most the pool's size less two at once: a
-   * connect storm of thousands of agents waits here, each stream paused past its inbox
-   * depth, instead of timing out in the pool's queue, and the heartbeat batch always
-   * finds a free connection.
+   * Every database use of the sessions but heartbeats, reports and acks (Hellos, other
+   * messages, desired-state loads, disconnects) runs through this, at most the pool's
+   * size less two at once: a connect storm of thousands of agents waits here, each
+   * stream paused past its inbox depth, instead of timing out in the pool's queue, and
+   * the heartbeat batch and the report batch always find a free connection.
    */
   readonly writes: LimitFunction;
 
@@ -71,6 +78,7 @@ export class AgentSessions {
   ) {
     this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - 2));
     this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
+    this.feedback = new FeedbackBatcher(db, { windowMs: opts.reportBatchMs ?? 0, max: opts.reportBatchMax ?? 1000 }, { hostChanged: (h) => this.push(h), observe, log });
   }
 
   /** Agent streams this replica holds (hosts past their Hello). */
@@ -137,5 +145,6 @@ export class AgentSessions {
     clearInterval(this.resyncTimer);
     await Promise.all([...this.all].map((s) => s.close()));
     this.heartbeats.stop();
+    this.feedback.stop();
   }
 }
