@@ -211,7 +211,7 @@ describe('agent plane: status reports and acks of many sessions applied in batch
     expect(callGood.ended).to.equal(undefined);
   });
 
-  it('a stream\'s reports apply in the order it sent them, while other streams\' share its batches', async () => {
+  it('a stream\'s reports apply in the order it sent them, those waiting together in one batch, beside other streams\'', async () => {
     const [one, other] = [uniqueId('order-1'), uniqueId('order-2')];
     const [callOne, callOther] = await Promise.all([open(one), open(other)]);
     const w = await insertWorkspace(one, 'CREATING');
@@ -222,8 +222,9 @@ describe('agent plane: status reports and acks of many sessions applied in batch
       callOther.emit('data', report(others[i] as string, WorkspacePhase.WORKSPACE_PHASE_RUNNING, `o${i}`));
     }
     await waitFor('every report answered', () => batches().items - was.items === 6 || undefined, 10_000);
-    // One item per stream per batch: three rounds, each carrying both streams.
-    expect(batches().batches - was.batches).to.equal(3);
+    // Each stream's first report is taken at once; the two behind it wait for that batch
+    // and then go together, in order: two rounds, each carrying both streams.
+    expect(batches().batches - was.batches).to.equal(2);
     expect((await workspace(w))?.container_id).to.equal('c2');
     const { rows } = await db.query<{ changes: Record<string, { from: unknown; to: unknown }> }>('SELECT changes FROM events WHERE workspace_id = $1 ORDER BY id', [w]);
     expect(rows.map((r) => [r.changes.containerId?.from, r.changes.containerId?.to])).to.deep.equal([
@@ -232,5 +233,24 @@ describe('agent plane: status reports and acks of many sessions applied in batch
       ['c1', 'c2'],
     ]);
     for (const id of others) expect((await workspace(id))?.status).to.equal('RUNNING');
+  });
+
+  it('a stream\'s messages after its refused ack are dropped, as they would be one by one', async () => {
+    const hostId = uniqueId('after-refusal');
+    const call = await open(hostId);
+    const [first, later] = await Promise.all([insertWorkspace(hostId, 'CREATING'), insertWorkspace(hostId, 'CREATING')]);
+    const revision = (await db.query<{ revision: number }>('SELECT revision FROM hosts WHERE id = $1', [hostId])).rows[0]?.revision as number;
+    const was = batches();
+    // The first report is taken at once; the forged ack and the report behind it wait, and go together.
+    call.emit('data', report(first, WorkspacePhase.WORKSPACE_PHASE_RUNNING, 'first'));
+    call.emit('data', ack(revision + 1000));
+    call.emit('data', report(later, WorkspacePhase.WORKSPACE_PHASE_RUNNING, 'later'));
+    await waitFor('the forged ack refused', () => call.ended, 10_000);
+    expect(call.ended?.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    await waitFor('both batches answered', () => batches().items - was.items === 3 || undefined, 10_000);
+    expect(batches().batches - was.batches).to.equal(2);
+    expect((await workspace(first))?.status).to.equal('RUNNING');
+    expect((await workspace(later))?.status).to.equal('CREATING');
+    expect((await db.query('SELECT 1 FROM events WHERE workspace_id = $1', [later])).rowCount).to.equal(0);
   });
 });

@@ -10,8 +10,9 @@ export interface FeedbackBatchOptions {
   max: number;
 }
 
+/** A session's messages submitted together, in its order. */
 interface Waiting {
-  item: FeedbackItem;
+  items: FeedbackItem[];
   resolve(): void;
   reject(e: unknown): void;
 }
@@ -26,11 +27,12 @@ const RACES = new Set(['40P01', '40001', '55P03']);
  * status updates in batches. A lone report is applied at once; a burst of creates
  * finishing on many hosts costs one synchronous commit per round, not one per report.
  *
- * Each item is answered when its batch committed: resolved, or rejected with its own
- * refusal (SessionSuperseded, AckRefused) while the rest of the batch applies. A
- * session submits its next message only once the previous one is answered, so its
- * messages apply in the order it sent them; the batcher also never puts two items of
- * one session in one batch, whoever calls it.
+ * A session submits the reports and acks waiting in its inbox together, in its order,
+ * and its next ones only once those are answered, so its messages apply in the order it
+ * sent them (a batch holds at most one submission of a session, whoever calls it). A
+ * submission is answered when its batch committed: resolved, or rejected with the first
+ * refusal of its items (SessionSuperseded, AckRefused), whose later items are dropped
+ * as they would never have been handled alone, while the rest of the batch applies.
  */
 export class FeedbackBatcher {
   private pending: Waiting[] = [];
@@ -46,12 +48,20 @@ export class FeedbackBatcher {
     private readonly after: { hostChanged(hostId: string): void; observe: Observer; log: Logger },
   ) {}
 
-  submit(item: FeedbackItem): Promise<void> {
+  /** Items of one session, in its order. */
+  submit(items: FeedbackItem[]): Promise<void> {
     if (this.stopped) return Promise.reject(new Error('the control plane is shutting down'));
+    if (!items.length) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.pending.push({ item, resolve, reject });
+      this.pending.push({ items, resolve, reject });
       this.schedule();
     });
+  }
+
+  private get pendingItems(): number {
+    let n = 0;
+    for (const w of this.pending) n += w.items.length;
+    return n;
   }
 
   private schedule(): void {
@@ -59,7 +69,7 @@ export class FeedbackBatcher {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();
-    }, this.pending.length >= this.opts.max ? 0 : this.opts.windowMs);
+    }, this.pendingItems >= this.opts.max ? 0 : this.opts.windowMs);
   }
 
   private async flush(): Promise<void> {
@@ -67,10 +77,14 @@ export class FeedbackBatcher {
     const batch: Waiting[] = [];
     const rest: Waiting[] = [];
     const sessions = new Set<string>();
+    let items = 0;
     for (const w of this.pending) {
-      if (batch.length < this.opts.max && !sessions.has(w.item.sessionId)) {
-        sessions.add(w.item.sessionId);
+      const session = w.items[0]?.sessionId ?? '';
+      // The first submission always goes, even one larger than max.
+      if ((!batch.length || items + w.items.length <= this.opts.max) && !sessions.has(session)) {
+        sessions.add(session);
         batch.push(w);
+        items += w.items.length;
       } else rest.push(w);
     }
     this.pending = rest;
@@ -85,7 +99,7 @@ export class FeedbackBatcher {
   private async run(batch: Waiting[]): Promise<void> {
     let result: FeedbackResult;
     try {
-      result = await this.apply(batch.map((w) => w.item));
+      result = await this.apply(batch.flatMap((w) => w.items));
     } catch (e) {
       // The transaction failed as a whole: nothing applied. One item may be the cause,
       // so each goes again alone and only the one at fault fails.
@@ -98,14 +112,18 @@ export class FeedbackBatcher {
       return;
     }
     this.counts.batches++;
-    this.counts.items += batch.length;
+    let i = 0;
+    for (const w of batch) i += w.items.length;
+    this.counts.items += i;
     const { log, observe, hostChanged } = this.after;
     for (const h of result.changedHosts) hostChanged(h);
     for (const c of result.creations) observe.workspaceCreated(c.result, c.seconds);
     for (const a of result.applied) log.debug({ workspaceId: a.workspaceId, hostId: a.hostId, phase: a.phase }, 'workspace status applied');
     for (const d of result.deleted) log.info({ hostId: d.hostId, revision: d.revision, workspaces: d.workspaces }, 'workspaces deleted');
-    for (const [i, w] of batch.entries()) {
-      const refused = result.refused[i];
+    let at = 0;
+    for (const w of batch) {
+      const refused = result.refused.slice(at, at + w.items.length).find((e) => e);
+      at += w.items.length;
       if (refused) w.reject(refused);
       else w.resolve();
     }

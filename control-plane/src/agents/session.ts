@@ -8,7 +8,7 @@ import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
 import { closeHostSession, openHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
-import { AckRefused } from '../workspaces/agent-feedback.js';
+import { AckRefused, type FeedbackItem } from '../workspaces/agent-feedback.js';
 import { loadDesired, toSpec } from '../workspaces/desired.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
@@ -111,11 +111,21 @@ export class AgentSession {
           this.call.resume();
         }
         try {
-          // Reports and acks wait for their batch (agents/feedback-batches.ts), not for a
-          // turn at the pool: the batch gathers every session's, and the next message of
-          // this stream is handled once it committed, so the stream's order holds.
-          const batched = this.hostId && (msg.payload?.$case === 'workspaceStatus' || msg.payload?.$case === 'ack');
-          await (batched ? this.handle(msg) : this.sessions.writes(() => this.handle(msg)));
+          const item = this.feedbackItem(msg);
+          if (item) {
+            // Reports and acks go to the replica's batch (agents/feedback-batches.ts), not
+            // to a turn at the pool; those waiting right behind this one go with it, in
+            // order, and the next message is handled once the batch committed.
+            const items = [item];
+            const depth = this.sessions.opts.inboxDepth ?? 64;
+            for (let next = this.peekFeedback(); next && items.length < depth; next = this.peekFeedback()) {
+              this.inbox.shift();
+              items.push(next);
+            }
+            await this.sessions.feedback.submit(items);
+          } else {
+            await this.sessions.writes(() => this.handle(msg));
+          }
         } catch (e) {
           this.fail(e);
         }
@@ -123,6 +133,20 @@ export class AgentSession {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** A status report or ack of this session, as an item of the report batch; anything else: undefined. */
+  private feedbackItem(msg: AgentMessage): FeedbackItem | undefined {
+    const p = msg.payload;
+    if (!this.hostId || this.closed || (msg.sessionId && msg.sessionId !== this.id)) return undefined;
+    if (p?.$case === 'workspaceStatus') return { kind: 'report', hostId: this.hostId, sessionId: this.id, report: p.value };
+    if (p?.$case === 'ack') return { kind: 'ack', hostId: this.hostId, sessionId: this.id, revision: p.value.revision };
+    return undefined;
+  }
+
+  private peekFeedback(): FeedbackItem | undefined {
+    const msg = this.inbox[0];
+    return msg && this.feedbackItem(msg);
   }
 
   /** Unhandled messages of this stream, and whether it is paused for them. */
@@ -152,10 +176,10 @@ export class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await this.sessions.feedback.submit({ kind: 'report', hostId, sessionId: this.id, report: p.value });
+        await this.sessions.feedback.submit([{ kind: 'report', hostId, sessionId: this.id, report: p.value }]);
         return;
       case 'ack':
-        await this.sessions.feedback.submit({ kind: 'ack', hostId, sessionId: this.id, revision: p.value.revision });
+        await this.sessions.feedback.submit([{ kind: 'ack', hostId, sessionId: this.id, revision: p.value.revision }]);
         return;
       case 'event':
         await inTx(db, async (tx) => {

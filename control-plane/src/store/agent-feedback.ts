@@ -70,6 +70,7 @@ export interface AckedDeletion {
   user_id: string;
   host_id: string;
   container_id: string | null;
+  desired_revision: number;
 }
 
 /**
@@ -84,7 +85,7 @@ export async function deleteAcked(tx: Tx, hostIds: string[], revisions: number[]
           gone AS (SELECT w.id, w.container_id FROM workspaces w JOIN a ON w.host_id = a.h
                     WHERE w.status = 'DELETING' AND w.desired_revision <= a.rev ORDER BY w.id FOR UPDATE OF w)
      UPDATE workspaces w SET status = 'DELETED', container_id = NULL, updated_at = now()
-       FROM gone WHERE w.id = gone.id RETURNING w.id, w.user_id, w.host_id, gone.container_id`,
+       FROM gone WHERE w.id = gone.id RETURNING w.id, w.user_id, w.host_id, gone.container_id, w.desired_revision`,
     [hostIds, revisions],
   );
   return rows;

@@ -50,7 +50,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  *   than the workspace's last change, is ignored: it describes a past the user has
  *   already moved on from;
  * - an ack for a revision above its host's current one is refused (AckRefused), alone;
- *   an accepted one makes the DELETING workspaces whose removal it carried DELETED.
+ *   an accepted one makes the DELETING workspaces whose removal it carried DELETED;
+ * - a session's items after its first refused one are dropped (refused with the same
+ *   error): handled one by one, they would never have been, as the refusal ends it.
  * Items apply in their order: a later report of the same workspace sees what an earlier
  * one did. Several workspaces of one host failing in one batch bump its revision once.
  */
@@ -65,23 +67,30 @@ export async function applyFeedback(tx: Tx, items: FeedbackItem[], now: () => nu
     writes.map((i) => (items[i] as FeedbackItem).hostId),
     writes.map((i) => (items[i] as FeedbackItem).sessionId),
   );
+  const isLive = (it: FeedbackItem) => live.has(`${it.hostId}\u0000${it.sessionId}`);
+  const current = await hostRevisions(tx, [...new Set(writes.flatMap((i) => ((items[i] as FeedbackItem).kind === 'ack' && isLive(items[i] as FeedbackItem) ? [(items[i] as FeedbackItem).hostId] : [])))]);
   const reports: { i: number; hostId: string; report: StatusReport }[] = [];
-  const acks: { i: number; hostId: string; revision: number }[] = [];
+  const accepted: { i: number; hostId: string; revision: number }[] = [];
+  // A session's first refusal ends it: its later items are dropped, as they would never have been handled.
+  const refusedSession = new Map<string, Error>();
   for (const i of writes) {
     const it = items[i] as FeedbackItem;
-    if (!live.has(`${it.hostId}\u0000${it.sessionId}`)) refused[i] = new SessionSuperseded(it.hostId, it.sessionId);
+    const before = refusedSession.get(it.sessionId);
+    let why: Error | undefined;
+    if (before) why = before;
+    else if (!isLive(it)) why = new SessionSuperseded(it.hostId, it.sessionId);
     else if (it.kind === 'report') reports.push({ i, hostId: it.hostId, report: it.report });
-    else acks.push({ i, hostId: it.hostId, revision: it.revision });
+    else {
+      // An agent acks only revisions it was sent: a higher one is forged or confused.
+      const cur = current.get(it.hostId) ?? 0;
+      if (it.revision > cur) why = new AckRefused(it.hostId, it.revision, cur);
+      else accepted.push({ i, hostId: it.hostId, revision: it.revision });
+    }
+    if (why) {
+      refused[i] = why;
+      refusedSession.set(it.sessionId, why);
+    }
   }
-
-  // An agent acks only revisions it was sent: a higher one is forged or confused.
-  const current = await hostRevisions(tx, [...new Set(acks.map((a) => a.hostId))]);
-  const accepted = acks.filter((a) => {
-    const cur = current.get(a.hostId) ?? 0;
-    if (a.revision <= cur) return true;
-    refused[a.i] = new AckRefused(a.hostId, a.revision, cur);
-    return false;
-  });
 
   // Lock order everywhere: workspace rows, then their host rows.
   const rows = await lockWorkspaces(tx, [...new Set(reports.map((r) => r.report.workspaceId))]);
@@ -126,11 +135,12 @@ export async function applyFeedback(tx: Tx, items: FeedbackItem[], now: () => nu
   const events: { i: number; e: BulkEvent }[] = moves.map((m) => ({ i: m.i, e: reportEvent(m.hostId, m.from, m.to, m.report) }));
   const ackOf = new Map<string, number>();
   for (const a of accepted) ackOf.set(a.hostId, Math.max(ackOf.get(a.hostId) ?? 0, a.revision));
-  const ackIndex = new Map(accepted.map((a) => [a.hostId, a.i]));
   for (const g of gone) {
-    const revision = ackOf.get(g.host_id) ?? 0;
+    // The first of its host's acks that carried its removal.
+    const by = accepted.find((a) => a.hostId === g.host_id && a.revision >= g.desired_revision);
+    const revision = by?.revision ?? ackOf.get(g.host_id) ?? 0;
     events.push({
-      i: ackIndex.get(g.host_id) ?? 0,
+      i: by?.i ?? 0,
       e: {
         kind: 'workspace.deleted',
         actor: `agent:${g.host_id}`,
