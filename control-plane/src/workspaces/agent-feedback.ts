@@ -129,7 +129,6 @@ export async function applyFeedback(tx: Tx, items: FeedbackItem[], now: () => nu
   }
   await setCurrentSteps(tx, [...steps.keys()], [...steps.values()]);
   await setReportedStatuses(tx, [...final.values()]);
-  await recordAppliedRevisions(tx, accepted.map((a) => a.hostId), accepted.map((a) => a.revision));
 
   // The events in the order of their items.
   const events: { i: number; e: BulkEvent }[] = moves.map((m) => ({ i: m.i, e: reportEvent(m.hostId, m.from, m.to, m.report) }));
@@ -158,6 +157,9 @@ export async function applyFeedback(tx: Tx, items: FeedbackItem[], now: () => nu
   const channels = [...failedHosts.map(() => CHANNEL_HOST), ...events.map(() => CHANNEL_WORKSPACE)];
   const payloads = [...failedHosts, ...events.map((x) => x.e.workspaceId)];
   await notifyMany(tx, channels, payloads);
+  // Last, so the batch holds its hosts' rows as briefly as it can: placement skips
+  // locked hosts (SKIP LOCKED), and a batch holds many.
+  await recordAppliedRevisions(tx, accepted.map((a) => a.hostId), accepted.map((a) => a.revision));
 
   out.changedHosts = failedHosts;
   for (const [hostId, revision] of ackOf) {
