@@ -19,7 +19,13 @@
  * placement batches on: each client keeps one bulk request in flight.
  *
  * Run: npm run bench -- placement   (BENCH_RUNS, BENCH_HOSTS, BENCH_CREATES, BENCH_BULK,
- * BENCH_BULK_CREATES to vary; BENCH_CPU_PROF=dir for a CPU profile of the control plane)
+ * BENCH_BULK_CREATES to vary; BENCH_CPU_PROF=dir for a CPU profile of the control plane;
+ * BENCH_CONTROL_PLANE=<path to main.js> runs another build, e.g. the one before a change,
+ * with the same load)
+ *
+ * With agents reporting, the measured window ends once every created workspace is
+ * RUNNING (at most 60 s after the last create was answered), so reports still queued
+ * when the creates end are counted too.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
@@ -44,6 +50,7 @@ const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 /** Items per bulk request, and how many creates a bulk run makes (more than single runs: they go faster). */
 const BULK = Number(process.env.BENCH_BULK ?? 100);
 const BULK_CREATES = Number(process.env.BENCH_BULK_CREATES ?? CREATES);
+const MAIN = process.env.BENCH_CONTROL_PLANE ?? path.join(ROOT, 'control-plane/dist/main.js');
 const TICKS = 100; // USER_HZ on Linux
 
 function cpuSeconds(pid: number): number {
@@ -114,7 +121,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   const pgPort = await freePort();
   // BENCH_CPU_PROF=dir: the control plane writes a V8 CPU profile there when it exits.
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const cp = spawn(process.execPath, [...prof, path.join(ROOT, 'control-plane/dist/main.js')], {
+  const cp = spawn(process.execPath, [...prof, MAIN], {
     env: {
       PATH: process.env.PATH ?? '',
       A4C_DATA_DIR: dataDir,
@@ -197,28 +204,22 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  // Over-commitment check (below) and the reports' settling, straight from the database.
+  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
+  await db.connect();
+  let unsettled = 0;
+  for (let i = 0; !quiet && i < 300; i++) {
+    unsettled = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM workspaces WHERE project_name = 'bench' AND status <> 'RUNNING'")).rows[0]?.n ?? 0;
+    if (!unsettled) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const measured = (performance.now() - t0) / 1000;
   const cpCpu = cpuSeconds(cp.pid as number) - cpCpu0;
   const pgCpu = postgresCpuSeconds(cp.pid as number) - pgCpu0;
   const self = process.cpuUsage(selfCpu0);
   const selfCpu = (self.user + self.system) / 1e6;
   const placed = outcomes.get(201) ?? 0;
 
-  // Over-commitment check, straight from the database.
-  const db = new pg.Client({ connectionString: `postgres://a4c:a4c@127.0.0.1:${pgPort}/a4c` });
-  await db.connect();
-  // With agents reporting, the agent-plane work a create causes (its RUNNING report, the
-  // ack) can run on after the last answer: wait until every placed workspace is RUNNING
-  // and count that time and CPU too.
-  let tail: { seconds: number; cp: number; pg: number; left: number } | undefined;
-  if (!quiet) {
-    let left = 0;
-    for (const until = performance.now() + 300_000; performance.now() < until; await new Promise((r) => setTimeout(r, 200))) {
-      const q = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM workspaces WHERE project_name = 'bench' AND status <> 'RUNNING'`);
-      left = q.rows[0]?.n ?? 0;
-      if (!left) break;
-    }
-    tail = { seconds: (performance.now() - t0) / 1000, cp: cpuSeconds(cp.pid as number) - cpCpu0, pg: postgresCpuSeconds(cp.pid as number) - pgCpu0, left };
-  }
   const { rows } = await db.query<{ over: number; mismatched: number; hosts_used: number; max_per_host: number }>(
     `SELECT count(*) FILTER (WHERE h.reserved_memory_mb > floor(h.memory_bytes / 1048576.0 * 0.8)
                               OR h.reserved_millicpus > floor(h.cpus * 1000 * 0.8)
@@ -243,8 +244,14 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
     lookups.push(performance.now() - s);
   }
   lookups.sort((a, b) => a - b);
+  // Transactions that applied the agents' RUNNING reports of the measured workspaces.
+  const repRes = await db.query<{ n: number; txs: number }>(
+    `SELECT count(*)::int AS n, count(DISTINCT e.xid)::int AS txs FROM events e JOIN workspaces w ON w.id = e.workspace_id
+      WHERE e.kind = 'workspace.running' AND w.project_name = 'bench'`,
+  );
   await db.end();
   const t1 = txsRes.rows[0] ?? { n: 0, txs: 0 };
+  const r1 = repRes.rows[0] ?? { n: 0, txs: 0 };
 
   await fleet.stop();
   cp.kill('SIGTERM');
@@ -255,6 +262,7 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   console.log(
     `— ${bulk ? `bulk creates (POST /v1/workspace-batches, ${BULK} a request), ` : ''}placement batches ${batch ? `on, ${inFlight} in flight` : 'off'} (A4C_PLACEMENT_BATCH=${batch}), ${CLIENTS} concurrent clients${quiet ? ', agents report nothing (placement path alone)' : ''}`,
   );
+  console.log(`control plane: ${MAIN}`);
   console.log(`simulated hosts connected in ${connectSeconds.toFixed(1)} s`);
   console.log(`placements committed: ${placed} in ${seconds.toFixed(1)} s = ${(placed / seconds).toFixed(0)} per second`);
   console.log(`responses: ${[...outcomes].map(([s, n]) => `${n} × ${s}`).join(', ')}`);
@@ -262,19 +270,15 @@ async function run(batch: boolean, inFlight: number, CLIENTS: number, quiet: boo
   console.log(`latency per ${bulk ? 'bulk request (each of its creates waits as long)' : 'create'}: median ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`);
   console.log(`over-committed hosts: ${check.over}; hosts whose reservation ≠ sum of their workspaces: ${check.mismatched}`);
   console.log(`hosts used: ${check.hosts_used}, most workspaces on one host: ${check.max_per_host}`);
-  const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
+  if (!quiet) console.log(`every workspace RUNNING ${(measured - seconds).toFixed(1)} s after the last create was answered (${(placed / measured).toFixed(0)} placements per second until all RUNNING)${unsettled ? ` — NOT ALL: ${unsettled} still not RUNNING` : ''}; CPU measured over those ${measured.toFixed(1)} s`);
+  const perCreate = (total: number, idlePerSecond: number) => (((total - idlePerSecond * measured) / Math.max(placed, 1)) * 1000).toFixed(2);
   console.log(`idle fleet (no creates, 10 s): control plane ${idle.cp.toFixed(3)} CPU-s/s, PostgreSQL ${idle.pg.toFixed(3)} CPU-s/s`);
   console.log(`CPU per create above the idle fleet's: control plane ${perCreate(cpCpu, idle.cp)} ms, PostgreSQL ${perCreate(pgCpu, idle.pg)} ms, load generator + agents ${((selfCpu / Math.max(placed, 1)) * 1000).toFixed(2)} ms`);
-  if (tail) {
-    const at = (total: number, idlePerSecond: number) => (((total - idlePerSecond * tail.seconds) / Math.max(placed, 1)) * 1000).toFixed(2);
-    console.log(
-      `until every placed workspace was RUNNING (${tail.left ? `${tail.left} still not after 300 s` : 'all'}): ${tail.seconds.toFixed(1)} s = ${(placed / tail.seconds).toFixed(0)} per second; CPU per create above idle: control plane ${at(tail.cp, idle.cp)} ms, PostgreSQL ${at(tail.pg, idle.pg)} ms`,
-    );
-  }
   console.log(`inserting transactions: ${t1.txs} for ${t1.n} workspaces (${(t1.n / Math.max(t1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(
     `image lookup of a batch (what caching the image inventory could save), round trip on the idle database: median ${percentile(lookups, 50).toFixed(3)} ms = ${(percentile(lookups, 50) / Math.max(t1.n / Math.max(t1.txs, 1), 1)).toFixed(4)} ms per create at this batch size`,
   );
+  if (!quiet) console.log(`RUNNING reports applied: ${r1.n} in ${r1.txs} transactions (${(r1.n / Math.max(r1.txs, 1)).toFixed(1)} a transaction)`);
   console.log(`CPU seconds during the run: control plane ${cpCpu.toFixed(1)}, PostgreSQL ${pgCpu.toFixed(1)}, load generator + ${HOSTS} simulated agents ${selfCpu.toFixed(1)} (of ${(seconds * os.cpus().length).toFixed(1)} available)`);
   return check.over > 0 || check.mismatched > 0;
 }

@@ -26,6 +26,10 @@ export interface AgentPlaneConfig {
   maxHeartbeatsPerSecond: number;
   /** Most Hellos recorded in one transaction (agents/hellos.ts). */
   helloBatchMax: number;
+  /** Workspace status reports and acks that arrive within this window share one transaction (0: those that arrive while the previous one commits). */
+  reportBatchMs: number;
+  /** Most reports and acks in one batch. */
+  reportBatchMax: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -47,6 +51,8 @@ export function loadAgentPlaneConfig(env: Env): AgentPlaneConfig {
     desiredCompleteEvery: envInt(env, 'A4C_DESIRED_COMPLETE_EVERY', 100, 0, 1_000_000),
     maxHeartbeatsPerSecond: envInt(env, 'A4C_MAX_HEARTBEATS_PER_SECOND', 1000, 0, 1_000_000),
     helloBatchMax: envInt(env, 'A4C_HELLO_BATCH_MAX', 1000, 1, 10_000),
+    reportBatchMs: envInt(env, 'A4C_REPORT_BATCH_MS', 0, 0, 1000),
+    reportBatchMax: envInt(env, 'A4C_REPORT_BATCH_MAX', 1000, 1, 10_000),
   };
 }
 
@@ -59,4 +65,6 @@ export const AGENT_PLANE_CONFIG_HELP = `  A4C_DB_STATEMENT_TIMEOUT_MS  statement
   A4C_HEARTBEAT_BATCH_MAX   most heartbeats in one transaction (default 1000)
   A4C_DESIRED_COMPLETE_EVERY  after this many desired-state deltas on a stream the next is complete (default 100; 0: only when needed)
   A4C_MAX_HEARTBEATS_PER_SECOND  the fleet's target heartbeat rate: a new session's period is hosts (connected or saying Hello) / this, never below A4C_HEARTBEAT_MS (default 1000; 0: always A4C_HEARTBEAT_MS)
-  A4C_HELLO_BATCH_MAX       most agent Hellos recorded in one transaction (default 1000)`;
+  A4C_HELLO_BATCH_MAX       most agent Hellos recorded in one transaction (default 1000)
+  A4C_REPORT_BATCH_MS       workspace status reports and acks arriving within this window share one transaction (default 0: those arriving while the previous batch commits)
+  A4C_REPORT_BATCH_MAX      most status reports and acks in one transaction (default 1000)`;

@@ -8,7 +8,7 @@ import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
 import { closeHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
-import { AckRefused } from '../workspaces/service.js';
+import { AckRefused, type FeedbackItem } from '../workspaces/agent-feedback.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { DesiredPush } from './desired-push.js';
 import { hostEventRow, imageRows, statsColumns, UUID } from './proto-mapping.js';
@@ -107,8 +107,22 @@ export class AgentSession {
           this.call.resume();
         }
         try {
-          // A Hello waits for its batch (agents/hellos.ts), not for a slot of the limiter.
-          await (this.hostId ? this.sessions.writes(() => this.handle(msg)) : this.handle(msg));
+          const item = this.feedbackItem(msg);
+          if (item) {
+            // Reports and acks go to the replica's batch (agents/feedback-batches.ts), not
+            // to a turn at the pool; those waiting right behind this one go with it, in
+            // order, and the next message is handled once the batch committed.
+            const items = [item];
+            const depth = this.sessions.opts.inboxDepth ?? 64;
+            for (let next = this.peekFeedback(); next && items.length < depth; next = this.peekFeedback()) {
+              this.inbox.shift();
+              items.push(next);
+            }
+            await this.sessions.feedback.submit(items);
+          } else {
+            // A Hello waits for its batch (agents/hellos.ts), not for a slot of the limiter.
+            await (this.hostId ? this.sessions.writes(() => this.handle(msg)) : this.handle(msg));
+          }
         } catch (e) {
           this.fail(e);
         }
@@ -116,6 +130,20 @@ export class AgentSession {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** A status report or ack of this session, as an item of the report batch; anything else: undefined. */
+  private feedbackItem(msg: AgentMessage): FeedbackItem | undefined {
+    const p = msg.payload;
+    if (!this.hostId || this.closed || (msg.sessionId && msg.sessionId !== this.id)) return undefined;
+    if (p?.$case === 'workspaceStatus') return { kind: 'report', hostId: this.hostId, sessionId: this.id, report: p.value };
+    if (p?.$case === 'ack') return { kind: 'ack', hostId: this.hostId, sessionId: this.id, revision: p.value.revision };
+    return undefined;
+  }
+
+  private peekFeedback(): FeedbackItem | undefined {
+    const msg = this.inbox[0];
+    return msg && this.feedbackItem(msg);
   }
 
   /** Unhandled messages of this stream, and whether it is paused for them. */
@@ -145,10 +173,10 @@ export class AgentSession {
         await this.heartbeat(p.value);
         return;
       case 'workspaceStatus':
-        await workspaces.applyReport(db, this.hostId, p.value, live);
+        await this.sessions.feedback.submit([{ kind: 'report', hostId, sessionId: this.id, report: p.value }]);
         return;
       case 'ack':
-        await workspaces.applyAck(db, this.hostId, p.value.revision, live);
+        await this.sessions.feedback.submit([{ kind: 'ack', hostId, sessionId: this.id, revision: p.value.revision }]);
         return;
       case 'event':
         await inTx(db, async (tx) => {

@@ -9,6 +9,7 @@ import type { Db } from '../store/db.js';
 import { DesiredLoader } from '../workspaces/desired.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { heartbeatPeriodMs } from './heartbeat-period.js';
+import { FeedbackBatcher } from './feedback-batches.js';
 import { HeartbeatBatcher } from './heartbeats.js';
 import { HelloBatcher } from './hellos.js';
 import { AgentSession, type Call, type Identity } from './session.js';
@@ -39,6 +40,10 @@ export interface SessionOptions {
   heartbeatBatchMs?: number;
   /** Most heartbeats per transaction (default 1000). */
   heartbeatBatchMax?: number;
+  /** Status reports and acks within this window share one transaction (default 0: those that arrive while the previous batch commits). */
+  reportBatchMs?: number;
+  /** Most status reports and acks per transaction (default 1000). */
+  reportBatchMax?: number;
   /** Connections of the agent plane's pool (A4C_DB_AGENT_POOL_SIZE; default 10). */
   dbConnections?: number;
   /** After this many deltas on a stream its next desired state is complete (A4C_DESIRED_COMPLETE_EVERY; default 100). */
@@ -67,13 +72,15 @@ export class AgentSessions {
   /** Desired-state loads of every session, gathered into few statements. */
   readonly desired: DesiredLoader;
   readonly hellos: HelloBatcher;
+  /** Workspace status reports and acks of every session, in batches. */
+  readonly feedback: FeedbackBatcher;
   /**
-   * Every database use of the sessions but heartbeats and Hellos, which have batchers of
-   * their own (the streams' messages, desired-state loads, disconnects), runs through
+   * Every database use of the sessions but heartbeats, Hellos, reports and acks, which
+   * have batchers of their own (the streams' other messages, disconnects), runs through
    * this, at most the pool's size less two at once: after a connect storm of thousands of
    * agents their work waits here, each stream paused past its inbox depth, instead of
-   * timing out in the pool's queue, and the heartbeat batch and the Hello batch (one
-   * transaction at a time each) always find a free connection.
+   * timing out in the pool's queue, and the batches (one transaction at a time each)
+   * always find a free connection.
    */
   readonly writes: LimitFunction;
 
@@ -99,6 +106,7 @@ export class AgentSessions {
       opts.helloBatchMax ?? 1000,
       log,
     );
+    this.feedback = new FeedbackBatcher(db, { windowMs: opts.reportBatchMs ?? 0, max: opts.reportBatchMax ?? 1000 }, { hostChanged: (h) => this.push(h), observe, log });
   }
 
   /** Agent streams this replica holds (hosts past their Hello). */
@@ -175,5 +183,6 @@ export class AgentSessions {
     await Promise.all([...this.all].map((s) => s.close()));
     this.heartbeats.stop();
     this.hellos.stop();
+    this.feedback.stop();
   }
 }

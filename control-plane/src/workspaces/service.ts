@@ -3,14 +3,12 @@ import {
   conflict,
   invalidArgument,
   notFound,
-  SETTLED_STATUSES,
   type Arch,
   type Logger,
   type Tier,
   type Workspace,
   type WorkspaceStatus,
 } from '@a4c/common';
-import { WorkspacePhase, type WorkspaceStatus as StatusReport } from '@a4c/proto';
 import type { EventKind } from '../events/kinds.js';
 import { notifyHost, notifyWorkspace, type ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
@@ -23,10 +21,10 @@ import { inTx, type Db, type Tx } from '../store/db.js';
 import { setAutostopOverride } from '../store/autostop.js';
 import { appendEvent, changesOf } from '../store/events.js';
 import { searchWorkspaces, type FleetQuery } from '../store/fleet.js';
-import { hostRevision, type SessionGuard } from '../store/host-sessions.js';
 import { bumpRevision } from '../store/hosts.js';
 import { getWorkspace, listWorkspacesOfUser, toWorkspace, viewWorkspace, type WorkspaceRow } from '../store/workspaces.js';
 import { assertMove, takesCompute } from './states.js';
+import { waitSettled } from './wait-settled.js';
 
 export interface CreateWorkspaceInput {
   userId: string;
@@ -441,189 +439,10 @@ export class WorkspaceService {
   }
 
   /**
-   * Resolves once the workspace is settled (RUNNING, STOPPED, DELETED, FAILED) or the
-   * time is up, and returns it as it is then. Woken by the change feed; a slow poll
-   * covers a feed that reconnected and missed a notification.
+   * Resolves once the workspace is settled or the time is up (workspaces/wait-settled.ts).
    */
-  async waitSettled(id: string, seconds: number): Promise<Workspace> {
-    const settled = (w: Workspace) => SETTLED_STATUSES.includes(w.status);
-    let ws = await this.get(id);
-    if (seconds <= 0 || settled(ws)) return ws;
-    const deadline = Date.now() + seconds * 1000;
-    return await new Promise<Workspace>((resolve) => {
-      let checking = false;
-      let again = false;
-      const finish = (w: Workspace) => {
-        this.feed.off('workspace', onChange);
-        this.feed.off('reconnected', check);
-        clearInterval(poll);
-        clearTimeout(timer);
-        resolve(w);
-      };
-      const check = () => {
-        if (checking) {
-          again = true;
-          return;
-        }
-        checking = true;
-        this.get(id).then(
-          (w) => {
-            ws = w;
-            checking = false;
-            if (settled(w)) finish(w);
-            else if (again) {
-              again = false;
-              check();
-            }
-          },
-          () => {
-            checking = false;
-          },
-        );
-      };
-      const onChange = (changed: string) => {
-        if (changed === id) check();
-      };
-      this.feed.on('workspace', onChange);
-      this.feed.on('reconnected', check);
-      const poll = setInterval(check, 2000);
-      const timer = setTimeout(() => finish(ws), Math.max(0, deadline - Date.now()));
-      check();
-    });
-  }
-
-  /**
-   * An agent's report about one of its workspaces, on the agent plane's pool (db). Reports about another host's
-   * workspace, or made while acting on a revision older than the workspace's last
-   * change, are ignored: they describe a past the user has already moved on from.
-   */
-  async applyReport(db: Db, hostId: string, report: StatusReport, live?: SessionGuard): Promise<void> {
-    if (!UUID.test(report.workspaceId)) return;
-    let changedHost = false;
-    let creation: { result: 'success' | 'failed'; seconds: number } | undefined;
-    const changed = await inTx(db, async (tx) => {
-      creation = undefined;
-      await live?.(tx);
-      const cur = await getWorkspace(tx, report.workspaceId, true);
-      if (!cur || cur.host_id !== hostId || report.revision < cur.desired_revision) return false;
-      const s = cur.status;
-      const set = (status: WorkspaceStatus, extra: Partial<Pick<WorkspaceRow, 'container_id' | 'failed_step' | 'error'>> = {}) => ({
-        status,
-        extra,
-      });
-      let update: ReturnType<typeof set> | null = null;
-      if (report.phase === WorkspacePhase.WORKSPACE_PHASE_CREATING && (s === 'CREATING' || s === 'STARTING')) {
-        if (report.step && report.step !== cur.current_step) {
-          await tx.query('UPDATE workspaces SET current_step = $2 WHERE id = $1', [cur.id, report.step.slice(0, 32)]);
-        }
-        return false;
-      }
-      switch (report.phase) {
-        case WorkspacePhase.WORKSPACE_PHASE_RUNNING:
-          if (s === 'CREATING' || s === 'STARTING' || (s === 'RUNNING' && cur.container_id !== report.containerId)) {
-            update = set('RUNNING', { container_id: report.containerId, failed_step: null, error: null });
-          }
-          break;
-        case WorkspacePhase.WORKSPACE_PHASE_STOPPED:
-          if (s === 'STOPPING' || (s === 'STOPPED' && cur.container_id !== report.containerId)) {
-            update = set('STOPPED', { container_id: report.containerId });
-          }
-          break;
-        case WorkspacePhase.WORKSPACE_PHASE_FAILED:
-          if (s === 'CREATING' || s === 'STARTING' || s === 'RUNNING' || s === 'STOPPING') {
-            update = set('FAILED', {
-              container_id: report.containerId || cur.container_id,
-              failed_step: report.step || 'unknown',
-              error: report.error || 'the agent reported a failure without a reason',
-            });
-          }
-          break;
-        default:
-          break;
-      }
-      if (!update) return false;
-      assertMove(s, update.status);
-      const fields = { container_id: cur.container_id, failed_step: cur.failed_step, error: cur.error, ...update.extra };
-      let revision = cur.desired_revision;
-      if (update.status === 'FAILED') {
-        // A failed workspace leaves the host's desired set, so the agent clears what is left.
-        revision = await bumpRevision(tx, hostId);
-        await notifyHost(tx, hostId);
-        changedHost = true;
-      }
-      if (s === 'CREATING') {
-        // status_changed_at is when it became CREATING: requested, approved or retried.
-        creation = { result: update.status === 'RUNNING' ? 'success' : 'failed', seconds: (Date.now() - cur.status_changed_at.getTime()) / 1000 };
-      }
-      await tx.query(
-        `UPDATE workspaces SET status = $2, container_id = $3, failed_step = $4, error = $5, desired_revision = $6, updated_at = now()
-          WHERE id = $1`,
-        [cur.id, update.status, fields.container_id, fields.failed_step, fields.error, revision],
-      );
-      const failed = update.status === 'FAILED';
-      await appendEvent(tx, {
-        kind: REPORT_KINDS[update.status as keyof typeof REPORT_KINDS],
-        actor: `agent:${hostId}`,
-        reason: failed
-          ? `the agent reported a failure at step ${fields.failed_step}: ${fields.error}`
-          : `the agent reported the container ${update.status === 'RUNNING' ? 'running' : 'stopped'}`,
-        workspaceId: cur.id,
-        hostId,
-        changes: changesOf(
-          { status: s, containerId: cur.container_id, failedStep: cur.failed_step, error: cur.error },
-          { status: update.status, containerId: fields.container_id, failedStep: fields.failed_step, error: fields.error },
-        ),
-        data: failed ? { step: fields.failed_step, exitCode: report.exitCode, oomKilled: report.oomKilled } : {},
-      });
-      await notifyWorkspace(tx, cur.id);
-      return true;
-    });
-    if (changedHost) this.hostChanged(hostId);
-    if (creation) this.observe.workspaceCreated(creation.result, creation.seconds);
-    if (changed) this.log.debug({ workspaceId: report.workspaceId, hostId, phase: report.phase }, 'workspace status applied');
-  }
-
-  /**
-   * The host converged to `revision`: workspaces being deleted whose removal that
-   * revision carried are gone from it.
-   */
-  async applyAck(db: Db, hostId: string, revision: number, live?: SessionGuard): Promise<void> {
-    const ids = await inTx(db, async (tx) => {
-      await live?.(tx);
-      // An agent acks only revisions it was sent: a higher one is forged or confused.
-      const current = await hostRevision(tx, hostId);
-      if (revision > current) throw new AckRefused(hostId, revision, current);
-      // Lock order everywhere: workspace rows, then their host row.
-      const { rows } = await tx.query<{ id: string; container_id: string | null }>(
-        `WITH gone AS (SELECT id, container_id FROM workspaces
-                        WHERE host_id = $1 AND status = 'DELETING' AND desired_revision <= $2 FOR UPDATE)
-         UPDATE workspaces w SET status = 'DELETED', container_id = NULL, updated_at = now()
-           FROM gone WHERE w.id = gone.id RETURNING w.id, gone.container_id`,
-        [hostId, revision],
-      );
-      for (const r of rows) {
-        await appendEvent(tx, {
-          kind: 'workspace.deleted',
-          actor: `agent:${hostId}`,
-          reason: `the host applied revision ${revision}, which removed its container`,
-          workspaceId: r.id,
-          hostId,
-          changes: changesOf({ status: 'DELETING', containerId: r.container_id }, { status: 'DELETED', containerId: null }),
-          data: { revision },
-        });
-        await notifyWorkspace(tx, r.id);
-      }
-      await tx.query('UPDATE hosts SET applied_revision = GREATEST(applied_revision, $2) WHERE id = $1 AND applied_revision < $2', [hostId, revision]);
-      return rows.map((r) => r.id);
-    });
-    if (ids.length) this.log.info({ hostId, revision, workspaces: ids }, 'workspaces deleted');
-  }
-}
-
-/** An ack for a revision the host was never sent. */
-export class AckRefused extends Error {
-  constructor(hostId: string, revision: number, current: number) {
-    super(`an ack for revision ${revision} of host ${hostId} was refused: its current revision is ${current}`);
+  waitSettled(id: string, seconds: number): Promise<Workspace> {
+    return waitSettled(this.feed, (w) => this.get(w), id, seconds);
   }
 }
 
@@ -633,13 +452,6 @@ const TRANSITION_KINDS = {
   STARTING: 'workspace.starting',
   DELETING: 'workspace.deleting',
   DELETED: 'workspace.deleted',
-} as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
-
-/** The event of each status an agent's report moves a workspace to. */
-const REPORT_KINDS = {
-  RUNNING: 'workspace.running',
-  STOPPED: 'workspace.stopped',
-  FAILED: 'workspace.failed',
 } as const satisfies Partial<Record<WorkspaceStatus, EventKind>>;
 
 /** What to suggest for a workspace that can only be retried or deleted. */
