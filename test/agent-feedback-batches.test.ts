@@ -162,8 +162,9 @@ describe('agent plane: status reports and acks of many sessions applied in batch
     const [a, b, c] = [uniqueId('sup-a'), uniqueId('sup-b'), uniqueId('sup-c')];
     const oldA = await open(a);
     const [callB, callC] = await Promise.all([open(b), open(c)]);
-    await db.query("UPDATE host_status SET last_heartbeat_at = now() - interval '1 hour' WHERE host_id = $1", [a]);
-    const newA = await open(a);
+    // Another replica took the host over: the database names a session this replica does
+    // not hold (its NOTIFY is not wired here), so the old stream is still open and writes.
+    await db.query("UPDATE host_status SET session_id = $2, last_heartbeat_at = now() - interval '1 hour' WHERE host_id = $1", [a, randomUUID()]);
     const [wa, wb, wc] = await Promise.all([insertWorkspace(a, 'CREATING'), insertWorkspace(b, 'CREATING'), insertWorkspace(c, 'CREATING')]);
     const was = batches();
     oldA.emit('data', report(wa, WorkspacePhase.WORKSPACE_PHASE_RUNNING, 'old'));
@@ -178,8 +179,9 @@ describe('agent plane: status reports and acks of many sessions applied in batch
     expect((await workspace(wb))?.status).to.equal('RUNNING');
     expect((await workspace(wc))?.status).to.equal('RUNNING');
     expect((await db.query('SELECT 1 FROM events WHERE workspace_id = $1', [wa])).rowCount).to.equal(0);
-    for (const call of [newA, callB, callC]) expect(call.ended).to.equal(undefined);
-    // The live session of that host reports as before.
+    for (const call of [callB, callC]) expect(call.ended).to.equal(undefined);
+    // The host's agent comes back here: its new session reports as before.
+    const newA = await open(a);
     newA.emit('data', report(wa, WorkspacePhase.WORKSPACE_PHASE_RUNNING, 'new'));
     await waitFor('the live report', async () => (await workspace(wa))?.container_id === 'new' || undefined, 10_000);
   });

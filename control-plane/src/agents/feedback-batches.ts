@@ -1,6 +1,6 @@
 import type { Logger } from '@a4c/common';
 import type { Observer } from '../metrics/observer.js';
-import { inTx, type Db } from '../store/db.js';
+import { inTx, retryOnceOnLostRace, type Db } from '../store/db.js';
 import { applyFeedback, type FeedbackItem, type FeedbackResult } from '../workspaces/agent-feedback.js';
 
 export interface FeedbackBatchOptions {
@@ -16,9 +16,6 @@ interface Waiting {
   resolve(): void;
   reject(e: unknown): void;
 }
-
-/** Lost to another transaction's locks: the batch goes again once. */
-const RACES = new Set(['40P01', '40001', '55P03']);
 
 /**
  * Workspace status reports and acks of every session on this replica, applied in
@@ -129,14 +126,11 @@ export class FeedbackBatcher {
     }
   }
 
-  private async apply(items: FeedbackItem[]): Promise<FeedbackResult> {
-    try {
-      return await inTx(this.db, (tx) => applyFeedback(tx, items));
-    } catch (e) {
-      if (!RACES.has((e as { code?: string }).code ?? '')) throw e;
-      this.after.log.warn({ err: (e as Error).message, items: items.length }, 'agent feedback batch lost a lock race; retrying once');
-      return inTx(this.db, (tx) => applyFeedback(tx, items));
-    }
+  private apply(items: FeedbackItem[]): Promise<FeedbackResult> {
+    return retryOnceOnLostRace(
+      () => inTx(this.db, (tx) => applyFeedback(tx, items)),
+      (e) => this.after.log.warn({ err: e.message, items: items.length }, 'agent feedback batch lost a lock race; retrying once'),
+    );
   }
 
   /** Shutting down: what waits is answered with an error (its sessions are closing anyway). */

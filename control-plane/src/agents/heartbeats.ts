@@ -1,5 +1,5 @@
 import type { Logger } from '@a4c/common';
-import type { Db } from '../store/db.js';
+import { retryOnceOnLostRace, type Db } from '../store/db.js';
 import { recordHeartbeats, type HeartbeatRow } from '../store/host-sessions.js';
 
 interface Pending {
@@ -75,15 +75,11 @@ export class HeartbeatBatcher {
   }
 
   /** One retry: a batch that lost a deadlock or a serialization race to another replica's writes goes again. */
-  private async apply(rows: HeartbeatRow[]): Promise<Set<string>> {
-    try {
-      return await recordHeartbeats(this.db, rows);
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code !== '40P01' && code !== '40001' && code !== '55P03') throw e;
-      this.log.warn({ err: (e as Error).message, heartbeats: rows.length }, 'heartbeat batch lost a lock race; retrying once');
-      return recordHeartbeats(this.db, rows);
-    }
+  private apply(rows: HeartbeatRow[]): Promise<Set<string>> {
+    return retryOnceOnLostRace(
+      () => recordHeartbeats(this.db, rows),
+      (e) => this.log.warn({ err: e.message, heartbeats: rows.length }, 'heartbeat batch lost a lock race; retrying once'),
+    );
   }
 
   /** Shutting down: what waits is answered with an error (its sessions are closing anyway). */

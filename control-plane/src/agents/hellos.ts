@@ -1,5 +1,5 @@
 import type { Logger } from '@a4c/common';
-import type { Db } from '../store/db.js';
+import { retryOnceOnLostRace, type Db } from '../store/db.js';
 import { openHostSessions, type ClaimPolicy, type ClaimResult, type HelloClaim } from '../store/session-claims.js';
 
 interface Pending {
@@ -72,15 +72,11 @@ export class HelloBatcher {
   }
 
   /** One retry: a batch that lost a deadlock or a lock race to another replica's writes goes again. */
-  private async apply(claims: HelloClaim[], policy: ClaimPolicy): Promise<ClaimResult[]> {
-    try {
-      return await openHostSessions(this.db, claims, policy);
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code !== '40P01' && code !== '40001' && code !== '55P03') throw e;
-      this.log.warn({ err: (e as Error).message, hellos: claims.length }, 'Hello batch lost a lock race; retrying once');
-      return openHostSessions(this.db, claims, policy);
-    }
+  private apply(claims: HelloClaim[], policy: ClaimPolicy): Promise<ClaimResult[]> {
+    return retryOnceOnLostRace(
+      () => openHostSessions(this.db, claims, policy),
+      (e) => this.log.warn({ err: e.message, hellos: claims.length }, 'Hello batch lost a lock race; retrying once'),
+    );
   }
 
   /** Shutting down: what waits is answered with an error (its streams are closing anyway). */

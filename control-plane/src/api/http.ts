@@ -18,7 +18,8 @@ export interface State {
 }
 export type Ctx = Koa.ParameterizedContext<State>;
 
-const MAX_BODY_BYTES = 64 * 1024;
+/** The most a request body may hold unless its operation says more (Operation.maxBodyBytes). */
+export const MAX_BODY_BYTES = 64 * 1024;
 
 /** Request id, access log, and the one place errors become the JSON envelope. */
 export function errors(log: Logger): Koa.Middleware<State> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HTTP_STATUS, type ErrorCode } from '@a4c/common';
 import { ACCESS_TEXT, type Operation } from './operation.js';
+import { MAX_BODY_BYTES } from './http.js';
 import { errorBody } from './schemas.js';
 
 type JsonSchema = Record<string, unknown>;
@@ -87,6 +88,8 @@ export function openApiDocument(ops: readonly Operation[], info: { version: stri
       ...(o.access === 'public' ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
       ...(o.body ? { requestBody: { required: true, content: { 'application/json': { schema: convert(o.body, 'input') } } } } : {}),
+      // The largest body it reads; past it the answer is 413 PAYLOAD_TOO_LARGE.
+      ...(o.body ? { 'x-a4c-max-body-bytes': o.maxBodyBytes ?? MAX_BODY_BYTES } : {}),
       responses,
     };
     (paths[o.path] ??= {})[o.method] = operation;

@@ -84,3 +84,20 @@ export async function inTx<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>): Promis
 export async function ping(db: pg.Pool): Promise<void> {
   await db.query('SELECT 1');
 }
+
+/** Deadlock, serialization failure, lock not available: another transaction won a race for the same rows. */
+const LOST_RACE = new Set(['40P01', '40001', '55P03']);
+
+/**
+ * Runs a batch's transaction, and once more if it lost a lock race to another replica's
+ * (or batch's) writes; any other error, or a second loss, is the caller's.
+ */
+export async function retryOnceOnLostRace<T>(run: () => Promise<T>, onRetry: (e: Error) => void): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!LOST_RACE.has((e as { code?: string }).code ?? '')) throw e;
+    onRetry(e as Error);
+    return run();
+  }
+}
