@@ -381,7 +381,9 @@ async function startSteps(config: ControlPlaneConfig, log: Logger, deps: Control
       (stopping ??= (async () => {
         // First out of the load balancers (health NOT_SERVING, /readyz 503) and agents
         // handed to the other replicas, bounded by A4C_SHUTDOWN_GRACE_MS.
-        await lifecycle.drain(() => sessions.sessionCount);
+        // Also waits for the disconnects of streams that just ended to be recorded, or the
+        // pool would be closed under them.
+        await lifecycle.drain(() => sessions.sessionCount + sessions.pendingWrites);
         clearInterval(stuckSweep);
         clearInterval(lostSweep);
         await autostop.stop();

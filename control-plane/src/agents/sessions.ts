@@ -114,6 +114,11 @@ export class AgentSessions {
     return this.byHost.size;
   }
 
+  /** Agent-plane writes queued or running (the disconnects of streams just ended among them): a drain waits for them. */
+  get pendingWrites(): number {
+    return this.writes.activeCount + this.writes.pendingCount;
+  }
+
   start(): void {
     this.feed.on('host', (hostId: string) => this.push(hostId));
     this.feed.on('reconnected', () => this.pushAll());
