@@ -238,6 +238,33 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     expect(events.at(-1)?.data).to.deep.include({ sessionId: newSession, supersededSessionId: oldSession, takeover: true });
   });
 
+  it('sessions that end together are recorded together: each host disconnected with its own event, in fewer transactions than sessions; a host a newer session holds stays connected', async () => {
+    const hosts = Array.from({ length: 40 }, (_, i) => uniqueId(`bye-${i}`));
+    const opened = hosts.map((h) => {
+      const s = stream();
+      s.hello(h);
+      return s;
+    });
+    const ids = await Promise.all(opened.map((s) => s.welcomed()));
+    // The first host's session is taken over by a newer one before the old stream ends.
+    const newer = stream();
+    newer.hello(hosts[0] as string, ids[0]);
+    const newerId = await newer.welcomed();
+    for (const s of opened) s.close();
+    await waitFor('every other host disconnected', async () => {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM host_status WHERE host_id = ANY($1) AND NOT connected', [hosts.slice(1)]);
+      return rows[0]?.n === hosts.length - 1 || undefined;
+    }, 20_000);
+    const { rows } = await db.query<{ host_id: string; xid: string; session: string }>(
+      "SELECT host_id, xid::text AS xid, data->>'sessionId' AS session FROM events WHERE host_id = ANY($1) AND kind = 'host.disconnected'",
+      [hosts],
+    );
+    expect(rows.map((r) => r.host_id).sort(), 'one event per host whose session ended, none for the host taken over').to.deep.equal(hosts.slice(1).sort());
+    for (const r of rows) expect(r.session).to.equal(ids[hosts.indexOf(r.host_id)]);
+    expect(new Set(rows.map((r) => r.xid)).size, 'recorded in batches').to.be.lessThan(rows.length);
+    expect(await session(hosts[0] as string)).to.deep.include({ session_id: newerId, connected: true });
+  });
+
   it('a Hello naming any other session than the live one is refused, and the live session keeps its host', async () => {
     const hostId = uniqueId('wrong-previous');
     const first = stream();

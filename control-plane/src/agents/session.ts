@@ -7,7 +7,7 @@ import { applyDiskUsage } from '../disk/usage.js';
 import { checkCertificate } from '../pki/enrollment.js';
 import { appendEvent } from '../store/events.js';
 import { inTx } from '../store/db.js';
-import { closeHostSession, sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
+import { sessionGuard, SessionSuperseded, type SessionGuard } from '../store/host-sessions.js';
 import { AckRefused, type FeedbackItem } from '../workspaces/agent-feedback.js';
 import { assignBuilds, buildProgress, buildResult, type BuildSession } from './build-messages.js';
 import { DesiredPush } from './desired-push.js';
@@ -264,7 +264,7 @@ export class AgentSession {
       // replica is draining): undo the claim, or the host could not connect to another
       // replica until this session looked dead.
       const hostId = h.hostId;
-      await this.sessions.writes(() => closeHostSession(this.sessions.db, hostId, this.id)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+      await this.sessions.disconnects.add({ hostId, sessionId: this.id }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
       return;
     }
     this.live = sessionGuard(h.hostId, this.id);
@@ -378,6 +378,6 @@ export class AgentSession {
     if (!this.hostId) return;
     this.log.info('agent disconnected');
     const hostId = this.hostId;
-    await this.sessions.writes(() => closeHostSession(this.sessions.db, hostId, this.id)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
+    await this.sessions.disconnects.add({ hostId, sessionId: this.id }).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not record the disconnect'));
   }
 }

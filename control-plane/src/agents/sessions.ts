@@ -6,6 +6,8 @@ import type { ChangeFeed } from '../events/notify.js';
 import { NO_OBSERVER, type Observer } from '../metrics/observer.js';
 import { agentIdentity } from '../pki/ca.js';
 import type { Db } from '../store/db.js';
+import { GroupCommit } from '../store/group-commit.js';
+import { closeHostSessions, type EndedSession } from '../store/host-sessions.js';
 import { DesiredLoader } from '../workspaces/desired.js';
 import type { WorkspaceService } from '../workspaces/service.js';
 import { heartbeatPeriodMs } from './heartbeat-period.js';
@@ -54,6 +56,13 @@ export interface SessionOptions {
   helloBatchMax?: number;
 }
 
+/**
+ * Connections of the agent pool the batchers may hold at once, kept free of the writes
+ * limiter: the heartbeat, Hello, report and disconnect batches one each, and two
+ * desired-state loads (workspaces/desired.ts, DesiredLoader).
+ */
+const BATCHERS_CONNECTIONS = 6;
+
 const SUPERSEDED = 'this session was superseded by a newer session for the same host';
 
 /**
@@ -74,10 +83,12 @@ export class AgentSessions {
   readonly hellos: HelloBatcher;
   /** Workspace status reports and acks of every session, in batches. */
   readonly feedback: FeedbackBatcher;
+  /** Sessions that ended, recorded many per statement (store/host-sessions.ts). */
+  readonly disconnects: GroupCommit<EndedSession>;
   /**
-   * Every database use of the sessions but heartbeats, Hellos, reports and acks, which
-   * have batchers of their own (the streams' other messages, disconnects), runs through
-   * this, at most the pool's size less two at once: after a connect storm of thousands of
+   * Every database use of the sessions but heartbeats, Hellos, reports, acks and
+   * disconnects, which have batchers of their own (the streams' other messages), runs through
+   * this, at most the pool's size less the batchers' six at once: after a connect storm of thousands of
    * agents their work waits here, each stream paused past its inbox depth, instead of
    * timing out in the pool's queue, and the batches (one transaction at a time each)
    * always find a free connection.
@@ -92,8 +103,9 @@ export class AgentSessions {
     readonly log: Logger,
     readonly observe: Observer = NO_OBSERVER,
   ) {
-    this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - 2));
+    this.writes = pLimit(Math.max(1, (opts.dbConnections ?? 10) - BATCHERS_CONNECTIONS));
     this.desired = new DesiredLoader(db);
+    this.disconnects = new GroupCommit((ended) => closeHostSessions(db, ended), 1000);
     this.heartbeats = new HeartbeatBatcher(db, opts.heartbeatBatchMs ?? 50, opts.heartbeatBatchMax ?? 1000, log);
     this.hellos = new HelloBatcher(
       db,
@@ -116,7 +128,7 @@ export class AgentSessions {
 
   /** Agent-plane writes queued or running (the disconnects of streams just ended among them): a drain waits for them. */
   get pendingWrites(): number {
-    return this.writes.activeCount + this.writes.pendingCount;
+    return this.writes.activeCount + this.writes.pendingCount + this.disconnects.size;
   }
 
   start(): void {

@@ -8,6 +8,7 @@
 export class GroupCommit<T> {
   private pending: { item: T; resolve(): void; reject(e: Error): void }[] = [];
   private busy = false;
+  private writing = 0;
 
   constructor(
     private readonly write: (items: T[]) => Promise<void>,
@@ -21,10 +22,16 @@ export class GroupCommit<T> {
     });
   }
 
+  /** Items waiting or being written. */
+  get size(): number {
+    return this.pending.length + this.writing;
+  }
+
   private flush(): void {
     if (this.busy || !this.pending.length) return;
     this.busy = true;
     const batch = this.pending.splice(0, this.max);
+    this.writing = batch.length;
     this.write(batch.map((b) => b.item))
       .then(
         () => batch.forEach((b) => b.resolve()),
@@ -32,6 +39,7 @@ export class GroupCommit<T> {
       )
       .finally(() => {
         this.busy = false;
+        this.writing = 0;
         this.flush();
       });
   }

@@ -1,6 +1,5 @@
 import type { Db, Tx } from './db.js';
 import { inTx } from './db.js';
-import { appendEvent } from './events.js';
 
 /** An image as the agent reported it, already checked (ref present, at most 512 characters). */
 export interface HostImageRow {
@@ -36,21 +35,31 @@ export interface HelloRow {
 
 /* Opening a session (the Hello): store/session-claims.ts, batched. */
 
-/** The session ended: the host is disconnected, with its event, unless a newer session holds it. */
-export async function closeHostSession(db: Db, hostId: string, sessionId: string): Promise<boolean> {
-  return inTx(db, async (tx) => {
-    const { rowCount } = await tx.query('UPDATE host_status SET connected = false WHERE host_id = $1 AND session_id = $2', [hostId, sessionId]);
-    if (!rowCount) return false;
-    await appendEvent(tx, {
-      kind: 'host.disconnected',
-      actor: 'control-plane',
-      reason: "its agent's session ended",
-      hostId,
-      changes: { connected: { from: true, to: false } },
-      data: { sessionId },
-    });
-    return true;
-  });
+/** An agent stream that ended, as its host's session. */
+export interface EndedSession {
+  hostId: string;
+  sessionId: string;
+}
+
+/**
+ * Sessions that ended, in one transaction: each host is disconnected, with its
+ * host.disconnected event, unless a newer session holds it (then nothing changes for
+ * that host). A replica whose thousands of agents leave at once (a network cut, its own
+ * shutdown) records them in a few statements, not one transaction each.
+ */
+export async function closeHostSessions(db: Db, ended: EndedSession[]): Promise<void> {
+  await db.query(
+    `WITH closed AS (
+       UPDATE host_status s SET connected = false
+         FROM unnest($1::text[], $2::text[]) AS x(host_id, session_id)
+        WHERE s.host_id = x.host_id AND s.session_id = x.session_id
+        RETURNING s.host_id, s.session_id)
+     INSERT INTO events (kind, actor, reason, host_id, changes, data)
+     SELECT 'host.disconnected', 'control-plane', 'its agent''s session ended', host_id,
+            '{"connected":{"from":true,"to":false}}'::jsonb, jsonb_build_object('sessionId', session_id)
+       FROM closed`,
+    [ended.map((e) => e.hostId), ended.map((e) => e.sessionId)],
+  );
 }
 
 /** The host's image inventory becomes exactly `images`. */
