@@ -32,6 +32,7 @@ class ChainAgent {
   readonly received: DesiredState[] = [];
   readonly requests: number[] = [];
   sessionId = '';
+  hostId = '';
   dropNext = false;
 
   constructor(
@@ -64,6 +65,7 @@ class ChainAgent {
   }
 
   async hello(hostId: string): Promise<void> {
+    this.hostId = hostId;
     this.call.write({
       payload: {
         $case: 'hello',
@@ -136,9 +138,15 @@ describe('incremental desired state: complete first, then deltas chained by revi
     t = await startTestControlPlane({ A4C_DESIRED_COMPLETE_EVERY: '0' });
     db = new pg.Pool({ connectionString: t.databaseUrl, max: 2 });
   });
-  afterEach(() => {
-    // One host at a time takes the workspaces: the previous test's hosts go away.
-    for (const a of agents.splice(0)) a.close();
+  afterEach(async () => {
+    // One host at a time takes the workspaces: the previous test's hosts go away, and
+    // are seen gone before the next test creates (or placement may still pick one).
+    const gone = agents.splice(0);
+    for (const a of gone) a.close();
+    await waitFor('the previous test\'s hosts disconnected', async () => {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM host_status WHERE host_id = ANY($1) AND connected', [gone.map((a) => a.hostId)]);
+      return rows[0]?.n === 0 || undefined;
+    }, 15_000);
   });
   after(async () => {
     await db?.end();
@@ -209,6 +217,7 @@ describe('incremental desired state: complete first, then deltas chained by revi
     const a = await connect(hostId);
     const w1 = await create('u-again', 'one');
     const w2 = await create('u-again', 'two');
+    expect([w1.hostId, w2.hostId]).to.deep.equal([hostId, hostId]);
     await held(a, await revision(hostId));
     a.close();
     await waitFor('the disconnect recorded', async () => {
