@@ -20,13 +20,13 @@
  * Run: npm run bench -- agent-fleet
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { NO_LIMITS } from './agent.js';
-import { machine, percentile } from './lib.js';
+import { cpuSeconds, machine, percentile, postgresCpuSeconds } from './lib.js';
 import { SimFleet } from './sim-agents.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -36,34 +36,9 @@ const PROPAGATION_AGENTS = Number(process.env.BENCH_PROPAGATION_AGENTS ?? 1000);
 const CREATES = Number(process.env.BENCH_CREATES ?? 2000);
 const CLIENTS = 32;
 const MAIN = process.env.BENCH_CONTROL_PLANE ?? path.join(ROOT, 'control-plane/dist/main.js');
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
-  } catch {
-    return 0;
-  }
-}
-
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : 0;
-}
-
-/** CPU seconds of every postgres process (the embedded server and its backends). */
-function postgresCpuSeconds(): number {
-  let total = 0;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return total;
 }
 
 interface Replica {
@@ -125,7 +100,7 @@ async function steadyState(): Promise<void> {
   const cp = await startReplica({});
   const pid = cp.proc.pid as number;
   const connectCpu0 = cpuSeconds(pid);
-  const connectPg0 = postgresCpuSeconds();
+  const connectPg0 = postgresCpuSeconds(pid);
   let t0 = performance.now();
   const fleet = await SimFleet.start({ controlPlane: cp.grpc, count: AGENTS, hostPrefix: 'fleet', welcomeTimeoutMs: 60_000 });
   // A build that cannot take the connect storm is measured anyway, with what connected.
@@ -136,7 +111,7 @@ async function steadyState(): Promise<void> {
   });
   const connectSeconds = (performance.now() - t0) / 1000;
   const connectCpu = cpuSeconds(pid) - connectCpu0;
-  const connectPg = postgresCpuSeconds() - connectPg0;
+  const connectPg = postgresCpuSeconds(pid) - connectPg0;
   const connectReconnects = fleet.counters().reconnects;
   // Let the connect storm settle (first desired states, their acks): a full heartbeat
   // period and then some (BENCH_SETTLE_SECONDS, default 15).
@@ -145,7 +120,7 @@ async function steadyState(): Promise<void> {
   const heartbeats0 = fleet.counters().heartbeats;
 
   const cpu0 = cpuSeconds(pid);
-  const pg0 = postgresCpuSeconds();
+  const pg0 = postgresCpuSeconds(pid);
   const self0 = process.cpuUsage();
   const falselyUnhealthy = new Set<string>();
   let maxRss = 0;
@@ -169,7 +144,7 @@ async function steadyState(): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
-  const pgCpu = postgresCpuSeconds() - pg0;
+  const pgCpu = postgresCpuSeconds(pid) - pg0;
   const self = process.cpuUsage(self0);
   const c = fleet.counters();
   const periods = (
@@ -219,7 +194,7 @@ async function propagation(): Promise<void> {
   const pid = cp.proc.pid as number;
   const c0 = fleet.counters();
   const cpu0 = cpuSeconds(pid);
-  const pg0 = postgresCpuSeconds();
+  const pg0 = postgresCpuSeconds(pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CLIENTS }, async (_, c) => {
@@ -241,7 +216,7 @@ async function propagation(): Promise<void> {
   // Stragglers: wait up to 10 s for the last pushes.
   for (let i = 0; i < 100 && [...answered.keys()].some((id) => !received.has(id)); i++) await new Promise((r) => setTimeout(r, 100));
   const cpu = cpuSeconds(pid) - cpu0;
-  const pgCpu = postgresCpuSeconds() - pg0;
+  const pgCpu = postgresCpuSeconds(pid) - pg0;
   const c1 = fleet.counters();
   const lat = [...answered].map(([id, at]) => Math.max(0, (received.get(id) ?? Infinity) - at)).sort((a, b) => a - b);
   const missing = lat.filter((x) => !Number.isFinite(x)).length;

@@ -28,7 +28,7 @@
  * when the creates end are counted too.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { newestProjectImages } from '@a4c/control-plane/placement-store';
 import { NO_LIMITS } from './agent.js';
-import { machine, percentile } from './lib.js';
+import { cpuSeconds, machine, percentile, postgresCpuSeconds } from './lib.js';
 import { SimFleet } from './sim-agents.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -51,48 +51,6 @@ const CREATES = Number(process.env.BENCH_CREATES ?? 10_000);
 const BULK = Number(process.env.BENCH_BULK ?? 100);
 const BULK_CREATES = Number(process.env.BENCH_BULK_CREATES ?? CREATES);
 const MAIN = process.env.BENCH_CONTROL_PLANE ?? path.join(ROOT, 'control-plane/dist/main.js');
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * CPU seconds of this run's PostgreSQL: the postgres processes descending from the
- * control plane (it starts the embedded server), with the postmaster's exited children
- * (cutime, cstime). Not every process named postgres: other servers on a shared
- * machine would count.
- */
-function postgresCpuSeconds(cpPid: number): number {
-  const procs = new Map<number, { ppid: number; comm: string; f: string[] }>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const raw = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
-      procs.set(Number(d), { ppid: Number(f[1]), comm: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), f });
-    } catch {
-      // gone
-    }
-  }
-  const mine = (pid: number): boolean => {
-    for (let p = procs.get(pid)?.ppid, hops = 0; p && hops < 10; p = procs.get(p)?.ppid, hops++) if (p === cpPid) return true;
-    return false;
-  };
-  let total = 0;
-  for (const [pid, p] of procs) {
-    if (p.comm !== 'postgres' || !mine(pid)) continue;
-    total += (Number(p.f[11]) + Number(p.f[12])) / TICKS; // utime, stime
-    if (procs.get(p.ppid)?.comm !== 'postgres') total += (Number(p.f[13]) + Number(p.f[14])) / TICKS; // the postmaster: its reaped children
-  }
-  return total;
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();

@@ -9,13 +9,13 @@
  * Run: BENCH_REPLICAS=2 npm run bench -- replicas   (BENCH_HOSTS, BENCH_CLIENTS, BENCH_CREATES to vary)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { NO_LIMITS } from './agent.js';
-import { machine, percentile } from './lib.js';
+import { cpuSeconds, machine, percentile, postgresCpuSeconds } from './lib.js';
 import { SimFleet } from './sim-agents.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,31 +23,6 @@ const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 1);
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 32);
 const CREATES = Number(process.env.BENCH_CREATES ?? 5000);
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(f[11]) + Number(f[12])) / TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-/** CPU seconds of this run's PostgreSQL: its postmaster and the postmaster's children (not other people's servers). */
-function postgresCpuSeconds(postmaster: number): number {
-  let total = cpuSeconds(postmaster);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
-      if (ppid === postmaster) total += cpuSeconds(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return total;
-}
 
 async function ready(api: string, proc: ChildProcess): Promise<void> {
   for (let i = 0; ; i++) {
