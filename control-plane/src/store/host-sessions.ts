@@ -63,17 +63,23 @@ export async function closeHostSessions(db: Db, ended: EndedSession[]): Promise<
 }
 
 /** The host's image inventory becomes exactly `images`. */
-export async function replaceImages(tx: Tx, hostId: string, images: HostImageRow[]): Promise<void> {
-  await tx.query('DELETE FROM host_images WHERE host_id = $1', [hostId]);
+export function replaceImages(tx: Tx, hostId: string, images: HostImageRow[]): Promise<void> {
+  return replaceImagesOf(tx, [{ hostId, images }]);
+}
+
+/** Each host's image inventory becomes exactly what is given for it: two statements for all of them. */
+export async function replaceImagesOf(tx: Tx, hosts: { hostId: string; images: HostImageRow[] }[]): Promise<void> {
+  await tx.query('DELETE FROM host_images WHERE host_id = ANY($1::text[])', [hosts.map((h) => h.hostId)]);
+  const images = hosts.flatMap((h) => h.images.map((i) => ({ hostId: h.hostId, ...i })));
   if (!images.length) return;
   await tx.query(
     `INSERT INTO host_images (host_id, ref, image_id, project, arch, change_number, created_at)
-     SELECT $1, ref, image_id, NULLIF(project, ''), NULLIF(arch, ''), NULLIF(change, ''), to_timestamp(created)
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
-            AS t(ref, image_id, project, arch, change, created)
+     SELECT host_id, ref, image_id, NULLIF(project, ''), NULLIF(arch, ''), NULLIF(change, ''), to_timestamp(created)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
+            AS t(host_id, ref, image_id, project, arch, change, created)
      ON CONFLICT DO NOTHING`,
     [
-      hostId,
+      images.map((i) => i.hostId),
       images.map((i) => i.ref),
       images.map((i) => i.imageId),
       images.map((i) => i.project),

@@ -3,7 +3,7 @@ import { certificateRows, certificateVerdict } from '../pki/enrollment.js';
 import type { Db, Tx } from './db.js';
 import { inTx } from './db.js';
 import { changesOf } from './events.js';
-import type { HelloRow } from './host-sessions.js';
+import { replaceImagesOf, type HelloRow } from './host-sessions.js';
 
 /** One agent's Hello, claiming its host for a new session. */
 export interface HelloClaim extends HelloRow {
@@ -177,27 +177,4 @@ async function claimHosts(tx: Tx, cands: HelloClaim[], p: ClaimPolicy, results: 
   for (const { c, was: h, takeover } of won) {
     results.set(c, { ok: true, heartbeatIntervalMs: periodMs, superseded: h?.connected && h.session_id ? h.session_id : null, takeover });
   }
-}
-
-/** Each claiming host's image inventory becomes exactly what its Hello listed: two statements for the batch. */
-async function replaceImagesOf(tx: Tx, claims: HelloClaim[]): Promise<void> {
-  await tx.query('DELETE FROM host_images WHERE host_id = ANY($1::text[])', [claims.map((c) => c.hostId)]);
-  const images = claims.flatMap((c) => c.images.map((i) => ({ hostId: c.hostId, ...i })));
-  if (!images.length) return;
-  await tx.query(
-    `INSERT INTO host_images (host_id, ref, image_id, project, arch, change_number, created_at)
-     SELECT host_id, ref, image_id, NULLIF(project, ''), NULLIF(arch, ''), NULLIF(change, ''), to_timestamp(created)
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[])
-            AS t(host_id, ref, image_id, project, arch, change, created)
-     ON CONFLICT DO NOTHING`,
-    [
-      images.map((i) => i.hostId),
-      images.map((i) => i.ref),
-      images.map((i) => i.imageId),
-      images.map((i) => i.project),
-      images.map((i) => i.arch),
-      images.map((i) => i.changeNumber),
-      images.map((i) => i.createdUnix),
-    ],
-  );
 }
