@@ -3,23 +3,11 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { ControlPlaneAddresses, ControlPlaneSession } from '@a4c/agent';
 import { createLogger } from '@a4c/common';
-import { AgentServiceClient, AgentServiceService, type AgentMessage, type ControlMessage, type HostStats } from '@a4c/proto';
+import { AgentServiceClient, AgentServiceService, type AgentMessage, type ControlMessage } from '@a4c/proto';
 import { startTestControlPlane, uniqueId, type TestControlPlane } from './support/cluster.js';
 import { FakeClock } from './support/fake-clock.js';
 import { waitFor } from './support/net.js';
-
-const STATS: HostStats = {
-  diskPercent: 10,
-  memoryPercent: 10,
-  cpuPercent: 1,
-  workspaceContainers: 0,
-  engineContainers: 0,
-  dockerReady: true,
-  diskUsedBytes: 1,
-  diskTotalBytes: 10,
-  memoryUsedBytes: 1,
-  memoryTotalBytes: 10,
-};
+import { STATS } from './support/host-stats.js';
 
 /** A hand-driven agent stream: says exactly what a test tells it to, and records what it gets. */
 class RawAgent {

@@ -2,22 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import pg from 'pg';
 import { DesiredChain } from '@a4c/agent';
-import { AgentServiceClient, type AgentMessage, type ControlMessage, type DesiredState, type HostStats } from '@a4c/proto';
+import { AgentServiceClient, type AgentMessage, type ControlMessage, type DesiredState } from '@a4c/proto';
 import { startTestControlPlane, uniqueId, type TestControlPlane } from './support/cluster.js';
 import { waitFor } from './support/net.js';
-
-const STATS: HostStats = {
-  diskPercent: 10,
-  memoryPercent: 10,
-  cpuPercent: 1,
-  workspaceContainers: 0,
-  engineContainers: 0,
-  dockerReady: true,
-  diskUsedBytes: 1,
-  diskTotalBytes: 10,
-  memoryUsedBytes: 1,
-  memoryTotalBytes: 10,
-};
+import { STATS } from './support/host-stats.js';
 
 /**
  * An agent stream over real gRPC that keeps its desired set with the agent's own

@@ -5,22 +5,11 @@ import { createLogger } from '@a4c/common';
 import { sweepLostHosts } from '@a4c/control-plane/lost-hosts';
 import { HelloBatcher } from '@a4c/control-plane/hello-batcher';
 import { openHostSessions, type ClaimPolicy, type HelloClaim } from '@a4c/control-plane/session-claims';
-import { AgentServiceClient, type AgentMessage, type ControlMessage, type HostStats } from '@a4c/proto';
+import { AgentServiceClient, type AgentMessage, type ControlMessage } from '@a4c/proto';
 import { HEARTBEAT_MS, startTestControlPlane, uniqueId, type TestControlPlane } from './support/cluster.js';
 import { waitFor } from './support/net.js';
+import { STATS } from './support/host-stats.js';
 
-const STATS: HostStats = {
-  diskPercent: 10,
-  memoryPercent: 10,
-  cpuPercent: 1,
-  workspaceContainers: 0,
-  engineContainers: 0,
-  dockerReady: true,
-  diskUsedBytes: 1,
-  diskTotalBytes: 10,
-  memoryUsedBytes: 1,
-  memoryTotalBytes: 10,
-};
 const GiB = 1024 ** 3;
 /** The control plane's own window: A4C_HEARTBEAT_MS (test default) × the default miss limit of 3. */
 const CONFIGURED_WINDOW_S = (HEARTBEAT_MS * 3) / 1000;
