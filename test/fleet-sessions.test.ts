@@ -4,6 +4,7 @@ import pg from 'pg';
 import { createLogger } from '@a4c/common';
 import { sweepLostHosts } from '@a4c/control-plane/lost-hosts';
 import { HelloBatcher } from '@a4c/control-plane/hello-batcher';
+import { closeHostSessions, recordHeartbeats } from '@a4c/control-plane/host-sessions';
 import { openHostSessions, type ClaimPolicy, type HelloClaim } from '@a4c/control-plane/session-claims';
 import { AgentServiceClient, type AgentMessage, type ControlMessage } from '@a4c/proto';
 import { HEARTBEAT_MS, startTestControlPlane, uniqueId, type TestControlPlane } from './support/cluster.js';
@@ -225,6 +226,18 @@ describe('agent sessions at fleet scale: batched Hellos, heartbeat periods that 
     expect((await db.query("SELECT 1 FROM events WHERE host_id = $1 AND reason = 'written by the replaced stream'", [hostId])).rowCount).to.equal(0);
     const events = await connectedEvents(hostId);
     expect(events.at(-1)?.data).to.deep.include({ sessionId: newSession, supersededSessionId: oldSession, takeover: true });
+  });
+
+  it("a heartbeat applied after its session's end was recorded is refused and leaves the host disconnected (a beat sent just before the stream closed)", async () => {
+    const hostId = uniqueId('late-beat');
+    const policy: ClaimPolicy = { liveWithinSeconds: CONFIGURED_WINDOW_S, heartbeatMissLimit: 3, periodMs: () => HEARTBEAT_MS };
+    const c = claim(hostId);
+    const [opened] = await openHostSessions(db, [c], policy);
+    expect(opened?.ok).to.equal(true);
+    await closeHostSessions(db, [{ hostId, sessionId: c.sessionId }]);
+    const applied = await recordHeartbeats(db, [{ hostId, sessionId: c.sessionId, stats: c.stats, serial: null, images: undefined }]);
+    expect(applied.has(c.sessionId)).to.equal(false);
+    expect(await session(hostId)).to.deep.include({ session_id: c.sessionId, connected: false });
   });
 
   it('sessions that end together are recorded together: each host disconnected with its own event, in fewer transactions than sessions; a host a newer session holds stays connected', async () => {

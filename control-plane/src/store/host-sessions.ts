@@ -135,20 +135,21 @@ export interface HeartbeatRow {
 /**
  * Heartbeats of many sessions in one transaction and one statement (images, which
  * rarely change, one statement per host that sent them). Returns the session ids whose
- * heartbeat applied: the others are no longer their host's session, or their
- * certificate was revoked. Rows are locked in host id order, so concurrent batches
+ * heartbeat applied: the others are no longer their host's session, their session's
+ * end was already recorded (a beat sent just before the stream closed must not mark the
+ * host connected again), or their certificate was revoked. Rows are locked in host id order, so concurrent batches
  * (on this replica or another) never deadlock on each other.
  */
 export async function recordHeartbeats(db: Db, beats: HeartbeatRow[]): Promise<Set<string>> {
   const sorted = [...beats].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
   return inTx(db, async (tx) => {
     const { rows } = await tx.query<{ session_id: string }>(
-      `UPDATE host_status s SET last_heartbeat_at = now(), stats = t.stats::jsonb, connected = true,
+      `UPDATE host_status s SET last_heartbeat_at = now(), stats = t.stats::jsonb,
               disk_percent = t.disk, memory_percent = t.mem, docker_ready = t.ready
          FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::bool[], $7::text[])
                  AS u(host_id, session_id, stats, disk, mem, ready, serial)
                 WHERE NOT EXISTS (SELECT 1 FROM revoked_certificates r WHERE r.serial = u.serial)) t
-        WHERE s.host_id = t.host_id AND s.session_id = t.session_id
+        WHERE s.host_id = t.host_id AND s.session_id = t.session_id AND s.connected
         RETURNING s.session_id`,
       [
         sorted.map((b) => b.hostId),
