@@ -329,12 +329,15 @@ describe('web dashboard in a real browser', function () {
     await page.getByRole('heading', { name: build.imageTag }).waitFor();
     await page.getByText('Waiting for the first log lines').waitFor();
 
-    await page.getByRole('button', { name: 'Cancel build', exact: true }).click();
+    // The page's own button (the dialog's confirm button has the same name).
+    const cancelBuild = page.locator('header').getByRole('button', { name: 'Cancel build', exact: true });
+    await cancelBuild.click();
     const dialog = page.getByRole('dialog', { name: `Cancel ${build.imageTag}?` });
     await dialog.getByText('It leaves the queue and is never built.').waitFor();
     await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden' });
     expect((await t.api.call<Build>('GET', `/v1/image-schedules/${build.id}`)).body.status, 'not cancelled before the user confirms').to.equal('SCHEDULED');
-    await page.getByRole('button', { name: 'Cancel build', exact: true }).click();
+    await cancelBuild.click();
     await dialog.getByRole('button', { name: 'Cancel build' }).click();
     await page.locator('.page-header [data-status="CANCELLED"]').waitFor();
     expect((await t.api.call<Build>('GET', `/v1/image-schedules/${build.id}`)).body.status).to.equal('CANCELLED');
