@@ -1,3 +1,4 @@
+import { normalizeSerial } from '@a4c/common';
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -145,7 +146,7 @@ describe('agents prove who they are: TLS with client certificates, join-token en
     expect(cert.subjectAltName).to.equal(`URI:a4c://host/${hostA}`);
     expect(cert.verify(new X509Certificate(await storedCa()).publicKey)).to.equal(true);
     const s = await status(agentA);
-    expect(s.controlPlane.tls).to.include({ mode: 'tls', enrolled: true, certificateHostId: hostA, serial: cert.serialNumber.toLowerCase() });
+    expect(s.controlPlane.tls).to.include({ mode: 'tls', enrolled: true, certificateHostId: hostA, serial: normalizeSerial(cert.serialNumber) });
 
     const ws = await t.api.createWorkspace(uniqueId('tls-user'), { projectName: 'tls', arch: 'linux-x64', tier: 'tiny' });
     expect(ws.status).to.equal('RUNNING');
